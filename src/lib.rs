@@ -1,0 +1,62 @@
+//! # umacvlan — a userspace macvlan
+//!
+//! umacvlan gives containers and VMs their own MAC address on a physical network, as
+//! the kernel's macvlan does, with the kernel's four modes (bridge, VEPA, private,
+//! passthru, plus source), but switched in userspace over AF_XDP: per-port counters,
+//! a host port that can reach its own children, and control over broadcast.
+//!
+//! ## Layers
+//! ```text
+//!   topology   control rules (spec §5); publishes a PortTable per change
+//!      │ table::Writer  ──RCU snapshot──▶  table::Reader (one load per burst)
+//!   switch     burst loop: receive → classify → decide → stage → transmit
+//!      │ mode::decide(ingress, Facts, &PortTable) -> Verdict   (pure)
+//!   mode       the kernel's forwarding rules T1–T4, W1–W9, §3.1
+//!   table      FDB: (VLAN, MAC) → PortId, static + learned with aging
+//!   port       PortId, PortSet, Port trait (burst rx/tx), Frame, FramePool, MemPort
+//!   wire       MacAddr, EtherType, VLAN tags: checked zero-copy views
+//! ```
+//! `wire`, `table`, `mode` and `switch` never do I/O themselves: they reach frames only
+//! through the [`port::Port`] trait and a [`port::FramePool`], so the whole switching
+//! core runs and is tested in memory ([`port::MemPort`], [`port::MemPool`]).
+//!
+//! ## Frame ownership
+//! A frame is a move-only [`port::Frame`] handle to a pool slot. It is in exactly one
+//! place at a time; forwarding moves the handle, never the bytes; only a flood copies.
+//! Debug builds panic on a leaked or double-freed frame.
+//!
+//! ## Example: an in-memory switch
+//! ```
+//! use umacvlan::mode::Mode;
+//! use umacvlan::port::{FramePool, MemPool, MemPort};
+//! use umacvlan::switch::Switch;
+//! use umacvlan::topology::{EndpointConfig, ParentConfig, Topology, HOST, UPLINK};
+//! use umacvlan::wire::{emit_header, EtherType, MacAddr};
+//!
+//! let parent = ParentConfig { name: "eth1".into(), mac: "02:00:00:00:00:fe".parse()?, mtu: 1500 };
+//! let mut topo = Topology::new(parent, true)?;
+//! let a = topo.add_endpoint(EndpointConfig::new("a", Mode::Bridge).with_mac("02:00:00:00:00:01".parse()?))?;
+//! let b = topo.add_endpoint(EndpointConfig::new("b", Mode::Bridge).with_mac("02:00:00:00:00:02".parse()?))?;
+//! let mut sw: Switch<MemPort, MemPool> = Switch::new(topo.reader(), MemPool::new(256, 2048));
+//! for id in [UPLINK, HOST, a, b] {
+//!     sw.attach(id, MemPort::new(64))?;
+//! }
+//! let mut buf = [0u8; 60];
+//! emit_header(&mut buf, "02:00:00:00:00:02".parse()?, "02:00:00:00:00:01".parse()?, None, EtherType::IPV4);
+//! let f = sw.pool_mut().alloc_with(&buf).unwrap();
+//! sw.port_mut(a).unwrap().inject(f);
+//! sw.poll();
+//! let got = sw.port_mut(b).unwrap().pop_tx().expect("bridge mode switches a→b locally");
+//! sw.pool_mut().free(got);
+//! assert_eq!(sw.stats(b).unwrap().tx_packets, 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod mode;
+pub mod port;
+pub mod switch;
+pub mod table;
+pub mod topology;
+pub mod wire;

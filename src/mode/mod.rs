@@ -1,0 +1,399 @@
+//! The forwarding decision: what the kernel's macvlan would do with a frame.
+//!
+//! [`decide`] is a pure function of (ingress port, [`Facts`] of the frame, the
+//! published [`PortTable`]) returning a [`Verdict`]. It performs no I/O, allocates
+//! nothing and never fails: a frame it will not forward is `Verdict::Drop` with a
+//! [`DropReason`]. Rule ids (T1–T4, W1–W9, §3.1) refer to
+//! `shared/spec/macvlan-semantics.md`; each appears in a test of the same name.
+//!
+//! Invariants, whatever the input:
+//! * the ingress port is never in the delivery set;
+//! * a frame whose source MAC is an endpoint's is delivered back to that endpoint only
+//!   under W9 (a reflected broadcast from a private, passthru or source sender);
+//! * PAUSE frames (EtherType 0x8808) are never flooded to endpoints.
+//!
+//! Deliberate differences from the kernel, each tested:
+//! * an endpoint in bridge mode sending to its *own* MAC is dropped (`Loop`) rather than
+//!   looped back to itself;
+//! * a tagged frame from the uplink for a VLAN no network uses is dropped
+//!   (`UnknownVlan`); the kernel, with no VLAN awareness, switches it by MAC alone;
+//! * [`EndpointInfo::strict`] on a private endpoint also blocks reflected *unicast*
+//!   between siblings (the kernel isolates only broadcasts: spec §6.1). Off by default.
+
+use core::fmt;
+use core::str::FromStr;
+
+use crate::port::{EndpointInfo, PortId, PortSet, PortTable, Role};
+use crate::wire::{EtherType, MacAddr};
+
+/// A macvlan mode (`ip link ... type macvlan mode MODE`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[non_exhaustive]
+pub enum Mode {
+    /// Sibling endpoints in bridge mode are switched locally; everything else goes to
+    /// the wire. Docker's and CNI's default.
+    Bridge,
+    /// Everything goes to the wire; the external switch may reflect it back. The
+    /// kernel's default.
+    Vepa,
+    /// Like VEPA, but reflected broadcasts reach only their sender.
+    Private,
+    /// One endpoint owns the parent: it receives all of the parent's unicast.
+    Passthru,
+    /// Receives copies of frames from a list of source MACs.
+    Source,
+}
+
+impl Mode {
+    /// Every mode, in the kernel's bit order.
+    pub const ALL: [Mode; 5] = [Mode::Private, Mode::Vepa, Mode::Bridge, Mode::Passthru, Mode::Source];
+
+    /// The name used by iproute2, Docker and CNI.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Mode::Bridge => "bridge",
+            Mode::Vepa => "vepa",
+            Mode::Private => "private",
+            Mode::Passthru => "passthru",
+            Mode::Source => "source",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A mode name that is not one of the five.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown macvlan mode '{given}': expected one of bridge, vepa, private, passthru, source{hint}")]
+pub struct UnknownMode {
+    /// What was given.
+    pub given: String,
+    hint: &'static str,
+}
+
+impl FromStr for Mode {
+    type Err = UnknownMode;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Mode::ALL.into_iter().find(|m| m.as_str() == s).ok_or_else(|| UnknownMode {
+            given: s.to_owned(),
+            hint: if s.eq_ignore_ascii_case("passthrough") {
+                " (the mode is spelled 'passthru')"
+            } else if Mode::ALL.iter().any(|m| m.as_str().eq_ignore_ascii_case(s)) {
+                " (mode names are lower case)"
+            } else {
+                ""
+            },
+        })
+    }
+}
+
+/// Why the switch dropped a frame. One counter each, per port.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// Shorter than its Ethernet header (with tags).
+    Runt,
+    /// Sent by an endpoint that is down.
+    PortDown,
+    /// The ingress port is not (or no longer) in the port table.
+    UnknownPort,
+    /// Tagged with a VLAN no network on this parent uses.
+    UnknownVlan,
+    /// Unicast for a passthru parent whose endpoint is down (W5).
+    PassthruDown,
+    /// Matched a source-mode `nodst` entry whose endpoint is down: consumed (§3.1).
+    NodstConsumed,
+    /// Bridge-mode endpoint sent to its own MAC; it is never looped back.
+    Loop,
+    /// Blocked by strict private isolation.
+    PrivateIsolation,
+    /// No port takes it (e.g. unknown unicast with no host port).
+    NoDestination,
+    /// Larger than the egress port's MTU.
+    MtuExceeded,
+    /// The egress port's transmit queue was full.
+    TxFull,
+    /// No free frame for a flood copy.
+    NoBuffer,
+}
+
+impl DropReason {
+    /// Number of reasons (size of a per-port counter array).
+    pub const COUNT: usize = 12;
+    /// Every reason, in counter-index order.
+    pub const ALL: [DropReason; Self::COUNT] = [
+        DropReason::Runt,
+        DropReason::PortDown,
+        DropReason::UnknownPort,
+        DropReason::UnknownVlan,
+        DropReason::PassthruDown,
+        DropReason::NodstConsumed,
+        DropReason::Loop,
+        DropReason::PrivateIsolation,
+        DropReason::NoDestination,
+        DropReason::MtuExceeded,
+        DropReason::TxFull,
+        DropReason::NoBuffer,
+    ];
+
+    /// Counter index.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Stable snake_case name, for stats and metrics.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Runt => "runt",
+            DropReason::PortDown => "port_down",
+            DropReason::UnknownPort => "unknown_port",
+            DropReason::UnknownVlan => "unknown_vlan",
+            DropReason::PassthruDown => "passthru_down",
+            DropReason::NodstConsumed => "nodst_consumed",
+            DropReason::Loop => "loop",
+            DropReason::PrivateIsolation => "private_isolation",
+            DropReason::NoDestination => "no_destination",
+            DropReason::MtuExceeded => "mtu_exceeded",
+            DropReason::TxFull => "tx_full",
+            DropReason::NoBuffer => "no_buffer",
+        }
+    }
+}
+
+/// What [`decide`] needs to know about a frame: its header, nothing else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Facts {
+    /// Destination MAC.
+    pub dst: MacAddr,
+    /// Source MAC.
+    pub src: MacAddr,
+    /// Outer VLAN id (0 if untagged or priority-tagged).
+    pub vlan: u16,
+    /// EtherType after the tags.
+    pub ethertype: EtherType,
+}
+
+/// Where a frame goes.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Verdict {
+    /// To exactly one port (endpoint, uplink or host).
+    Forward(PortId),
+    /// To several ports (floods, source-mode copies).
+    Multi(PortSet),
+    /// Nowhere.
+    Drop(DropReason),
+}
+
+impl Verdict {
+    /// The delivery set (empty for a drop).
+    pub fn targets(&self) -> PortSet {
+        match self {
+            Verdict::Forward(p) => [*p].into_iter().collect(),
+            Verdict::Multi(s) => s.clone(),
+            Verdict::Drop(_) => PortSet::new(),
+        }
+    }
+}
+
+/// Which endpoint modes a flood reaches.
+#[derive(Clone, Copy)]
+struct Modes(u8);
+
+impl Modes {
+    const fn of(m: Mode) -> u8 {
+        1 << m as u8
+    }
+    const W6: Modes = Modes(Self::of(Mode::Private) | Self::of(Mode::Vepa) | Self::of(Mode::Bridge) | Self::of(Mode::Passthru));
+    const W7: Modes = Modes(Self::of(Mode::Vepa) | Self::of(Mode::Bridge));
+    const W8: Modes = Modes(Self::of(Mode::Vepa));
+    const T1: Modes = Modes(Self::of(Mode::Bridge));
+    #[inline(always)]
+    fn has(self, m: Mode) -> bool {
+        self.0 & Self::of(m) != 0
+    }
+}
+
+/// Adds to `set` every UP endpoint of network `vlan` whose mode is in `modes`, except
+/// `except`, that accepts `group` (`macvlan_broadcast`). PAUSE frames reach nobody.
+fn flood(set: &mut PortSet, t: &PortTable, vlan: u16, modes: Modes, except: Option<PortId>, f: &Facts) {
+    if f.ethertype == EtherType::PAUSE {
+        return;
+    }
+    for &p in t.members(vlan) {
+        if Some(p) == except {
+            continue;
+        }
+        if let Some(e) = t.endpoint(p) {
+            if e.up && modes.has(e.mode) && e.mc.accepts(f.dst) {
+                set.insert(p);
+            }
+        }
+    }
+}
+
+/// §3.1: copies to UP source-mode endpoints listing the frame's source MAC, and
+/// whether a `nodst` entry consumes the frame (even if its endpoint is down).
+#[inline]
+fn source_copies(t: &PortTable, vlan: u16, src: MacAddr) -> Option<(PortSet, bool)> {
+    let entries = t.sources(vlan, src);
+    if entries.is_empty() {
+        return None;
+    }
+    let mut set = PortSet::new();
+    let mut consume = false;
+    for s in entries {
+        if let Some(e) = t.endpoint(s.port) {
+            consume |= e.nodst;
+            if e.up {
+                set.insert(s.port);
+            }
+        }
+    }
+    Some((set, consume))
+}
+
+/// Combines a base delivery with §3.1 source copies.
+#[inline]
+fn with_copies(base: Option<PortId>, copies: Option<PortSet>, empty: DropReason) -> Verdict {
+    match (base, copies) {
+        (Some(p), None) => Verdict::Forward(p),
+        (None, None) => Verdict::Drop(empty),
+        (b, Some(mut s)) => {
+            if let Some(p) = b {
+                s.insert(p);
+            }
+            finish(s, empty)
+        }
+    }
+}
+
+#[inline]
+fn finish(s: PortSet, empty: DropReason) -> Verdict {
+    if s.is_empty() {
+        Verdict::Drop(empty)
+    } else {
+        Verdict::Multi(s)
+    }
+}
+
+/// Decides where a frame received on `ingress` goes, as the kernel's macvlan would.
+#[inline]
+pub fn decide(ingress: PortId, f: &Facts, t: &PortTable) -> Verdict {
+    let Some(info) = t.port(ingress) else {
+        return Verdict::Drop(DropReason::UnknownPort);
+    };
+    match &info.role {
+        Role::Uplink => from_wire(f, t),
+        // §2.2: what the host sends goes to the wire only, never to endpoints.
+        Role::Host => Verdict::Forward(t.uplink()),
+        Role::Endpoint(ep) => from_endpoint(ingress, ep, f, t),
+    }
+}
+
+/// §2.1, T1–T4.
+#[inline]
+fn from_endpoint(x: PortId, ep: &EndpointInfo, f: &Facts, t: &PortTable) -> Verdict {
+    if !ep.up {
+        return Verdict::Drop(DropReason::PortDown);
+    }
+    if ep.mode != Mode::Bridge {
+        return Verdict::Forward(t.uplink()); // T4
+    }
+    if f.dst.is_multicast() {
+        // T1: the other bridge siblings directly, and the wire.
+        let mut s = PortSet::new();
+        flood(&mut s, t, ep.vlan, Modes::T1, Some(x), f);
+        s.insert(t.uplink());
+        return Verdict::Multi(s);
+    }
+    match t.lookup(ep.vlan, f.dst) {
+        Some(y) if y == x => Verdict::Drop(DropReason::Loop),
+        Some(y) if t.endpoint(y).is_some_and(|e| e.mode == Mode::Bridge) => {
+            // T2: into the lower's receive path, so §3.1 source matching runs too.
+            match source_copies(t, ep.vlan, f.src) {
+                None => Verdict::Forward(y),
+                Some((s, true)) => finish(s, DropReason::NodstConsumed),
+                Some((s, false)) => with_copies(Some(y), Some(s), DropReason::NoDestination),
+            }
+        }
+        _ => Verdict::Forward(t.uplink()), // T3
+    }
+}
+
+/// §3: frames arriving from the wire, reflected ones included.
+#[inline]
+fn from_wire(f: &Facts, t: &PortTable) -> Verdict {
+    let vlan = f.vlan;
+    if vlan != 0 && !t.has_network(vlan) {
+        return Verdict::Drop(DropReason::UnknownVlan);
+    }
+    // §3.1 runs first, for unicast and multicast alike.
+    let copies = match source_copies(t, vlan, f.src) {
+        Some((s, true)) => return finish(s, DropReason::NodstConsumed),
+        Some((s, false)) => Some(s),
+        None => None,
+    };
+    if !f.dst.is_multicast() {
+        return wire_unicast(f, t, vlan, copies);
+    }
+    let mut s = copies.unwrap_or_default();
+    let sender = t.lookup(vlan, f.src).and_then(|p| t.endpoint(p).map(|e| (p, e.mode)));
+    let modes = match sender {
+        None => Modes::W6,
+        Some((_, Mode::Vepa)) => Modes::W7,
+        Some((_, Mode::Bridge)) => Modes::W8,
+        Some((x, _)) => {
+            // W9: back to the private / passthru / source sender only, no mc filter,
+            // and the host stack does not get it.
+            s.insert(x);
+            return Verdict::Multi(s);
+        }
+    };
+    flood(&mut s, t, vlan, modes, sender.map(|(p, _)| p), f);
+    if let Some(h) = t.host() {
+        s.insert(h);
+    }
+    finish(s, DropReason::NoDestination)
+}
+
+/// §3.2, W1–W5.
+#[inline]
+fn wire_unicast(f: &Facts, t: &PortTable, vlan: u16, copies: Option<PortSet>) -> Verdict {
+    if let Some(pt) = t.passthru() {
+        // W5: the passthru endpoint gets all unicast, whatever the destination; never the host.
+        let up = t.endpoint(pt).is_some_and(|e| e.up);
+        return with_copies(up.then_some(pt), copies, DropReason::PassthruDown);
+    }
+    let dest = t.lookup(vlan, f.dst).and_then(|p| t.endpoint(p).map(|e| (p, e)));
+    match dest {
+        Some((p, e)) if e.mode != Mode::Source => {
+            // W1, unless strict private isolation forbids this sibling-to-sibling frame.
+            if strict_blocks(t, vlan, e, f.src, p) {
+                return with_copies(None, copies, DropReason::PrivateIsolation);
+            }
+            with_copies(Some(p), copies, DropReason::NoDestination)
+        }
+        // W2 (the lower's own MAC), W3 (unknown or down), W4 (a source endpoint's MAC).
+        _ => with_copies(t.host(), copies, DropReason::NoDestination),
+    }
+}
+
+/// Strict private: unicast reflected between two endpoints of a network, either of
+/// them private with `strict`, is blocked.
+#[inline]
+fn strict_blocks(t: &PortTable, vlan: u16, dest: &EndpointInfo, src: MacAddr, dest_port: PortId) -> bool {
+    let strict = |e: &EndpointInfo| e.mode == Mode::Private && e.strict;
+    let sender = match t.lookup(vlan, src) {
+        Some(p) if p != dest_port => t.endpoint(p),
+        _ => return false,
+    };
+    sender.is_some_and(|s| strict(s) || strict(dest))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,245 @@
+//! The burst datapath: receive, classify, decide, stage per egress, transmit once.
+//!
+//! A [`Switch`] owns its ports, its frame pool and its scratch; one thread drives it
+//! with [`Switch::poll`], so nothing in here takes a lock. Per burst it takes exactly
+//! one snapshot of the [`PortTable`]; per frame it reads the Ethernet header in place,
+//! calls [`decide`] and moves the frame handle to the stage of its egress port. Only a
+//! flood copies bytes (one copy per extra recipient, from the pool). Each egress port
+//! is then given its whole stage with one [`Port::transmit`] call.
+//!
+//! Per frame there is no allocation, lock, syscall, log line or `Result`.
+
+mod stats;
+
+pub use stats::PortStats;
+
+use crate::mode::{decide, DropReason, Facts, Verdict};
+use crate::port::{Frame, FramePool, Port, PortId, PortTable, Role, MAX_PORTS};
+use crate::table::Reader;
+use crate::wire::EthernetFrame;
+
+/// The default burst size.
+pub const DEFAULT_BURST: usize = 32;
+
+/// A switch instance: one parent's ports, driven by one thread.
+pub struct Switch<P: Port, B: FramePool, const BURST: usize = DEFAULT_BURST> {
+    table: Reader<PortTable>,
+    pool: B,
+    ports: Vec<Option<P>>,
+    stats: Vec<PortStats>,
+    rx: Vec<Frame>,
+    stage: Vec<Vec<Frame>>,
+    touched: Vec<PortId>,
+}
+
+/// Why a port could not be attached.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AttachError {
+    /// The id is beyond [`MAX_PORTS`].
+    #[error("port id {0} is beyond the limit of {MAX_PORTS} ports")]
+    TooMany(u16),
+    /// Something is attached there already.
+    #[error("{0} already has an attached port")]
+    Busy(PortId),
+}
+
+impl<P: Port, B: FramePool, const BURST: usize> Switch<P, B, BURST> {
+    /// A switch reading its port table from `table` and taking frames from `pool`.
+    pub fn new(table: Reader<PortTable>, pool: B) -> Self {
+        Switch {
+            table,
+            pool,
+            ports: Vec::new(),
+            stats: Vec::new(),
+            rx: Vec::with_capacity(BURST),
+            stage: Vec::new(),
+            touched: Vec::with_capacity(MAX_PORTS),
+        }
+    }
+
+    /// Attaches the I/O side of port `id`. Its role and addresses come from the port
+    /// table; a port attached here but absent from the table drops what it receives.
+    ///
+    /// # Errors
+    /// If the id is out of range or already attached.
+    pub fn attach(&mut self, id: PortId, port: P) -> Result<(), AttachError> {
+        let i = id.0 as usize;
+        if i >= MAX_PORTS {
+            return Err(AttachError::TooMany(id.0));
+        }
+        if self.ports.len() <= i {
+            self.ports.resize_with(i + 1, || None);
+            self.stats.resize_with(i + 1, PortStats::default);
+            self.stage.resize_with(i + 1, || Vec::with_capacity(BURST));
+        }
+        if self.ports[i].is_some() {
+            return Err(AttachError::Busy(id));
+        }
+        self.ports[i] = Some(port);
+        self.stats[i] = PortStats::default();
+        Ok(())
+    }
+
+    /// Detaches port `id` and returns it (with whatever is still queued in it).
+    pub fn detach(&mut self, id: PortId) -> Option<P> {
+        self.ports.get_mut(id.0 as usize)?.take()
+    }
+
+    /// The attached port `id`.
+    pub fn port_mut(&mut self, id: PortId) -> Option<&mut P> {
+        self.ports.get_mut(id.0 as usize)?.as_mut()
+    }
+
+    /// The frame pool.
+    pub fn pool(&self) -> &B {
+        &self.pool
+    }
+
+    /// The frame pool, for injecting or reclaiming frames.
+    pub fn pool_mut(&mut self) -> &mut B {
+        &mut self.pool
+    }
+
+    /// Port `id`'s counters.
+    pub fn stats(&self, id: PortId) -> Option<&PortStats> {
+        self.stats.get(id.0 as usize)
+    }
+
+    /// Counters of every attached port.
+    pub fn all_stats(&self) -> impl Iterator<Item = (PortId, &PortStats)> {
+        self.ports
+            .iter()
+            .zip(&self.stats)
+            .enumerate()
+            .filter(|(_, (p, _))| p.is_some())
+            .map(|(i, (_, s))| (PortId(i as u16), s))
+    }
+
+    /// One pass over every attached port: up to `BURST` frames from each. Returns how
+    /// many frames were received.
+    pub fn poll(&mut self) -> usize {
+        let mut n = 0;
+        for i in 0..self.ports.len() {
+            n += self.poll_port(PortId(i as u16));
+        }
+        n
+    }
+
+    /// Receives and forwards one burst from port `id`. Returns how many frames were
+    /// received.
+    pub fn poll_port(&mut self, id: PortId) -> usize {
+        let Some(Some(port)) = self.ports.get_mut(id.0 as usize) else {
+            return 0;
+        };
+        debug_assert!(self.rx.is_empty());
+        port.receive(&mut self.rx, BURST);
+        let n = self.rx.len();
+        if n == 0 {
+            return 0;
+        }
+        let snap = self.table.snapshot();
+        let t: &PortTable = &snap;
+        let mut rx = core::mem::take(&mut self.rx);
+        let mut rx_bytes = 0u64;
+        for frame in rx.drain(..) {
+            rx_bytes += frame.len() as u64;
+            let facts = match EthernetFrame::new_checked(self.pool.data(&frame)) {
+                Ok(h) => Facts { dst: h.dst(), src: h.src(), vlan: h.vlan().unwrap_or(0), ethertype: h.ethertype() },
+                Err(_) => {
+                    self.drop_frame(id, frame, DropReason::Runt);
+                    continue;
+                }
+            };
+            match decide(id, &facts, t) {
+                Verdict::Forward(q) => self.stage_frame(t, id, q, frame),
+                Verdict::Multi(set) => {
+                    let mut it = set.iter().peekable();
+                    while let Some(q) = it.next() {
+                        if it.peek().is_none() {
+                            self.stage_frame(t, id, q, frame);
+                            break;
+                        }
+                        match self.pool.duplicate(&frame) {
+                            Some(c) => self.stage_frame(t, id, q, c),
+                            None => self.stats[id.0 as usize].drop(DropReason::NoBuffer),
+                        }
+                    }
+                }
+                Verdict::Drop(r) => self.drop_frame(id, frame, r),
+            }
+        }
+        self.rx = rx;
+        let s = &mut self.stats[id.0 as usize];
+        s.rx_packets += n as u64;
+        s.rx_bytes += rx_bytes;
+        self.flush();
+        n
+    }
+
+    fn drop_frame(&mut self, at: PortId, f: Frame, r: DropReason) {
+        self.stats[at.0 as usize].drop(r);
+        self.pool.free(f);
+    }
+
+    /// Moves `f` to egress `q`'s stage, after the MTU check and VLAN tag fix-up.
+    #[inline]
+    fn stage_frame(&mut self, t: &PortTable, ingress: PortId, q: PortId, mut f: Frame) {
+        let qi = q.0 as usize;
+        let Some(info) = t.port(q) else {
+            return self.drop_frame(ingress, f, DropReason::UnknownPort);
+        };
+        if qi >= self.ports.len() || self.ports[qi].is_none() {
+            return self.drop_frame(ingress, f, DropReason::UnknownPort);
+        }
+        match &info.role {
+            Role::Endpoint(_) => {
+                // Endpoints speak untagged: pop the network's tag of a frame from the wire.
+                if t.port(ingress).is_some_and(|i| matches!(i.role, Role::Uplink)) {
+                    self.pool.pop_vlan(&mut f);
+                }
+            }
+            Role::Uplink => {
+                // Frames from an endpoint of a VLAN network get its tag on the wire.
+                if let Some(v) = t.endpoint(ingress).map(|e| e.vlan).filter(|&v| v != 0) {
+                    if !self.pool.push_vlan(&mut f, v) {
+                        return self.drop_frame(q, f, DropReason::NoBuffer);
+                    }
+                }
+            }
+            _ => {}
+        }
+        let hdr = EthernetFrame::new_checked(self.pool.data(&f)).map_or(14, |h| h.payload_offset());
+        if f.len() > hdr + info.mtu as usize {
+            return self.drop_frame(q, f, DropReason::MtuExceeded);
+        }
+        let st = &mut self.stage[qi];
+        if st.is_empty() {
+            self.touched.push(q);
+        }
+        st.push(f);
+    }
+
+    /// Hands each egress port its stage in one call; frees and counts what did not fit.
+    fn flush(&mut self) {
+        for q in self.touched.drain(..) {
+            let qi = q.0 as usize;
+            let stage = &mut self.stage[qi];
+            let staged = stage.len();
+            let bytes: u64 = stage.iter().map(|f| f.len() as u64).sum();
+            let port = self.ports[qi].as_mut().expect("staged only for attached ports");
+            port.transmit(stage);
+            let s = &mut self.stats[qi];
+            let left = stage.len();
+            let left_bytes: u64 = stage.iter().map(|f| f.len() as u64).sum();
+            s.tx_packets += (staged - left) as u64;
+            s.tx_bytes += bytes - left_bytes;
+            if left > 0 {
+                s.drops[DropReason::TxFull.index()] += left as u64;
+                for f in stage.drain(..) {
+                    self.pool.free(f);
+                }
+            }
+        }
+    }
+}

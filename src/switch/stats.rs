@@ -1,0 +1,43 @@
+//! Per-port counters.
+
+use crate::mode::DropReason;
+
+/// Counters of one port. Receive counters count what the port handed to the switch;
+/// transmit counters what the port accepted; drops are charged to the ingress port
+/// when the decision dropped the frame, to the egress port when it could not take it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PortStats {
+    /// Frames received.
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames transmitted.
+    pub tx_packets: u64,
+    /// Bytes transmitted.
+    pub tx_bytes: u64,
+    /// Drops, indexed by [`DropReason::index`].
+    pub drops: [u64; DropReason::COUNT],
+}
+
+impl PortStats {
+    /// Counts one drop.
+    #[inline(always)]
+    pub fn drop(&mut self, r: DropReason) {
+        self.drops[r.index()] += 1;
+    }
+
+    /// Drops for reason `r`.
+    pub fn dropped(&self, r: DropReason) -> u64 {
+        self.drops[r.index()]
+    }
+
+    /// All drops.
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    /// Non-zero drop counters with their names.
+    pub fn drop_reasons(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        DropReason::ALL.iter().map(|r| (r.as_str(), self.drops[r.index()])).filter(|(_, n)| *n > 0)
+    }
+}
