@@ -46,7 +46,13 @@ pub enum Mode {
 
 impl Mode {
     /// Every mode, in the kernel's bit order.
-    pub const ALL: [Mode; 5] = [Mode::Private, Mode::Vepa, Mode::Bridge, Mode::Passthru, Mode::Source];
+    pub const ALL: [Mode; 5] = [
+        Mode::Private,
+        Mode::Vepa,
+        Mode::Bridge,
+        Mode::Passthru,
+        Mode::Source,
+    ];
 
     /// The name used by iproute2, Docker and CNI.
     pub const fn as_str(self) -> &'static str {
@@ -68,7 +74,9 @@ impl fmt::Display for Mode {
 
 /// A mode name that is not one of the five.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown macvlan mode '{given}': expected one of bridge, vepa, private, passthru, source{hint}")]
+#[error(
+    "unknown macvlan mode '{given}': expected one of bridge, vepa, private, passthru, source{hint}"
+)]
 pub struct UnknownMode {
     /// What was given.
     pub given: String,
@@ -79,16 +87,19 @@ impl FromStr for Mode {
     type Err = UnknownMode;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Mode::ALL.into_iter().find(|m| m.as_str() == s).ok_or_else(|| UnknownMode {
-            given: s.to_owned(),
-            hint: if s.eq_ignore_ascii_case("passthrough") {
-                " (the mode is spelled 'passthru')"
-            } else if Mode::ALL.iter().any(|m| m.as_str().eq_ignore_ascii_case(s)) {
-                " (mode names are lower case)"
-            } else {
-                ""
-            },
-        })
+        Mode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| UnknownMode {
+                given: s.to_owned(),
+                hint: if s.eq_ignore_ascii_case("passthrough") {
+                    " (the mode is spelled 'passthru')"
+                } else if Mode::ALL.iter().any(|m| m.as_str().eq_ignore_ascii_case(s)) {
+                    " (mode names are lower case)"
+                } else {
+                    ""
+                },
+            })
     }
 }
 
@@ -208,7 +219,12 @@ impl Modes {
     const fn of(m: Mode) -> u8 {
         1 << m as u8
     }
-    const W6: Modes = Modes(Self::of(Mode::Private) | Self::of(Mode::Vepa) | Self::of(Mode::Bridge) | Self::of(Mode::Passthru));
+    const W6: Modes = Modes(
+        Self::of(Mode::Private)
+            | Self::of(Mode::Vepa)
+            | Self::of(Mode::Bridge)
+            | Self::of(Mode::Passthru),
+    );
     const W7: Modes = Modes(Self::of(Mode::Vepa) | Self::of(Mode::Bridge));
     const W8: Modes = Modes(Self::of(Mode::Vepa));
     const T1: Modes = Modes(Self::of(Mode::Bridge));
@@ -220,7 +236,14 @@ impl Modes {
 
 /// Adds to `set` every UP endpoint of network `vlan` whose mode is in `modes`, except
 /// `except`, that accepts `group` (`macvlan_broadcast`). PAUSE frames reach nobody.
-fn flood(set: &mut PortSet, t: &PortTable, vlan: u16, modes: Modes, except: Option<PortId>, f: &Facts) {
+fn flood(
+    set: &mut PortSet,
+    t: &PortTable,
+    vlan: u16,
+    modes: Modes,
+    except: Option<PortId>,
+    f: &Facts,
+) {
     if f.ethertype == EtherType::PAUSE {
         return;
     }
@@ -342,7 +365,9 @@ fn from_wire(f: &Facts, t: &PortTable) -> Verdict {
         return wire_unicast(f, t, vlan, copies);
     }
     let mut s = copies.unwrap_or_default();
-    let sender = t.lookup(vlan, f.src).and_then(|p| t.endpoint(p).map(|e| (p, e.mode)));
+    let sender = t
+        .lookup(vlan, f.src)
+        .and_then(|p| t.endpoint(p).map(|e| (p, e.mode)));
     let modes = match sender {
         None => Modes::W6,
         Some((_, Mode::Vepa)) => Modes::W7,
@@ -369,7 +394,9 @@ fn wire_unicast(f: &Facts, t: &PortTable, vlan: u16, copies: Option<PortSet>) ->
         let up = t.endpoint(pt).is_some_and(|e| e.up);
         return with_copies(up.then_some(pt), copies, DropReason::PassthruDown);
     }
-    let dest = t.lookup(vlan, f.dst).and_then(|p| t.endpoint(p).map(|e| (p, e)));
+    let dest = t
+        .lookup(vlan, f.dst)
+        .and_then(|p| t.endpoint(p).map(|e| (p, e)));
     match dest {
         Some((p, e)) if e.mode != Mode::Source => {
             // W1, unless strict private isolation forbids this sibling-to-sibling frame.
@@ -386,7 +413,13 @@ fn wire_unicast(f: &Facts, t: &PortTable, vlan: u16, copies: Option<PortSet>) ->
 /// Strict private: unicast reflected between two endpoints of a network, either of
 /// them private with `strict`, is blocked.
 #[inline]
-fn strict_blocks(t: &PortTable, vlan: u16, dest: &EndpointInfo, src: MacAddr, dest_port: PortId) -> bool {
+fn strict_blocks(
+    t: &PortTable,
+    vlan: u16,
+    dest: &EndpointInfo,
+    src: MacAddr,
+    dest_port: PortId,
+) -> bool {
     let strict = |e: &EndpointInfo| e.mode == Mode::Private && e.strict;
     let sender = match t.lookup(vlan, src) {
         Some(p) if p != dest_port => t.endpoint(p),

@@ -57,7 +57,10 @@ impl Frame {
 impl Drop for Frame {
     fn drop(&mut self) {
         if cfg!(debug_assertions) && !std::thread::panicking() {
-            panic!("frame {:?} dropped without being freed or transmitted (leak)", self.idx);
+            panic!(
+                "frame {:?} dropped without being freed or transmitted (leak)",
+                self.idx
+            );
         }
     }
 }
@@ -164,7 +167,10 @@ impl MemPool {
     /// # Panics
     /// If `slot_size` is not larger than [`HEADROOM`] + 14 or above 64 KiB.
     pub fn new(slots: u32, slot_size: usize) -> Self {
-        assert!(slot_size > HEADROOM + 14 && slot_size <= 65536, "bad slot size {slot_size}");
+        assert!(
+            slot_size > HEADROOM + 14 && slot_size <= 65536,
+            "bad slot size {slot_size}"
+        );
         MemPool {
             mem: vec![0; slots as usize * slot_size],
             slot: slot_size,
@@ -190,7 +196,11 @@ impl FramePool for MemPool {
         let o = &mut self.owned[idx.0 as usize];
         debug_assert!(!*o, "slot {idx:?} on the free list while handed out");
         *o = true;
-        Some(Frame { idx, off: HEADROOM as u16, len: 0 })
+        Some(Frame {
+            idx,
+            off: HEADROOM as u16,
+            len: 0,
+        })
     }
 
     #[inline]
@@ -222,7 +232,8 @@ impl FramePool for MemPool {
     fn copy_slot(&mut self, from: FrameIdx, to: FrameIdx, range: core::ops::Range<usize>) {
         assert!(range.end <= self.slot);
         let (a, b) = (from.0 as usize * self.slot, to.0 as usize * self.slot);
-        self.mem.copy_within(a + range.start..a + range.end, b + range.start);
+        self.mem
+            .copy_within(a + range.start..a + range.end, b + range.start);
     }
 }
 

@@ -131,7 +131,11 @@ pub struct MemPort {
 impl MemPort {
     /// A port whose transmit queue holds at most `tx_cap` frames (a ring size).
     pub fn new(tx_cap: usize) -> Self {
-        MemPort { rx: VecDeque::new(), tx: VecDeque::with_capacity(tx_cap), tx_cap }
+        MemPort {
+            rx: VecDeque::new(),
+            tx: VecDeque::with_capacity(tx_cap),
+            tx_cap,
+        }
     }
 
     /// Queues `f` as if it arrived on the wire.
@@ -182,7 +186,10 @@ mod tests {
         assert_eq!(s.len(), 5);
         assert!(s.contains(PortId(64)) && !s.contains(PortId(65)));
         s.remove(PortId(3));
-        assert_eq!(s.iter().map(|p| p.0).collect::<Vec<_>>(), vec![0, 63, 64, 1023]);
+        assert_eq!(
+            s.iter().map(|p| p.0).collect::<Vec<_>>(),
+            vec![0, 63, 64, 1023]
+        );
         let t: PortSet = [PortId(5)].into_iter().collect();
         s.union_with(&t);
         assert!(s.contains(PortId(5)));
@@ -202,7 +209,9 @@ mod tests {
         let mut got = Vec::new();
         p.receive(&mut got, 8);
         assert_eq!(got.len(), 1);
-        got.into_iter().chain(p.drain_all().collect::<Vec<_>>()).for_each(|f| pool.free(f));
+        got.into_iter()
+            .chain(p.drain_all().collect::<Vec<_>>())
+            .for_each(|f| pool.free(f));
         assert_eq!(pool.in_use(), 0);
     }
 }

@@ -112,7 +112,12 @@ pub struct PortTable {
 
 impl PortTable {
     /// A table with only the uplink (and optionally the host port).
-    pub fn new(uplink: PortId, uplink_info: PortInfo, host: Option<(PortId, PortInfo)>, parent_mac: MacAddr) -> Self {
+    pub fn new(
+        uplink: PortId,
+        uplink_info: PortInfo,
+        host: Option<(PortId, PortInfo)>,
+        parent_mac: MacAddr,
+    ) -> Self {
         let mut t = PortTable {
             ports: Vec::new(),
             fdb: Fdb::new(),
@@ -148,8 +153,16 @@ impl PortTable {
     ///
     /// # Errors
     /// [`crate::table::Error::Occupied`] if its MAC is already in the FDB.
-    pub fn add_endpoint(&mut self, id: PortId, info: PortInfo, sources: &[MacAddr]) -> Result<(), crate::table::Error> {
-        let ep = info.endpoint().expect("add_endpoint takes an endpoint").clone();
+    pub fn add_endpoint(
+        &mut self,
+        id: PortId,
+        info: PortInfo,
+        sources: &[MacAddr],
+    ) -> Result<(), crate::table::Error> {
+        let ep = info
+            .endpoint()
+            .expect("add_endpoint takes an endpoint")
+            .clone();
         if ep.up {
             self.fdb.insert_static(FdbKey::new(ep.vlan, ep.mac), id)?;
         }
@@ -158,7 +171,10 @@ impl PortTable {
         }
         if ep.mode == Mode::Source {
             for &m in sources {
-                self.sources.entry(FdbKey::new(ep.vlan, m)).or_default().push(SourceEntry { port: id });
+                self.sources
+                    .entry(FdbKey::new(ep.vlan, m))
+                    .or_default()
+                    .push(SourceEntry { port: id });
             }
         }
         self.members.entry(ep.vlan).or_default().push(id);
@@ -180,7 +196,10 @@ impl PortTable {
 
     /// Every port, by id.
     pub fn ports(&self) -> impl Iterator<Item = (PortId, &PortInfo)> {
-        self.ports.iter().enumerate().filter_map(|(i, p)| p.as_ref().map(|p| (PortId(i as u16), p)))
+        self.ports
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.as_ref().map(|p| (PortId(i as u16), p)))
     }
 
     /// One past the highest port id in use.
@@ -200,7 +219,9 @@ impl PortTable {
         if self.sources.is_empty() {
             return &[];
         }
-        self.sources.get(&FdbKey::new(vlan, mac)).map_or(&[], Vec::as_slice)
+        self.sources
+            .get(&FdbKey::new(vlan, mac))
+            .map_or(&[], Vec::as_slice)
     }
 
     /// Endpoints of network `vlan`, up or down.

@@ -145,7 +145,12 @@ impl<P: Port, B: FramePool, const BURST: usize> Switch<P, B, BURST> {
         for frame in rx.drain(..) {
             rx_bytes += frame.len() as u64;
             let facts = match EthernetFrame::new_checked(self.pool.data(&frame)) {
-                Ok(h) => Facts { dst: h.dst(), src: h.src(), vlan: h.vlan().unwrap_or(0), ethertype: h.ethertype() },
+                Ok(h) => Facts {
+                    dst: h.dst(),
+                    src: h.src(),
+                    vlan: h.vlan().unwrap_or(0),
+                    ethertype: h.ethertype(),
+                },
                 Err(_) => {
                     self.drop_frame(id, frame, DropReason::Runt);
                     continue;
@@ -195,7 +200,9 @@ impl<P: Port, B: FramePool, const BURST: usize> Switch<P, B, BURST> {
         match &info.role {
             Role::Endpoint(_) => {
                 // Endpoints speak untagged: pop the network's tag of a frame from the wire.
-                if t.port(ingress).is_some_and(|i| matches!(i.role, Role::Uplink)) {
+                if t.port(ingress)
+                    .is_some_and(|i| matches!(i.role, Role::Uplink))
+                {
                     self.pool.pop_vlan(&mut f);
                 }
             }
@@ -227,7 +234,9 @@ impl<P: Port, B: FramePool, const BURST: usize> Switch<P, B, BURST> {
             let stage = &mut self.stage[qi];
             let staged = stage.len();
             let bytes: u64 = stage.iter().map(|f| f.len() as u64).sum();
-            let port = self.ports[qi].as_mut().expect("staged only for attached ports");
+            let port = self.ports[qi]
+                .as_mut()
+                .expect("staged only for attached ports");
             port.transmit(stage);
             let s = &mut self.stats[qi];
             let left = stage.len();

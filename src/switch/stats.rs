@@ -38,6 +38,9 @@ impl PortStats {
 
     /// Non-zero drop counters with their names.
     pub fn drop_reasons(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        DropReason::ALL.iter().map(|r| (r.as_str(), self.drops[r.index()])).filter(|(_, n)| *n > 0)
+        DropReason::ALL
+            .iter()
+            .map(|r| (r.as_str(), self.drops[r.index()]))
+            .filter(|(_, n)| *n > 0)
     }
 }

@@ -155,7 +155,13 @@ impl Fdb {
                 owner: e.port,
             }),
             _ => {
-                self.map.insert(key, FdbEntry { port, kind: EntryKind::Static });
+                self.map.insert(
+                    key,
+                    FdbEntry {
+                        port,
+                        kind: EntryKind::Static,
+                    },
+                );
                 Ok(())
             }
         }
@@ -165,14 +171,26 @@ impl Fdb {
     /// never replaced. Returns whether the table changed.
     pub fn learn(&mut self, key: FdbKey, port: PortId, now: u32) -> bool {
         match self.map.get_mut(&key) {
-            Some(FdbEntry { kind: EntryKind::Static, .. }) => false,
+            Some(FdbEntry {
+                kind: EntryKind::Static,
+                ..
+            }) => false,
             Some(e) => {
                 let changed = e.port != port;
-                *e = FdbEntry { port, kind: EntryKind::Learned { seen: now } };
+                *e = FdbEntry {
+                    port,
+                    kind: EntryKind::Learned { seen: now },
+                };
                 changed
             }
             None => {
-                self.map.insert(key, FdbEntry { port, kind: EntryKind::Learned { seen: now } });
+                self.map.insert(
+                    key,
+                    FdbEntry {
+                        port,
+                        kind: EntryKind::Learned { seen: now },
+                    },
+                );
                 true
             }
         }
@@ -226,7 +244,9 @@ pub struct Reader<T> {
 
 impl<T> Clone for Reader<T> {
     fn clone(&self) -> Self {
-        Reader { cell: self.cell.clone() }
+        Reader {
+            cell: self.cell.clone(),
+        }
     }
 }
 
@@ -265,7 +285,9 @@ impl<T: Clone> Writer<T> {
 
     /// Another reader of this cell.
     pub fn reader(&self) -> Reader<T> {
-        Reader { cell: self.cell.clone() }
+        Reader {
+            cell: self.cell.clone(),
+        }
     }
 }
 
@@ -275,7 +297,14 @@ mod tests {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
     fn mac(i: u32) -> MacAddr {
-        MacAddr::local_from_bytes([0, 0, (i >> 24) as u8, (i >> 16) as u8, (i >> 8) as u8, i as u8])
+        MacAddr::local_from_bytes([
+            0,
+            0,
+            (i >> 24) as u8,
+            (i >> 16) as u8,
+            (i >> 8) as u8,
+            i as u8,
+        ])
     }
 
     #[test]
@@ -296,7 +325,11 @@ mod tests {
         assert_eq!(t.lookup(k), Some(PortId(1)));
         assert_eq!(
             t.insert_static(k, PortId(2)),
-            Err(Error::Occupied { mac: mac(1), vlan: 0, owner: PortId(1) })
+            Err(Error::Occupied {
+                mac: mac(1),
+                vlan: 0,
+                owner: PortId(1)
+            })
         );
         assert_eq!(t.lookup(k), Some(PortId(1)));
     }
@@ -319,7 +352,8 @@ mod tests {
     #[test]
     fn failed_update_publishes_nothing() {
         let (mut w, r) = rcu(Fdb::new());
-        w.update(|t| t.insert_static(FdbKey::new(0, mac(1)), PortId(1))).unwrap();
+        w.update(|t| t.insert_static(FdbKey::new(0, mac(1)), PortId(1)))
+            .unwrap();
         let before = r.snapshot();
         let res = w.update(|t| {
             t.insert_static(FdbKey::new(0, mac(2)), PortId(2))?;
@@ -327,7 +361,10 @@ mod tests {
         });
         assert!(res.is_err());
         let after = r.snapshot();
-        assert!(Arc::ptr_eq(&before, &after), "a refused change must not be published");
+        assert!(
+            Arc::ptr_eq(&before, &after),
+            "a refused change must not be published"
+        );
         assert_eq!(after.len(), 1);
     }
 
@@ -386,7 +423,8 @@ mod tests {
         }
         stop.store(true, Ordering::Relaxed);
         for h in readers {
-            h.join().expect("a reader saw a wrong or missing stable key");
+            h.join()
+                .expect("a reader saw a wrong or missing stable key");
         }
         assert!(lookups.load(Ordering::Relaxed) >= 30_000);
     }

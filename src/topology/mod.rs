@@ -230,7 +230,12 @@ impl Topology {
     /// # Errors
     /// If the parent's MAC is not a station address or its MTU is below 68.
     pub fn new(parent: ParentConfig, host: bool) -> Result<Self, ControlError> {
-        let state = State { parent, host, networks: [0].into(), endpoints: BTreeMap::new() };
+        let state = State {
+            parent,
+            host,
+            networks: [0].into(),
+            endpoints: BTreeMap::new(),
+        };
         validate(&state)?;
         let (writer, _) = rcu(build(&state)?);
         Ok(Topology { state, writer })
@@ -269,7 +274,10 @@ impl Topology {
         Ok(())
     }
 
-    fn change<R>(&mut self, f: impl FnOnce(&mut State) -> Result<R, ControlError>) -> Result<R, ControlError> {
+    fn change<R>(
+        &mut self,
+        f: impl FnOnce(&mut State) -> Result<R, ControlError>,
+    ) -> Result<R, ControlError> {
         let mut next = self.state.clone();
         let r = f(&mut next)?;
         self.commit(next)?;
@@ -315,11 +323,15 @@ impl Topology {
                 });
             }
             let used: BTreeSet<u16> = s.endpoints.values().map(|e| e.id.0).collect();
-            let id = (2..MAX_PORTS as u16).find(|i| !used.contains(i)).ok_or(ControlError::TooManyPorts)?;
+            let id = (2..MAX_PORTS as u16)
+                .find(|i| !used.contains(i))
+                .ok_or(ControlError::TooManyPorts)?;
             cfg.mac = Some(match (cfg.mode, cfg.mac) {
                 (Mode::Passthru, _) => s.parent.mac,
                 (_, Some(m)) => m,
-                (_, None) => MacAddr::random_local().map_err(|e| ControlError::Random(e.to_string()))?,
+                (_, None) => {
+                    MacAddr::random_local().map_err(|e| ControlError::Random(e.to_string()))?
+                }
             });
             cfg.mtu = Some(cfg.mtu.unwrap_or(s.parent.mtu));
             s.networks.insert(cfg.vlan);
@@ -334,12 +346,24 @@ impl Topology {
     /// # Errors
     /// [`ControlError::NoSuchEndpoint`].
     pub fn remove_endpoint(&mut self, name: &str) -> Result<PortId, ControlError> {
-        self.change(|s| s.endpoints.remove(name).map(|e| e.id).ok_or_else(|| ControlError::NoSuchEndpoint(name.into())))
+        self.change(|s| {
+            s.endpoints
+                .remove(name)
+                .map(|e| e.id)
+                .ok_or_else(|| ControlError::NoSuchEndpoint(name.into()))
+        })
     }
 
-    fn edit(&mut self, name: &str, f: impl FnOnce(&mut EndpointConfig) -> Result<(), ControlError>) -> Result<(), ControlError> {
+    fn edit(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&mut EndpointConfig) -> Result<(), ControlError>,
+    ) -> Result<(), ControlError> {
         self.change(|s| {
-            let e = s.endpoints.get_mut(name).ok_or_else(|| ControlError::NoSuchEndpoint(name.into()))?;
+            let e = s
+                .endpoints
+                .get_mut(name)
+                .ok_or_else(|| ControlError::NoSuchEndpoint(name.into()))?;
             f(&mut e.cfg)
         })
     }
@@ -363,7 +387,11 @@ impl Topology {
     pub fn set_mode(&mut self, name: &str, mode: Mode) -> Result<(), ControlError> {
         self.edit(name, |c| {
             if (c.mode == Mode::Passthru) != (mode == Mode::Passthru) {
-                return Err(ControlError::PassthruChange { name: c.name.clone(), from: c.mode, to: mode });
+                return Err(ControlError::PassthruChange {
+                    name: c.name.clone(),
+                    from: c.mode,
+                    to: mode,
+                });
             }
             if mode != Mode::Source {
                 c.sources.clear();
@@ -380,7 +408,10 @@ impl Topology {
     /// [`ControlError::BadMac`], [`ControlError::MacInUse`].
     pub fn set_mac(&mut self, name: &str, mac: MacAddr) -> Result<(), ControlError> {
         self.change(|s| {
-            let e = s.endpoints.get_mut(name).ok_or_else(|| ControlError::NoSuchEndpoint(name.into()))?;
+            let e = s
+                .endpoints
+                .get_mut(name)
+                .ok_or_else(|| ControlError::NoSuchEndpoint(name.into()))?;
             e.cfg.mac = Some(mac);
             if e.cfg.mode == Mode::Passthru {
                 s.parent.mac = mac;
@@ -419,7 +450,10 @@ impl Topology {
 
 fn check_vlan(name: &str, vlan: u16) -> Result<(), ControlError> {
     if vlan > 4094 {
-        return Err(ControlError::BadVlan { name: name.into(), vlan });
+        return Err(ControlError::BadVlan {
+            name: name.into(),
+            vlan,
+        });
     }
     Ok(())
 }
@@ -428,14 +462,24 @@ fn check_vlan(name: &str, vlan: u16) -> Result<(), ControlError> {
 fn validate(s: &State) -> Result<(), ControlError> {
     let p = &s.parent;
     if !p.mac.is_valid_station() {
-        return Err(ControlError::BadMac { name: p.name.clone(), mac: p.mac });
+        return Err(ControlError::BadMac {
+            name: p.name.clone(),
+            mac: p.mac,
+        });
     }
     if p.mtu < MIN_MTU {
-        return Err(ControlError::MtuTooSmall { name: p.name.clone(), mtu: p.mtu });
+        return Err(ControlError::MtuTooSmall {
+            name: p.name.clone(),
+            mtu: p.mtu,
+        });
     }
     let passthru = s.endpoints.values().find(|e| e.cfg.mode == Mode::Passthru);
     if let (Some(pt), true) = (passthru, s.endpoints.len() > 1) {
-        let other = s.endpoints.values().find(|e| e.id != pt.id).expect("len > 1");
+        let other = s
+            .endpoints
+            .values()
+            .find(|e| e.id != pt.id)
+            .expect("len > 1");
         return Err(ControlError::PassthruExclusive {
             name: other.cfg.name.clone(),
             parent: p.name.clone(),
@@ -451,7 +495,12 @@ fn validate(s: &State) -> Result<(), ControlError> {
             return Err(ControlError::BadMac { name, mac: e.mac() });
         }
         if e.mtu() > p.mtu {
-            return Err(ControlError::MtuTooLarge { name, mtu: e.mtu(), parent: p.name.clone(), parent_mtu: p.mtu });
+            return Err(ControlError::MtuTooLarge {
+                name,
+                mtu: e.mtu(),
+                parent: p.name.clone(),
+                parent_mtu: p.mtu,
+            });
         }
         if e.mtu() < MIN_MTU {
             return Err(ControlError::MtuTooSmall { name, mtu: e.mtu() });
@@ -461,10 +510,18 @@ fn validate(s: &State) -> Result<(), ControlError> {
         }
         if c.up && c.mode != Mode::Passthru {
             if e.mac() == p.mac {
-                return Err(ControlError::MacInUse { name, mac: e.mac(), owner: format!("the parent {}", p.name) });
+                return Err(ControlError::MacInUse {
+                    name,
+                    mac: e.mac(),
+                    owner: format!("the parent {}", p.name),
+                });
             }
             if let Some(other) = up_macs.insert((c.vlan, e.mac()), &c.name) {
-                return Err(ControlError::MacInUse { name, mac: e.mac(), owner: format!("endpoint '{other}'") });
+                return Err(ControlError::MacInUse {
+                    name,
+                    mac: e.mac(),
+                    owner: format!("endpoint '{other}'"),
+                });
             }
         }
     }
@@ -474,7 +531,11 @@ fn validate(s: &State) -> Result<(), ControlError> {
 /// The port table of a valid state.
 fn build(s: &State) -> Result<PortTable, ControlError> {
     let p = &s.parent;
-    let info = |name: &str, role, mtu| PortInfo { name: Arc::from(name), role, mtu };
+    let info = |name: &str, role, mtu| PortInfo {
+        name: Arc::from(name),
+        role,
+        mtu,
+    };
     let host = s.host.then(|| (HOST, info("host", Role::Host, p.mtu)));
     let mut t = PortTable::new(UPLINK, info(&p.name, Role::Uplink, p.mtu), host, p.mac);
     for &v in &s.networks {
@@ -492,13 +553,14 @@ fn build(s: &State) -> Result<PortTable, ControlError> {
             mc: c.mc.clone(),
         };
         // validate() already refuses clashing up MACs; this maps the table's own check.
-        t.add_endpoint(e.id, info(&c.name, Role::Endpoint(ei), e.mtu()), &c.sources).map_err(|err| match err {
-            crate::table::Error::Occupied { mac, owner, .. } => ControlError::MacInUse {
-                name: c.name.clone(),
-                mac,
-                owner: format!("{owner}"),
-            },
-        })?;
+        t.add_endpoint(e.id, info(&c.name, Role::Endpoint(ei), e.mtu()), &c.sources)
+            .map_err(|err| match err {
+                crate::table::Error::Occupied { mac, owner, .. } => ControlError::MacInUse {
+                    name: c.name.clone(),
+                    mac,
+                    owner: format!("{owner}"),
+                },
+            })?;
     }
     Ok(t)
 }

@@ -151,7 +151,10 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
         }
         let b = self.buf.as_ref();
         let at = field::TYPE + i * TAG_LEN;
-        Some(VlanTag { tpid: EtherType(be16(b, at)), tci: be16(b, at + 2) })
+        Some(VlanTag {
+            tpid: EtherType(be16(b, at)),
+            tci: be16(b, at + 2),
+        })
     }
 
     /// The outer VLAN id, if the frame carries a tag with a non-zero VID.
@@ -161,7 +164,10 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
 
     /// The EtherType after all VLAN tags.
     pub fn ethertype(&self) -> EtherType {
-        EtherType(be16(self.buf.as_ref(), field::TYPE + self.tags as usize * TAG_LEN))
+        EtherType(be16(
+            self.buf.as_ref(),
+            field::TYPE + self.tags as usize * TAG_LEN,
+        ))
     }
 
     /// Offset of the payload: 14, 18 or 22.
@@ -192,7 +198,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
 ///
 /// # Panics
 /// If `out` is shorter than the header.
-pub fn emit_header(out: &mut [u8], dst: MacAddr, src: MacAddr, vlan: Option<u16>, ty: EtherType) -> usize {
+pub fn emit_header(
+    out: &mut [u8],
+    dst: MacAddr,
+    src: MacAddr,
+    vlan: Option<u16>,
+    ty: EtherType,
+) -> usize {
     out[field::DST].copy_from_slice(&dst.0);
     out[field::SRC].copy_from_slice(&src.0);
     let mut at = field::TYPE;
@@ -256,16 +268,25 @@ mod tests {
     #[test]
     fn runts_and_truncations_rejected() {
         for n in 0..14 {
-            assert_eq!(EthernetFrame::new_checked(&UNTAGGED[..n]).unwrap_err(), Error::Runt);
+            assert_eq!(
+                EthernetFrame::new_checked(&UNTAGGED[..n]).unwrap_err(),
+                Error::Runt
+            );
         }
         let mut b = [0u8; 30];
         b[12..14].copy_from_slice(&[0x81, 0x00]);
         for n in 14..18 {
-            assert_eq!(EthernetFrame::new_checked(&b[..n]).unwrap_err(), Error::TruncatedTag);
+            assert_eq!(
+                EthernetFrame::new_checked(&b[..n]).unwrap_err(),
+                Error::TruncatedTag
+            );
         }
         b[16..18].copy_from_slice(&[0x81, 0x00]);
         b[20..22].copy_from_slice(&[0x88, 0xa8]);
-        assert_eq!(EthernetFrame::new_checked(&b[..]).unwrap_err(), Error::TooManyTags);
+        assert_eq!(
+            EthernetFrame::new_checked(&b[..]).unwrap_err(),
+            Error::TooManyTags
+        );
     }
 
     #[test]
@@ -276,7 +297,10 @@ mod tests {
         let n = emit_header(&mut b, d, s, Some(42), EtherType::IPV4);
         assert_eq!(n, 18);
         let f = EthernetFrame::new_checked(&b[..]).unwrap();
-        assert_eq!((f.dst(), f.src(), f.vlan(), f.ethertype()), (d, s, Some(42), EtherType::IPV4));
+        assert_eq!(
+            (f.dst(), f.src(), f.vlan(), f.ethertype()),
+            (d, s, Some(42), EtherType::IPV4)
+        );
         assert!(VlanId::new_checked(0).is_none() && VlanId::new_checked(4095).is_none());
         assert_eq!(VlanId::new_checked(4094).unwrap().get(), 4094);
     }

@@ -53,8 +53,9 @@ impl MacAddr {
 
     /// Exactly `ff:ff:ff:ff:ff:ff`.
     pub const fn is_broadcast(&self) -> bool {
-        u64::from_be_bytes([0, 0, self.0[0], self.0[1], self.0[2], self.0[3], self.0[4], self.0[5]])
-            == 0xffff_ffff_ffff
+        u64::from_be_bytes([
+            0, 0, self.0[0], self.0[1], self.0[2], self.0[3], self.0[4], self.0[5],
+        ]) == 0xffff_ffff_ffff
     }
 
     /// An individual (station) address: the group bit is clear.
@@ -79,7 +80,9 @@ impl MacAddr {
 
     /// The address as the low 48 bits of a `u64` (big-endian order).
     pub const fn to_u64(&self) -> u64 {
-        u64::from_be_bytes([0, 0, self.0[0], self.0[1], self.0[2], self.0[3], self.0[4], self.0[5]])
+        u64::from_be_bytes([
+            0, 0, self.0[0], self.0[1], self.0[2], self.0[3], self.0[4], self.0[5],
+        ])
     }
 
     /// The inverse of [`MacAddr::to_u64`]; bits above 48 are ignored.
@@ -175,7 +178,12 @@ mod tests {
 
     #[test]
     fn parse_and_print_round_trip() {
-        for s in ["02:42:ac:11:00:02", "ff:ff:ff:ff:ff:ff", "00:00:00:00:00:00", "01:80:c2:00:00:01"] {
+        for s in [
+            "02:42:ac:11:00:02",
+            "ff:ff:ff:ff:ff:ff",
+            "00:00:00:00:00:00",
+            "01:80:c2:00:00:01",
+        ] {
             let m: MacAddr = s.parse().unwrap();
             assert_eq!(m.to_string(), s);
         }
@@ -183,15 +191,29 @@ mod tests {
             "02-42-AC-11-00-02".parse::<MacAddr>().unwrap(),
             "02:42:ac:11:00:02".parse().unwrap()
         );
-        assert_eq!("0242ac110002".parse::<MacAddr>().unwrap(), MacAddr([2, 0x42, 0xac, 0x11, 0, 2]));
+        assert_eq!(
+            "0242ac110002".parse::<MacAddr>().unwrap(),
+            MacAddr([2, 0x42, 0xac, 0x11, 0, 2])
+        );
     }
 
     #[test]
     fn parse_rejects_garbage() {
-        for s in ["", "02:42:ac:11:00", "02:42:ac:11:00:02:03", "02:42:ac:11:00:0g", "02:42-ac:11:00:02", "02.42.ac.11.00.02", "2:42:ac:11:00:02x"] {
+        for s in [
+            "",
+            "02:42:ac:11:00",
+            "02:42:ac:11:00:02:03",
+            "02:42:ac:11:00:0g",
+            "02:42-ac:11:00:02",
+            "02.42.ac.11.00.02",
+            "2:42:ac:11:00:02x",
+        ] {
             assert!(s.parse::<MacAddr>().is_err(), "{s:?} parsed");
         }
-        assert_eq!("02:42:ac:11:00:0g".parse::<MacAddr>(), Err(MacParseError::Digit('g')));
+        assert_eq!(
+            "02:42:ac:11:00:0g".parse::<MacAddr>(),
+            Err(MacParseError::Digit('g'))
+        );
     }
 
     #[test]

@@ -1,0 +1,35 @@
+# The README's two commands are `make demo` and `make test`. Both install what is
+# missing first (scripts/setup.sh, as root).
+SHELL := /bin/bash
+FUZZ_SECONDS ?= 20
+# cargo-fuzz needs unstable rustc flags; the stable toolchain accepts them this way.
+FUZZ_ENV := RUSTC_BOOTSTRAP=1
+
+.PHONY: setup demo test unit fuzz bench lint
+
+setup:
+	./scripts/setup.sh
+
+## The main job.
+demo: setup
+	cargo run --release --quiet -- simulate
+
+## Every test: unit, simulation, doc tests, then a brief run of each fuzz target.
+test: setup unit fuzz
+
+unit:
+	cargo test --all-targets
+	cargo test --doc
+
+fuzz:
+	cd fuzz && mkdir -p corpus/frame_parse corpus/pipeline corpus/table_ops && for t in frame_parse pipeline table_ops; do \
+	  $(FUZZ_ENV) cargo fuzz run -s none -a $$t corpus/$$t $$(test -d seeds/$$t && echo seeds/$$t) -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 || exit 1; \
+	done
+
+bench:
+	cargo bench --bench main
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps

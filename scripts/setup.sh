@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs what umacvlan needs to build, test and fuzz on Debian 12, as root.
+# Idempotent: installs only what is missing, so a second run is quick.
+set -euo pipefail
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  log "run as root (the tests build network namespaces and the installer uses apt-get)"
+  exit 1
+fi
+
+# Debian packages: clang + libelf for the eBPF program (libbpf-cargo), ping and
+# iproute2 for the network-namespace tests, pkg-config/zlib for libbpf-sys.
+pkgs=()
+command -v clang >/dev/null 2>&1 || pkgs+=(clang)
+command -v ping >/dev/null 2>&1 || pkgs+=(iputils-ping)
+command -v ip >/dev/null 2>&1 || pkgs+=(iproute2)
+command -v pkg-config >/dev/null 2>&1 || pkgs+=(pkg-config)
+for p in libelf-dev zlib1g-dev; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || pkgs+=("$p")
+done
+if [ ${#pkgs[@]} -gt 0 ]; then
+  log "apt-get install ${pkgs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+fi
+
+# Rust components and tools.
+if ! command -v cargo >/dev/null 2>&1; then
+  log "cargo not found: install the Rust toolchain (rustup) first"
+  exit 1
+fi
+if command -v rustup >/dev/null 2>&1; then
+  for c in rustfmt clippy; do
+    rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+  done
+fi
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  log "cargo install cargo-fuzz"
+  cargo install cargo-fuzz --locked --quiet
+fi
+log "ready"
