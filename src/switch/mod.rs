@@ -21,6 +21,16 @@ use crate::wire::EthernetFrame;
 /// The default burst size.
 pub const DEFAULT_BURST: usize = 32;
 
+/// What the datapath needs to know about the port a burst came from.
+#[derive(Clone, Copy)]
+struct Ingress {
+    id: PortId,
+    /// The burst came from the uplink: tags are popped towards endpoints.
+    from_wire: bool,
+    /// The burst came from an endpoint of this VLAN: tag pushed towards the uplink.
+    push_tag: u16,
+}
+
 /// A switch instance: one parent's ports, driven by one thread.
 pub struct Switch<P: Port, B: FramePool, const BURST: usize = DEFAULT_BURST> {
     table: Reader<PortTable>,
@@ -140,33 +150,41 @@ impl<P: Port, B: FramePool, const BURST: usize> Switch<P, B, BURST> {
         }
         let snap = self.table.snapshot();
         let t: &PortTable = &snap;
+        let ing = Ingress {
+            id,
+            from_wire: t.port(id).is_some_and(|i| i.role == Role::Uplink),
+            push_tag: t.endpoint(id).map_or(0, |e| e.vlan),
+        };
         let mut rx = core::mem::take(&mut self.rx);
         let mut rx_bytes = 0u64;
         for frame in rx.drain(..) {
             rx_bytes += frame.len() as u64;
-            let facts = match EthernetFrame::new_checked(self.pool.data(&frame)) {
-                Ok(h) => Facts {
-                    dst: h.dst(),
-                    src: h.src(),
-                    vlan: h.vlan().unwrap_or(0),
-                    ethertype: h.ethertype(),
-                },
+            let (facts, payload) = match EthernetFrame::new_checked(self.pool.data(&frame)) {
+                Ok(h) => (
+                    Facts {
+                        dst: h.dst(),
+                        src: h.src(),
+                        vlan: h.vlan().unwrap_or(0),
+                        ethertype: h.ethertype(),
+                    },
+                    frame.len() - h.payload_offset(),
+                ),
                 Err(_) => {
                     self.drop_frame(id, frame, DropReason::Runt);
                     continue;
                 }
             };
             match decide(id, &facts, t) {
-                Verdict::Forward(q) => self.stage_frame(t, id, q, frame),
+                Verdict::Forward(q) => self.stage_frame(t, ing, q, frame, payload),
                 Verdict::Multi(set) => {
                     let mut it = set.iter().peekable();
                     while let Some(q) = it.next() {
                         if it.peek().is_none() {
-                            self.stage_frame(t, id, q, frame);
+                            self.stage_frame(t, ing, q, frame, payload);
                             break;
                         }
                         match self.pool.duplicate(&frame) {
-                            Some(c) => self.stage_frame(t, id, q, c),
+                            Some(c) => self.stage_frame(t, ing, q, c, payload),
                             None => self.stats[id.0 as usize].drop(DropReason::NoBuffer),
                         }
                     }
@@ -187,38 +205,37 @@ impl<P: Port, B: FramePool, const BURST: usize> Switch<P, B, BURST> {
         self.pool.free(f);
     }
 
-    /// Moves `f` to egress `q`'s stage, after the MTU check and VLAN tag fix-up.
+    /// Moves `f` to egress `q`'s stage, after the VLAN tag fix-up and the MTU check
+    /// (`payload` is the frame's length after its Ethernet header and tags).
     #[inline]
-    fn stage_frame(&mut self, t: &PortTable, ingress: PortId, q: PortId, mut f: Frame) {
+    fn stage_frame(
+        &mut self,
+        t: &PortTable,
+        ing: Ingress,
+        q: PortId,
+        mut f: Frame,
+        payload: usize,
+    ) {
         let qi = q.0 as usize;
         let Some(info) = t.port(q) else {
-            return self.drop_frame(ingress, f, DropReason::UnknownPort);
+            return self.drop_frame(ing.id, f, DropReason::UnknownPort);
         };
         if qi >= self.ports.len() || self.ports[qi].is_none() {
-            return self.drop_frame(ingress, f, DropReason::UnknownPort);
+            return self.drop_frame(ing.id, f, DropReason::UnknownPort);
         }
-        match &info.role {
-            Role::Endpoint(_) => {
-                // Endpoints speak untagged: pop the network's tag of a frame from the wire.
-                if t.port(ingress)
-                    .is_some_and(|i| matches!(i.role, Role::Uplink))
-                {
-                    self.pool.pop_vlan(&mut f);
-                }
-            }
-            Role::Uplink => {
-                // Frames from an endpoint of a VLAN network get its tag on the wire.
-                if let Some(v) = t.endpoint(ingress).map(|e| e.vlan).filter(|&v| v != 0) {
-                    if !self.pool.push_vlan(&mut f, v) {
-                        return self.drop_frame(q, f, DropReason::NoBuffer);
-                    }
-                }
-            }
-            _ => {}
-        }
-        let hdr = EthernetFrame::new_checked(self.pool.data(&f)).map_or(14, |h| h.payload_offset());
-        if f.len() > hdr + info.mtu as usize {
+        if payload > info.mtu as usize {
             return self.drop_frame(q, f, DropReason::MtuExceeded);
+        }
+        let to_endpoint = matches!(info.role, Role::Endpoint(_));
+        if to_endpoint && ing.from_wire {
+            // Endpoints speak untagged: pop the network's tag of a frame from the wire.
+            self.pool.pop_vlan(&mut f);
+        } else if info.role == Role::Uplink
+            && ing.push_tag != 0
+            && !self.pool.push_vlan(&mut f, ing.push_tag)
+        {
+            // Frames from an endpoint of a VLAN network get its tag on the wire.
+            return self.drop_frame(q, f, DropReason::NoBuffer);
         }
         let st = &mut self.stage[qi];
         if st.is_empty() {
