@@ -107,17 +107,25 @@ impl FromIterator<PortId> for PortSet {
     }
 }
 
-/// Burst-shaped frame I/O. Implemented by in-memory ports, AF_XDP sockets and
-/// in-process endpoints.
+/// Burst-shaped frame I/O over the frames of pool `B`. Implemented by in-memory
+/// ports, AF_XDP sockets and in-process endpoints.
 ///
-/// Neither method may block, allocate or log; both are called once per burst.
-pub trait Port {
+/// No method may block, allocate or log; each is called at most once per burst. The
+/// pool is passed in so a port can refill its receive ring from it and give back
+/// what the kernel has finished sending.
+pub trait Port<B: FramePool> {
     /// Appends up to `max` received frames to `out`.
-    fn receive(&mut self, out: &mut Vec<Frame>, max: usize);
+    fn receive(&mut self, pool: &mut B, out: &mut Vec<Frame>, max: usize);
 
     /// Takes as many frames as the port can queue from the front of `frames`, in
     /// order, and leaves the rest there (the caller frees them and counts the drops).
-    fn transmit(&mut self, frames: &mut Vec<Frame>);
+    fn transmit(&mut self, pool: &mut B, frames: &mut Vec<Frame>);
+
+    /// Housekeeping once per loop: reclaim completed frames, refill receive rings,
+    /// wake the kernel if it asked. The default does nothing.
+    fn maintain(&mut self, pool: &mut B) {
+        let _ = pool;
+    }
 }
 
 /// An in-memory port: two bounded queues. Tests inject frames into its receive queue
@@ -159,15 +167,15 @@ impl MemPort {
     }
 }
 
-impl Port for MemPort {
+impl<B: FramePool> Port<B> for MemPort {
     #[inline]
-    fn receive(&mut self, out: &mut Vec<Frame>, max: usize) {
+    fn receive(&mut self, _pool: &mut B, out: &mut Vec<Frame>, max: usize) {
         let n = max.min(self.rx.len());
         out.extend(self.rx.drain(..n));
     }
 
     #[inline]
-    fn transmit(&mut self, frames: &mut Vec<Frame>) {
+    fn transmit(&mut self, _pool: &mut B, frames: &mut Vec<Frame>) {
         let n = (self.tx_cap - self.tx.len()).min(frames.len());
         self.tx.extend(frames.drain(..n));
     }
@@ -201,13 +209,13 @@ mod tests {
         let mut pool = MemPool::new(8, 256);
         let mut p = MemPort::new(2);
         let mut v: Vec<Frame> = (0..3).map(|_| pool.alloc().unwrap()).collect();
-        p.transmit(&mut v);
+        p.transmit(&mut pool, &mut v);
         assert_eq!(v.len(), 1, "one frame did not fit");
         pool.free(v.pop().unwrap());
         let f = pool.alloc().unwrap();
         p.inject(f);
         let mut got = Vec::new();
-        p.receive(&mut got, 8);
+        p.receive(&mut pool, &mut got, 8);
         assert_eq!(got.len(), 1);
         got.into_iter()
             .chain(p.drain_all().collect::<Vec<_>>())

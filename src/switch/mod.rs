@@ -32,7 +32,7 @@ struct Ingress {
 }
 
 /// A switch instance: one parent's ports, driven by one thread.
-pub struct Switch<P: Port, B: FramePool, const BURST: usize = DEFAULT_BURST> {
+pub struct Switch<P: Port<B>, B: FramePool, const BURST: usize = DEFAULT_BURST> {
     table: Reader<PortTable>,
     pool: B,
     ports: Vec<Option<P>>,
@@ -54,7 +54,7 @@ pub enum AttachError {
     Busy(PortId),
 }
 
-impl<P: Port, B: FramePool, const BURST: usize> Switch<P, B, BURST> {
+impl<P: Port<B>, B: FramePool, const BURST: usize> Switch<P, B, BURST> {
     /// A switch reading its port table from `table` and taking frames from `pool`.
     pub fn new(table: Reader<PortTable>, pool: B) -> Self {
         Switch {
@@ -130,6 +130,9 @@ impl<P: Port, B: FramePool, const BURST: usize> Switch<P, B, BURST> {
     /// many frames were received.
     pub fn poll(&mut self) -> usize {
         let mut n = 0;
+        for p in self.ports.iter_mut().flatten() {
+            p.maintain(&mut self.pool);
+        }
         for i in 0..self.ports.len() {
             n += self.poll_port(PortId(i as u16));
         }
@@ -143,7 +146,7 @@ impl<P: Port, B: FramePool, const BURST: usize> Switch<P, B, BURST> {
             return 0;
         };
         debug_assert!(self.rx.is_empty());
-        port.receive(&mut self.rx, BURST);
+        port.receive(&mut self.pool, &mut self.rx, BURST);
         let n = self.rx.len();
         if n == 0 {
             return 0;
@@ -254,7 +257,7 @@ impl<P: Port, B: FramePool, const BURST: usize> Switch<P, B, BURST> {
             let port = self.ports[qi]
                 .as_mut()
                 .expect("staged only for attached ports");
-            port.transmit(stage);
+            port.transmit(&mut self.pool, stage);
             let s = &mut self.stats[qi];
             let left = stage.len();
             let left_bytes: u64 = stage.iter().map(|f| f.len() as u64).sum();
