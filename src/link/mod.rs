@@ -1,0 +1,443 @@
+//! Interfaces and network namespaces, through rtnetlink.
+//!
+//! A [`Links`] is a netlink connection bound to one network namespace: the kernel
+//! fixes a netlink socket's namespace when the socket is created, so [`Links::open_in`]
+//! creates it on a short-lived thread that first entered the target namespace, and the
+//! connection is then usable from any thread. Requests run on a private
+//! current-thread tokio runtime; callers stay synchronous.
+//!
+//! [`Netns`] names a namespace as users do: a name under `/run/netns` (what
+//! `ip netns add` creates) or a path such as `/proc/PID/ns/net`.
+
+use std::fs::File;
+use std::net::IpAddr;
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::{Path, PathBuf};
+
+use futures::TryStreamExt;
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use rtnetlink::{Handle, LinkUnspec, LinkVeth};
+
+use crate::wire::MacAddr;
+
+/// Why a link operation failed. Names the interface and the operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The namespace could not be opened.
+    #[error("network namespace '{spec}': {source} (give a name under /run/netns or a path like /proc/PID/ns/net)")]
+    Netns {
+        /// As given.
+        spec: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Entering a namespace failed.
+    #[error("cannot enter network namespace '{spec}': {source}")]
+    Setns {
+        /// As given.
+        spec: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The netlink socket could not be created.
+    #[error("netlink socket: {0}")]
+    Socket(std::io::Error),
+    /// The kernel refused a request.
+    #[error("{op} {ifname}: {source}")]
+    Netlink {
+        /// What was attempted.
+        op: &'static str,
+        /// The interface.
+        ifname: String,
+        /// The kernel's answer.
+        source: rtnetlink::Error,
+    },
+    /// No interface of that name.
+    #[error("no interface named '{0}' in this namespace")]
+    NoSuchLink(String),
+    /// The name is taken in the target namespace.
+    #[error("an interface named '{ifname}' already exists in network namespace '{netns}'")]
+    Exists {
+        /// The name.
+        ifname: String,
+        /// The namespace.
+        netns: String,
+    },
+}
+
+type Result<T> = std::result::Result<T, Error>;
+
+/// An open network namespace.
+#[derive(Debug)]
+pub struct Netns {
+    file: File,
+    spec: String,
+}
+
+impl Netns {
+    /// Opens `spec`: a bare name is looked up under `/run/netns`, anything with a `/`
+    /// is a path (`/proc/1234/ns/net`, `/var/run/docker/netns/...`).
+    ///
+    /// # Errors
+    /// [`Error::Netns`] if it cannot be opened.
+    pub fn open(spec: &str) -> Result<Netns> {
+        let path = Self::path_of(spec);
+        let file = File::open(&path).map_err(|source| Error::Netns { spec: spec.into(), source })?;
+        Ok(Netns { file, spec: spec.into() })
+    }
+
+    /// The namespace of the calling thread.
+    ///
+    /// # Errors
+    /// [`Error::Netns`] if `/proc/thread-self/ns/net` cannot be opened.
+    pub fn current() -> Result<Netns> {
+        Self::open("/proc/thread-self/ns/net")
+    }
+
+    /// Where `spec` lives on the file system.
+    pub fn path_of(spec: &str) -> PathBuf {
+        if spec.contains('/') {
+            PathBuf::from(spec)
+        } else {
+            Path::new("/run/netns").join(spec)
+        }
+    }
+
+    /// As given by the user.
+    pub fn spec(&self) -> &str {
+        &self.spec
+    }
+
+    /// Moves the calling thread into this namespace. Use on a dedicated thread.
+    ///
+    /// # Errors
+    /// [`Error::Setns`].
+    pub fn enter(&self) -> Result<()> {
+        rustix::thread::move_into_link_name_space(self.file.as_fd(), Some(rustix::thread::LinkNameSpaceType::Network))
+            .map_err(|e| Error::Setns { spec: self.spec.clone(), source: e.into() })
+    }
+
+    /// Runs `f` on a new thread inside this namespace and returns its result. The
+    /// calling thread's namespace is untouched.
+    ///
+    /// # Errors
+    /// [`Error::Setns`] if the namespace cannot be entered.
+    ///
+    /// # Panics
+    /// If `f` panics.
+    pub fn run<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> Result<R> {
+        let file = self.file.try_clone().map_err(|source| Error::Netns { spec: self.spec.clone(), source })?;
+        let ns = Netns { file, spec: self.spec.clone() };
+        std::thread::spawn(move || {
+            ns.enter()?;
+            Ok(f())
+        })
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    }
+}
+
+/// What the kernel reports about an interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    /// Interface index.
+    pub index: u32,
+    /// Name.
+    pub name: String,
+    /// MAC address (zero if the link has none).
+    pub mac: MacAddr,
+    /// MTU.
+    pub mtu: u32,
+    /// Administratively up.
+    pub up: bool,
+    /// Link type is loopback.
+    pub loopback: bool,
+}
+
+fn info_of(m: &LinkMessage) -> LinkInfo {
+    let mut li = LinkInfo {
+        index: m.header.index,
+        name: String::new(),
+        mac: MacAddr::ZERO,
+        mtu: 0,
+        up: m.header.flags.contains(LinkFlags::Up),
+        loopback: m.header.flags.contains(LinkFlags::Loopback),
+    };
+    for a in &m.attributes {
+        match a {
+            LinkAttribute::IfName(n) => li.name = n.clone(),
+            LinkAttribute::Mtu(v) => li.mtu = *v,
+            LinkAttribute::Address(b) if b.len() == 6 => li.mac = MacAddr([b[0], b[1], b[2], b[3], b[4], b[5]]),
+            _ => {}
+        }
+    }
+    li
+}
+
+/// A netlink connection bound to one network namespace.
+pub struct Links {
+    rt: tokio::runtime::Runtime,
+    handle: Handle,
+}
+
+impl Links {
+    /// A connection in the calling thread's namespace.
+    ///
+    /// # Errors
+    /// [`Error::Socket`].
+    pub fn open() -> Result<Links> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_io().build().map_err(Error::Socket)?;
+        let handle = rt.block_on(async {
+            let (conn, handle, _) = rtnetlink::new_connection()?;
+            tokio::spawn(conn);
+            Ok::<_, std::io::Error>(handle)
+        });
+        Ok(Links { handle: handle.map_err(Error::Socket)?, rt })
+    }
+
+    /// A connection whose socket lives in namespace `ns`.
+    ///
+    /// # Errors
+    /// [`Error::Setns`], [`Error::Socket`].
+    pub fn open_in(ns: &Netns) -> Result<Links> {
+        ns.run(Links::open)?
+    }
+
+    fn nl<T>(&self, op: &'static str, ifname: &str, f: impl std::future::Future<Output = std::result::Result<T, rtnetlink::Error>>) -> Result<T> {
+        self.rt.block_on(f).map_err(|source| Error::Netlink { op, ifname: ifname.into(), source })
+    }
+
+    /// The interface named `name`, if it exists.
+    ///
+    /// # Errors
+    /// [`Error::Netlink`] for anything but "no such device".
+    pub fn get(&self, name: &str) -> Result<Option<LinkInfo>> {
+        let mut req = Box::pin(self.handle.link().get().match_name(name.to_string()).execute());
+        match self.rt.block_on(async { req.try_next().await }) {
+            Ok(m) => Ok(m.as_ref().map(info_of)),
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+            Err(source) => Err(Error::Netlink { op: "get link", ifname: name.into(), source }),
+        }
+    }
+
+    /// The interface named `name`.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchLink`].
+    pub fn require(&self, name: &str) -> Result<LinkInfo> {
+        self.get(name)?.ok_or_else(|| Error::NoSuchLink(name.into()))
+    }
+
+    /// Every interface.
+    ///
+    /// # Errors
+    /// [`Error::Netlink`].
+    pub fn list(&self) -> Result<Vec<LinkInfo>> {
+        let req = self.handle.link().get().execute();
+        self.nl("list links", "*", async { req.map_ok(|m| info_of(&m)).try_collect::<Vec<_>>().await })
+    }
+
+    /// Creates a veth pair `name` ↔ `peer` in this namespace.
+    ///
+    /// # Errors
+    /// [`Error::Netlink`] (e.g. the name exists).
+    pub fn add_veth(&self, name: &str, peer: &str) -> Result<()> {
+        let req = self.handle.link().add(LinkVeth::new(name, peer).build());
+        self.nl("create veth", name, req.execute())
+    }
+
+    /// Moves interface `index` into namespace `ns`.
+    ///
+    /// # Errors
+    /// [`Error::Netlink`].
+    pub fn move_to(&self, index: u32, ifname: &str, ns: &Netns) -> Result<()> {
+        let msg = LinkUnspec::new_with_index(index).setns_by_fd(ns.file.as_raw_fd()).build();
+        self.nl("move to namespace", ifname, self.handle.link().set(msg).execute())
+    }
+
+    /// Renames interface `index` (it must be down).
+    ///
+    /// # Errors
+    /// [`Error::Netlink`].
+    pub fn rename(&self, index: u32, new_name: &str) -> Result<()> {
+        let msg = LinkUnspec::new_with_index(index).name(new_name.to_string()).build();
+        self.nl("rename", new_name, self.handle.link().set(msg).execute())
+    }
+
+    /// Sets interface `index`'s MAC address.
+    ///
+    /// # Errors
+    /// [`Error::Netlink`].
+    pub fn set_mac(&self, index: u32, ifname: &str, mac: MacAddr) -> Result<()> {
+        let msg = LinkUnspec::new_with_index(index).address(mac.octets().to_vec()).build();
+        self.nl("set MAC", ifname, self.handle.link().set(msg).execute())
+    }
+
+    /// Sets interface `index`'s MTU.
+    ///
+    /// # Errors
+    /// [`Error::Netlink`].
+    pub fn set_mtu(&self, index: u32, ifname: &str, mtu: u32) -> Result<()> {
+        let msg = LinkUnspec::new_with_index(index).mtu(mtu).build();
+        self.nl("set MTU", ifname, self.handle.link().set(msg).execute())
+    }
+
+    /// Brings interface `index` up or down.
+    ///
+    /// # Errors
+    /// [`Error::Netlink`].
+    pub fn set_up(&self, index: u32, ifname: &str, up: bool) -> Result<()> {
+        let b = LinkUnspec::new_with_index(index);
+        let msg = if up { b.up() } else { b.down() }.build();
+        self.nl(if up { "set up" } else { "set down" }, ifname, self.handle.link().set(msg).execute())
+    }
+
+    /// Sets or clears promiscuous mode on interface `index`.
+    ///
+    /// # Errors
+    /// [`Error::Netlink`].
+    pub fn set_promisc(&self, index: u32, ifname: &str, on: bool) -> Result<()> {
+        let msg = LinkUnspec::new_with_index(index).promiscuous(on).build();
+        self.nl("set promisc", ifname, self.handle.link().set(msg).execute())
+    }
+
+    /// Adds address `addr/prefix` to interface `index`.
+    ///
+    /// # Errors
+    /// [`Error::Netlink`].
+    pub fn add_addr(&self, index: u32, ifname: &str, addr: IpAddr, prefix: u8) -> Result<()> {
+        let req = self.handle.address().add(index, addr, prefix);
+        self.nl("add address", ifname, req.execute())
+    }
+
+    /// Deletes interface `index` (for a veth, its peer goes too).
+    ///
+    /// # Errors
+    /// [`Error::Netlink`].
+    pub fn delete(&self, index: u32, ifname: &str) -> Result<()> {
+        self.nl("delete", ifname, self.handle.link().del(index).execute())
+    }
+}
+
+/// An IP address with its prefix length, parsed from `10.0.0.2/24` or `fd00::2/64`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpCidr {
+    /// The address.
+    pub addr: IpAddr,
+    /// Prefix length.
+    pub prefix: u8,
+}
+
+/// A malformed `ADDRESS/PREFIX`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is not ADDRESS/PREFIX, e.g. 192.168.32.10/24 or fd00::10/64")]
+pub struct CidrError(pub String);
+
+impl std::str::FromStr for IpCidr {
+    type Err = CidrError;
+    fn from_str(s: &str) -> std::result::Result<Self, CidrError> {
+        let err = || CidrError(s.to_string());
+        let (a, p) = s.split_once('/').ok_or_else(err)?;
+        let addr: IpAddr = a.parse().map_err(|_| err())?;
+        let prefix: u8 = p.parse().map_err(|_| err())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if prefix > max {
+            return Err(err());
+        }
+        Ok(IpCidr { addr, prefix })
+    }
+}
+
+impl std::fmt::Display for IpCidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// How an endpoint's interface inside its namespace is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VethEndpoint {
+    /// Name of the switch-side end, in the switch's namespace.
+    pub host_ifname: String,
+    /// Target namespace.
+    pub netns: String,
+    /// Name inside the namespace (default `eth0`).
+    pub ifname: String,
+    /// MAC inside the namespace.
+    pub mac: MacAddr,
+    /// MTU of both ends.
+    pub mtu: u32,
+    /// Addresses inside the namespace.
+    pub addrs: Vec<IpCidr>,
+}
+
+impl VethEndpoint {
+    /// Creates the pair in the caller's namespace (`links`), moves the peer into the
+    /// target namespace, renames it, gives it its MAC, MTU and addresses and brings
+    /// both ends (and the namespace's `lo`) up. Returns the switch-side ifindex.
+    ///
+    /// On failure everything created so far is removed again.
+    ///
+    /// # Errors
+    /// Any [`Error`], naming the step.
+    pub fn create(&self, links: &Links) -> Result<u32> {
+        let ns = Netns::open(&self.netns)?;
+        let tmp = format!("{}p", self.host_ifname);
+        links.add_veth(&self.host_ifname, &tmp)?;
+        let undo = |e: Error| {
+            if let Ok(Some(l)) = links.get(&self.host_ifname) {
+                let _ = links.delete(l.index, &self.host_ifname);
+            }
+            e
+        };
+        let host = links.require(&self.host_ifname).map_err(undo)?;
+        let peer = links.require(&tmp).map_err(undo)?;
+        (|| {
+            links.set_mtu(host.index, &self.host_ifname, self.mtu)?;
+            links.set_mtu(peer.index, &tmp, self.mtu)?;
+            links.move_to(peer.index, &tmp, &ns)?;
+            let inner = Links::open_in(&ns)?;
+            let p = inner.require(&tmp)?;
+            if inner.get(&self.ifname)?.is_some() {
+                return Err(Error::Exists { ifname: self.ifname.clone(), netns: self.netns.clone() });
+            }
+            inner.rename(p.index, &self.ifname)?;
+            inner.set_mac(p.index, &self.ifname, self.mac)?;
+            for a in &self.addrs {
+                inner.add_addr(p.index, &self.ifname, a.addr, a.prefix)?;
+            }
+            if let Some(lo) = inner.get("lo")? {
+                inner.set_up(lo.index, "lo", true)?;
+            }
+            inner.set_up(p.index, &self.ifname, true)?;
+            links.set_up(host.index, &self.host_ifname, true)
+        })()
+        .map_err(undo)?;
+        Ok(host.index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_parsing() {
+        let c: IpCidr = "192.168.32.10/24".parse().unwrap();
+        assert_eq!(c.to_string(), "192.168.32.10/24");
+        assert_eq!("fd00::1/64".parse::<IpCidr>().unwrap().prefix, 64);
+        for bad in ["192.168.32.10", "192.168.32.10/33", "x/24", "fd00::1/129", "10.0.0.1/-1"] {
+            let e = bad.parse::<IpCidr>().unwrap_err();
+            assert!(e.to_string().contains(bad), "{e}");
+        }
+    }
+
+    #[test]
+    fn netns_paths() {
+        assert_eq!(Netns::path_of("red"), PathBuf::from("/run/netns/red"));
+        assert_eq!(Netns::path_of("/proc/1/ns/net"), PathBuf::from("/proc/1/ns/net"));
+        let e = Netns::open("umacvlan-no-such-ns").unwrap_err();
+        assert!(e.to_string().contains("/run/netns"), "{e}");
+    }
+}
