@@ -54,6 +54,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod link;
 pub mod mode;
 pub mod port;
 pub mod switch;
