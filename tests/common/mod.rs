@@ -2,6 +2,8 @@
 //! per-run prefix, removed on drop and on the next run's start.
 #![allow(dead_code)]
 
+pub mod topo;
+
 use std::process::{Command, Output};
 
 /// Whether root tests can run. Not root: skip with a message, except under `CI=true`

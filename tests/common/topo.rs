@@ -1,0 +1,176 @@
+//! The reference topology of spec §4, and the reachability / broadcast measurement.
+//!
+//! ```text
+//!   ext ──veth── [wire: br0] ──veth (hairpin switchable on wpar)── par [host ns, 10.9.0.1]
+//!                                                                   │ macvlan (kernel) or umacvlan
+//!                                                       e1, e2, e3 (each its own ns, 10.9.0.11..13)
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use super::Lab;
+
+/// Parent MAC.
+pub const PARENT_MAC: &str = "02:00:00:00:00:fe";
+/// Endpoint `i`'s MAC (1-based).
+pub fn ep_mac(i: usize) -> String {
+    format!("02:00:00:00:00:{i:02x}")
+}
+/// Endpoint `i`'s address.
+pub fn ep_ip(i: usize) -> String {
+    format!("10.9.0.{}", 10 + i)
+}
+/// The host's address (on the parent).
+pub const HOST_IP: &str = "10.9.0.1";
+/// The external host's address.
+pub const EXT_IP: &str = "10.9.0.100";
+
+/// Namespaces of one topology.
+pub struct Topo {
+    /// The lab owning every namespace.
+    pub lab: Lab,
+    /// Holds the external switch (br0).
+    pub wire: String,
+    /// The external host.
+    pub ext: String,
+    /// The parent's namespace.
+    pub host: String,
+    /// Endpoint namespaces e1..eN.
+    pub eps: Vec<String>,
+}
+
+impl Topo {
+    /// Builds wire, ext and host (with the parent `par`) and `n` empty endpoint
+    /// namespaces. Endpoints are added by the caller (kernel macvlan or umacvlan).
+    pub fn new(tag: &str, hairpin: bool, n: usize) -> Topo {
+        let mut lab = Lab::new(tag);
+        let wire = lab.ns("wire");
+        let ext = lab.ns("ext");
+        let host = lab.ns("host");
+        let eps: Vec<String> = (1..=n).map(|i| lab.ns(&format!("e{i}"))).collect();
+        lab.ip(&wire, &["link", "add", "br0", "type", "bridge", "stp_state", "0", "forward_delay", "0"]);
+        lab.ip(&wire, &["link", "set", "br0", "up"]);
+        for (port, peer, ns) in [("wext", "eth0", &ext), ("wpar", "par", &host)] {
+            lab.ip(&wire, &["link", "add", port, "type", "veth", "peer", "name", peer, "netns", ns]);
+            lab.ip(&wire, &["link", "set", port, "master", "br0", "up"]);
+        }
+        lab.ip(&wire, &["link", "set", "wpar", "type", "bridge_slave", "hairpin", if hairpin { "on" } else { "off" }]);
+        lab.ip(&ext, &["addr", "add", &format!("{EXT_IP}/24"), "dev", "eth0"]);
+        lab.ip(&ext, &["link", "set", "eth0", "address", "02:00:00:00:00:e0", "up"]);
+        lab.ip(&host, &["link", "set", "par", "address", PARENT_MAC, "up"]);
+        lab.ip(&host, &["addr", "add", &format!("{HOST_IP}/24"), "dev", "par"]);
+        Topo { lab, wire, ext, host, eps }
+    }
+
+    /// Adds kernel macvlan endpoints in `modes` (one per endpoint namespace).
+    pub fn add_kernel_macvlans(&self, modes: &[&str]) {
+        for (i, mode) in modes.iter().enumerate() {
+            let n = i + 1;
+            let ns = &self.eps[i];
+            let tmp = format!("mv{n}");
+            self.lab.ip(&self.host, &["link", "add", "link", "par", "name", &tmp, "type", "macvlan", "mode", mode]);
+            if *mode != "passthru" {
+                self.lab.ip(&self.host, &["link", "set", &tmp, "address", &ep_mac(n)]);
+            }
+            self.lab.ip(&self.host, &["link", "set", &tmp, "netns", ns]);
+            self.lab.ip(ns, &["link", "set", &tmp, "name", "eth0"]);
+            self.lab.ip(ns, &["addr", "add", &format!("{}/24", ep_ip(n)), "dev", "eth0"]);
+            self.lab.ip(ns, &["link", "set", "eth0", "up"]);
+        }
+    }
+
+    fn all_ns(&self) -> Vec<&String> {
+        [&self.wire, &self.ext, &self.host].into_iter().chain(self.eps.iter()).collect()
+    }
+
+    fn flush_neighbours(&self) {
+        for ns in self.all_ns() {
+            let _ = self.lab.try_exec(ns, &["ip", "neigh", "flush", "all"]);
+        }
+    }
+
+    /// Namespace and address of a node name: `host`, `ext` or `e1`..`eN`.
+    fn node(&self, name: &str) -> (&str, String) {
+        match name {
+            "host" => (&self.host, HOST_IP.into()),
+            "ext" => (&self.ext, EXT_IP.into()),
+            e => {
+                let i: usize = e[1..].parse().expect("eN");
+                (&self.eps[i - 1], ep_ip(i))
+            }
+        }
+    }
+
+    /// Cold-ARP ping from `a` to `b`: neighbour tables flushed first.
+    pub fn ping(&self, a: &str, b: &str) -> bool {
+        self.flush_neighbours();
+        let (ns, _) = self.node(a);
+        let (_, ip) = self.node(b);
+        self.lab.try_exec(ns, &["ping", "-q", "-n", "-c", "2", "-i", "0.3", "-W", "1", &ip])
+    }
+
+    fn echo_counters(&self) -> BTreeMap<String, u64> {
+        let mut names = vec!["host".to_string(), "ext".to_string()];
+        names.extend((1..=self.eps.len()).map(|i| format!("e{i}")));
+        names
+            .into_iter()
+            .map(|n| {
+                let (ns, _) = self.node(&n);
+                let out = self.lab.exec(ns, &["cat", "/proc/net/snmp"]);
+                let text = String::from_utf8_lossy(&out.stdout).to_string();
+                let mut lines = text.lines().filter(|l| l.starts_with("Icmp:"));
+                let (head, vals) = (lines.next().unwrap_or(""), lines.next().unwrap_or(""));
+                let idx = head.split_whitespace().position(|w| w == "InEchos").expect("InEchos");
+                let v = vals.split_whitespace().nth(idx).and_then(|v| v.parse().ok()).unwrap_or(0);
+                (n, v)
+            })
+            .collect()
+    }
+
+    /// Sends `count` broadcast echo requests from `from` and returns, per node, how
+    /// many echo requests its IP stack received (the sender's own loopback copies
+    /// included, so a sender that also gets them back reflected counts twice).
+    pub fn broadcast_from(&self, from: &str, count: u32) -> BTreeMap<String, u64> {
+        self.flush_neighbours();
+        let before = self.echo_counters();
+        let (ns, _) = self.node(from);
+        let c = count.to_string();
+        let _ = self.lab.try_exec(ns, &["ping", "-q", "-n", "-b", "-c", &c, "-i", "0.2", "-W", "1", "10.9.0.255"]);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let after = self.echo_counters();
+        after.into_iter().map(|(k, v)| (k.clone(), v - before[&k])).collect()
+    }
+}
+
+/// The measured behaviour of one configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Matrix {
+    /// (from, to) → reachable.
+    pub pings: BTreeMap<(String, String), bool>,
+    /// Node → echo requests received from e1's broadcast.
+    pub bcast: BTreeMap<String, u64>,
+}
+
+/// Measures the reachability matrix and e1's broadcast receivers.
+pub fn measure(t: &Topo) -> Matrix {
+    let mut pairs: Vec<(&str, &str)> = vec![("e1", "ext"), ("ext", "e1"), ("e1", "host"), ("host", "e1"), ("host", "ext"), ("ext", "host")];
+    if t.eps.len() > 1 {
+        pairs.extend([("e1", "e2"), ("e2", "e1"), ("e2", "e3"), ("e3", "host"), ("host", "e3")]);
+    }
+    let pings = pairs.into_iter().map(|(a, b)| ((a.to_string(), b.to_string()), t.ping(a, b))).collect();
+    Matrix { pings, bcast: t.broadcast_from("e1", 3) }
+}
+
+impl fmt::Display for Matrix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for ((a, b), ok) in &self.pings {
+            write!(f, "{a}→{b}:{} ", if *ok { "ok" } else { "--" })?;
+        }
+        write!(f, "| e1 bcast seen:")?;
+        for (n, c) in &self.bcast {
+            write!(f, " {n}={c}")?;
+        }
+        Ok(())
+    }
+}
