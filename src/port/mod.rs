@@ -181,9 +181,89 @@ impl<B: FramePool> Port<B> for MemPort {
     }
 }
 
+/// Several ports acting as one: frames are received from every member, transmitted
+/// through one. The uplink is such a bundle: one AF_XDP socket per parent queue plus
+/// the socket that receives the host's broadcast copies, all "from the wire".
+pub struct Bundle<P> {
+    members: Vec<P>,
+    tx: usize,
+    next: usize,
+}
+
+impl<P> Bundle<P> {
+    /// A bundle transmitting through `members[tx]`.
+    ///
+    /// # Panics
+    /// If `tx` is not an index of `members`.
+    pub fn new(members: Vec<P>, tx: usize) -> Self {
+        assert!(tx < members.len(), "transmit member {tx} out of range");
+        Bundle { members, tx, next: 0 }
+    }
+
+    /// The members.
+    pub fn members(&self) -> &[P] {
+        &self.members
+    }
+
+    /// The members, mutably.
+    pub fn members_mut(&mut self) -> &mut [P] {
+        &mut self.members
+    }
+}
+
+impl<B: FramePool, P: Port<B>> Port<B> for Bundle<P> {
+    fn receive(&mut self, pool: &mut B, out: &mut Vec<Frame>, max: usize) {
+        // Start from a different member each burst so none is starved.
+        let n = self.members.len();
+        let start = self.next;
+        self.next = (self.next + 1) % n;
+        for i in 0..n {
+            let room = max - out.len().min(max);
+            if room == 0 {
+                break;
+            }
+            self.members[(start + i) % n].receive(pool, out, room);
+        }
+    }
+
+    fn transmit(&mut self, pool: &mut B, frames: &mut Vec<Frame>) {
+        self.members[self.tx].transmit(pool, frames);
+    }
+
+    fn maintain(&mut self, pool: &mut B) {
+        for m in &mut self.members {
+            m.maintain(pool);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bundle_receives_from_all_and_sends_through_one() {
+        let mut pool = MemPool::new(8, 256);
+        let mut b = Bundle::new(vec![MemPort::new(4), MemPort::new(4)], 1);
+        for m in b.members_mut() {
+            let f = pool.alloc().unwrap();
+            m.inject(f);
+        }
+        let mut got = Vec::new();
+        b.receive(&mut pool, &mut got, 1);
+        assert_eq!(got.len(), 1, "max is respected");
+        b.receive(&mut pool, &mut got, 8);
+        assert_eq!(got.len(), 2);
+        b.transmit(&mut pool, &mut got);
+        assert!(got.is_empty());
+        assert!(b.members_mut()[0].pop_tx().is_none());
+        let mut left: Vec<Frame> = Vec::new();
+        while let Some(f) = b.members_mut()[1].pop_tx() {
+            left.push(f);
+        }
+        assert_eq!(left.len(), 2);
+        left.into_iter().for_each(|f| pool.free(f));
+    }
 
     #[test]
     fn port_set_ops() {

@@ -10,8 +10,10 @@
 //! Per frame there is no allocation, lock, syscall, log line or `Result`.
 
 mod stats;
+mod worker;
 
 pub use stats::PortStats;
+pub use worker::{Worker, WorkerConfig, WorkerGone};
 
 use crate::mode::{decide, DropReason, Facts, Verdict};
 use crate::port::{Frame, FramePool, Port, PortId, PortTable, Role, MAX_PORTS};
