@@ -33,15 +33,12 @@ impl Default for WorkerConfig {
     }
 }
 
-enum Command<P> {
-    Attach(PortId, P, Sender<Result<(), AttachError>>),
-    Detach(PortId, Sender<Option<P>>),
-    Stats(Sender<Vec<(PortId, PortStats)>>),
-}
+/// Work to run on the worker thread between two bursts.
+type Command<P, B, const BURST: usize> = Box<dyn FnOnce(&mut Switch<P, B, BURST>) + Send>;
 
 /// Handle to a running worker. Dropping it stops the worker.
 pub struct Worker<P: Port<B>, B: FramePool, const BURST: usize> {
-    cmd: Sender<Command<P>>,
+    cmd: Sender<Command<P, B, BURST>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<Switch<P, B, BURST>>>,
 }
@@ -61,7 +58,7 @@ where
     /// # Errors
     /// If the thread cannot be spawned.
     pub fn spawn(mut sw: Switch<P, B, BURST>, cfg: WorkerConfig) -> std::io::Result<Self> {
-        let (tx, rx): (Sender<Command<P>>, Receiver<Command<P>>) = unbounded();
+        let (tx, rx): (Sender<Command<P, B, BURST>>, Receiver<Command<P, B, BURST>>) = unbounded();
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let thread = std::thread::Builder::new().name("umacvlan-worker".into()).spawn(move || {
@@ -71,17 +68,7 @@ where
             let mut idle = 0u32;
             while !stop2.load(Ordering::Relaxed) {
                 while let Ok(c) = rx.try_recv() {
-                    match c {
-                        Command::Attach(id, p, r) => {
-                            let _ = r.send(sw.attach(id, p));
-                        }
-                        Command::Detach(id, r) => {
-                            let _ = r.send(sw.detach(id));
-                        }
-                        Command::Stats(r) => {
-                            let _ = r.send(sw.all_stats().map(|(i, s)| (i, s.clone())).collect());
-                        }
-                    }
+                    c(&mut sw);
                 }
                 if sw.poll() > 0 {
                     idle = 0;
@@ -97,9 +84,22 @@ where
         Ok(Worker { cmd: tx, stop, thread: Some(thread) })
     }
 
-    fn ask<R>(&self, make: impl FnOnce(Sender<R>) -> Command<P>) -> Result<R, WorkerGone> {
+    /// Runs `f` on the worker thread between two bursts, with the switch in hand
+    /// (to open a socket on its frame pool, attach a port, read counters), and
+    /// returns its result.
+    ///
+    /// # Errors
+    /// [`WorkerGone`] if the thread is gone or does not answer within 5 s.
+    pub fn exec<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Switch<P, B, BURST>) -> R + Send + 'static,
+    ) -> Result<R, WorkerGone> {
         let (tx, rx) = bounded(1);
-        self.cmd.send(make(tx)).map_err(|_| WorkerGone)?;
+        self.cmd
+            .send(Box::new(move |sw| {
+                let _ = tx.send(f(sw));
+            }))
+            .map_err(|_| WorkerGone)?;
         rx.recv_timeout(Duration::from_secs(5)).map_err(|_| WorkerGone)
     }
 
@@ -108,7 +108,7 @@ where
     /// # Errors
     /// [`WorkerGone`], or the attach error.
     pub fn attach(&self, id: PortId, port: P) -> Result<Result<(), AttachError>, WorkerGone> {
-        self.ask(|r| Command::Attach(id, port, r))
+        self.exec(move |sw| sw.attach(id, port))
     }
 
     /// Detaches a port between bursts and returns it.
@@ -116,7 +116,7 @@ where
     /// # Errors
     /// [`WorkerGone`].
     pub fn detach(&self, id: PortId) -> Result<Option<P>, WorkerGone> {
-        self.ask(|r| Command::Detach(id, r))
+        self.exec(move |sw| sw.detach(id))
     }
 
     /// The counters of every attached port.
@@ -124,7 +124,7 @@ where
     /// # Errors
     /// [`WorkerGone`].
     pub fn stats(&self) -> Result<Vec<(PortId, PortStats)>, WorkerGone> {
-        self.ask(Command::Stats)
+        self.exec(|sw| sw.all_stats().map(|(i, s)| (i, s.clone())).collect())
     }
 
     /// Stops the thread and returns the switch (ports, pool and counters).
