@@ -54,10 +54,17 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+#[allow(unsafe_code)]
+pub mod bpf;
+pub mod dataplane;
 pub mod link;
 pub mod mode;
 pub mod port;
 pub mod switch;
+#[allow(unsafe_code)]
+pub mod sys;
 pub mod table;
 pub mod topology;
 pub mod wire;
+#[allow(unsafe_code)]
+pub mod xsk;

@@ -4,8 +4,14 @@
 
 mod common;
 
-use common::topo::{measure, Matrix, Topo};
+use std::sync::mpsc;
+
 use common::require_root;
+use common::topo::{ep_ip, ep_mac, measure, Matrix, Topo};
+use umacvlan::dataplane::{Dataplane, DataplaneConfig, EndpointNet};
+use umacvlan::link::Netns;
+use umacvlan::mode::Mode;
+use umacvlan::topology::EndpointConfig;
 
 const CONFIGS: [(&str, &[&str]); 5] = [
     ("bridge", &["bridge", "bridge", "bridge"]),
@@ -19,8 +25,93 @@ fn kernel(name: &str, modes: &[&str], hairpin: bool) -> Matrix {
     let t = Topo::new("umvk", hairpin, modes.len());
     t.add_kernel_macvlans(modes);
     let m = measure(&t);
-    println!("kernel   {name:<8} hairpin={:<3} {m}", if hairpin { "on" } else { "off" });
+    println!(
+        "kernel   {name:<8} hairpin={:<3} {m}",
+        if hairpin { "on" } else { "off" }
+    );
     m
+}
+
+/// The same measurement with umacvlan switching for the parent: the dataplane runs
+/// on a thread inside the host namespace for the duration of the measurement.
+fn umacvlan(name: &str, modes: &[&str], hairpin: bool) -> Matrix {
+    let t = Topo::new("umvu", hairpin, modes.len());
+    let host = Netns::open(&t.host).unwrap();
+    let eps = t.eps.clone();
+    let modes: Vec<Mode> = modes.iter().map(|m| m.parse().unwrap()).collect();
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let th = std::thread::spawn(move || {
+        host.enter().unwrap();
+        let mut dp = match Dataplane::start(DataplaneConfig::new("par")) {
+            Ok(dp) => dp,
+            Err(e) => return ready_tx.send(Err(e.to_string())).unwrap(),
+        };
+        for (i, mode) in modes.iter().enumerate() {
+            let n = i + 1;
+            let cfg =
+                EndpointConfig::new(format!("e{n}"), *mode).with_mac(ep_mac(n).parse().unwrap());
+            let net = EndpointNet {
+                netns: eps[i].clone(),
+                ifname: "eth0".into(),
+                addrs: vec![format!("{}/24", ep_ip(n)).parse().unwrap()],
+            };
+            if let Err(e) = dp.add_endpoint(cfg, net) {
+                return ready_tx.send(Err(format!("endpoint e{n}: {e}"))).unwrap();
+            }
+        }
+        ready_tx.send(Ok(())).unwrap();
+        let _ = stop_rx.recv();
+        for (port, s) in dp.stats().unwrap() {
+            println!(
+                "  {port:<8} rx {:>5} tx {:>5} drops {:?}",
+                s.rx_packets,
+                s.tx_packets,
+                s.drop_reasons().collect::<Vec<_>>()
+            );
+        }
+        dp.stop();
+    });
+    ready_rx
+        .recv()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("umacvlan {name}: {e}"));
+    let m = measure(&t);
+    println!(
+        "umacvlan {name:<8} hairpin={:<3} {m}",
+        if hairpin { "on" } else { "off" }
+    );
+    stop_tx.send(()).unwrap();
+    th.join().unwrap();
+    m
+}
+
+#[test]
+fn umacvlan_matches_kernel_macvlan() {
+    if !require_root("umacvlan_matches_kernel_macvlan") {
+        return;
+    }
+    let only = std::env::var("UMACVLAN_MATRIX").ok();
+    let mut diffs = Vec::new();
+    for (name, modes) in CONFIGS {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
+        for hairpin in [false, true] {
+            let k = kernel(name, modes, hairpin);
+            let u = umacvlan(name, modes, hairpin);
+            if k != u {
+                diffs.push(format!(
+                    "{name} hairpin={hairpin}:\n  kernel   {k}\n  umacvlan {u}"
+                ));
+            }
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "umacvlan differs from kernel macvlan:\n{}",
+        diffs.join("\n")
+    );
 }
 
 fn ok(m: &Matrix, a: &str, b: &str) -> bool {
@@ -38,14 +129,26 @@ fn kernel_macvlan_matches_the_spec_tables() {
             // Spec §4, the cells every mode shares: endpoint↔ext and host↔ext work,
             // except passthru, which takes the host's unicast away.
             assert!(ok(&m, "e1", "ext") && ok(&m, "ext", "e1"), "{name}: e↔ext");
-            assert_eq!(ok(&m, "host", "ext"), name != "passthru", "{name}: host↔ext");
+            assert_eq!(
+                ok(&m, "host", "ext"),
+                name != "passthru",
+                "{name}: host↔ext"
+            );
             match (name, hairpin) {
-                ("bridge", false) => assert!(ok(&m, "e1", "e2") && !ok(&m, "e1", "host") && !ok(&m, "host", "e1")),
-                ("bridge", true) => assert!(ok(&m, "e1", "e2") && ok(&m, "e1", "host") && ok(&m, "host", "e1")),
+                ("bridge", false) => {
+                    assert!(ok(&m, "e1", "e2") && !ok(&m, "e1", "host") && !ok(&m, "host", "e1"))
+                }
+                ("bridge", true) => {
+                    assert!(ok(&m, "e1", "e2") && ok(&m, "e1", "host") && ok(&m, "host", "e1"))
+                }
                 ("vepa", false) => assert!(!ok(&m, "e1", "e2") && !ok(&m, "e1", "host")),
-                ("vepa", true) => assert!(ok(&m, "e1", "e2") && ok(&m, "e1", "host") && ok(&m, "host", "e1")),
+                ("vepa", true) => {
+                    assert!(ok(&m, "e1", "e2") && ok(&m, "e1", "host") && ok(&m, "host", "e1"))
+                }
                 ("private", false) => assert!(!ok(&m, "e1", "e2") && !ok(&m, "host", "e1")),
-                ("private", true) => assert!(!ok(&m, "e1", "e2") && !ok(&m, "e1", "host") && ok(&m, "host", "e1")),
+                ("private", true) => {
+                    assert!(!ok(&m, "e1", "e2") && !ok(&m, "e1", "host") && ok(&m, "host", "e1"))
+                }
                 _ => {}
             }
         }

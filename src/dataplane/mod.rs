@@ -1,0 +1,493 @@
+//! A switch on real interfaces: the parent NIC, the XDP steering program, AF_XDP
+//! sockets sharing one UMEM, veth endpoints in their namespaces, and a worker thread.
+//!
+//! # How frames reach the switch
+//! * **Parent, unicast**: the XDP program looks the destination up in its copy of the
+//!   FDB; frames for an up endpoint (or every unicast, in passthru) are redirected to
+//!   the socket of the queue they arrived on. Everything else — the parent's own MAC,
+//!   unknown unicast — is passed to the host stack, so the host's own networking on
+//!   the parent keeps working while the switch runs (spec W2, W3).
+//! * **Parent, broadcast and multicast**: the host stack and the endpoints both need
+//!   them, and XDP cannot clone. XDP passes them; a tc ingress program clones each one
+//!   to a *mirror* veth pair whose far end is bound by a switch socket, so the switch
+//!   receives a copy "from the wire" and floods it (W6–W8). For a reflected broadcast
+//!   of a private or passthru endpoint (W9) the tc program then drops the original, so
+//!   the host stack does not see it, as in the kernel.
+//! * **Endpoints**: each endpoint is a veth pair; the far end lives in the endpoint's
+//!   namespace, the near end carries XDP that hands every frame to its socket.
+//! * **Transmit to the wire** goes through the parent's queue-0 socket. Host-bound
+//!   verdicts are not sent anywhere: the kernel already delivered those frames.
+//!
+//! # Namespaces
+//! A `Dataplane` works in the network namespace of the thread that starts it; the
+//! worker thread inherits it. Call its methods, and drop it, from that thread (or
+//! another thread in the same namespace): the kernel resolves interface indexes in
+//! the caller's namespace.
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+
+use crate::bpf::{
+    DevVal, Steering, XdpMode, DEV_F_PASSTHRU, FDB_F_HOST_SUPPRESS, ROLE_PARENT, ROLE_PORT,
+};
+use crate::link::{IpCidr, LinkInfo, Links, VethEndpoint};
+use crate::mode::Mode;
+use crate::port::{Bundle, PortId, PortTable};
+use crate::switch::{PortStats, Switch, Worker, WorkerConfig, WorkerGone};
+use crate::topology::{ControlError, EndpointConfig, ParentConfig, Topology, UPLINK};
+use crate::xsk::{Umem, XskConfig, XskPort};
+
+/// The switch's port type on real interfaces: one or more AF_XDP sockets.
+pub type XskBundle = Bundle<XskPort>;
+type Sw = Switch<XskBundle, Umem, 32>;
+
+/// How to run a dataplane.
+#[derive(Clone, Debug)]
+pub struct DataplaneConfig {
+    /// The parent interface.
+    pub parent: String,
+    /// Parent receive queues to bind (one socket each).
+    pub queues: u32,
+    /// Native or generic XDP on the parent and the endpoints' veths.
+    pub xdp_mode: XdpMode,
+    /// UMEM frames shared by every socket.
+    pub frames: u32,
+    /// Ring sizes and fill policy of every socket.
+    pub xsk: XskConfig,
+    /// The worker thread.
+    pub worker: WorkerConfig,
+}
+
+impl DataplaneConfig {
+    /// Defaults for `parent`: one queue, native XDP, 16384 frames, rings of 1024.
+    pub fn new(parent: impl Into<String>) -> Self {
+        let xsk = XskConfig {
+            rx_size: 1024,
+            tx_size: 1024,
+            fill_size: 1024,
+            comp_size: 1024,
+            fill_level: 512,
+            fill_batch: 64,
+            ..XskConfig::default()
+        };
+        DataplaneConfig {
+            parent: parent.into(),
+            queues: 1,
+            xdp_mode: XdpMode::Native,
+            frames: 16384,
+            xsk,
+            worker: WorkerConfig::default(),
+        }
+    }
+}
+
+/// What an endpoint's interface inside its namespace looks like.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointNet {
+    /// Target namespace: a name under /run/netns or a path.
+    pub netns: String,
+    /// Interface name inside it.
+    pub ifname: String,
+    /// Addresses inside it.
+    pub addrs: Vec<IpCidr>,
+}
+
+/// Why the dataplane refused or failed something.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A configuration rule (spec §5).
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    /// Interfaces or namespaces.
+    #[error(transparent)]
+    Link(#[from] crate::link::Error),
+    /// The XDP/tc programs or their maps.
+    #[error(transparent)]
+    Bpf(#[from] crate::bpf::Error),
+    /// AF_XDP sockets or UMEM.
+    #[error(transparent)]
+    Xsk(#[from] crate::xsk::Error),
+    /// The worker thread.
+    #[error(transparent)]
+    Worker(#[from] WorkerGone),
+    /// The parent cannot carry endpoints.
+    #[error("{0}")]
+    Parent(String),
+    /// Thread creation.
+    #[error("cannot start the worker thread: {0}")]
+    Spawn(std::io::Error),
+}
+
+type Result<T> = std::result::Result<T, Error>;
+
+struct EndpointRt {
+    id: PortId,
+    host_ifindex: u32,
+    host_ifname: String,
+    slot: u32,
+}
+
+/// A running switch on one parent.
+pub struct Dataplane {
+    cfg: DataplaneConfig,
+    links: Arc<Links>,
+    steering: Steering,
+    topo: Topology,
+    worker: Option<Worker<XskBundle, Umem, 32>>,
+    parent: LinkInfo,
+    mirror: (LinkInfo, LinkInfo),
+    endpoints: BTreeMap<String, EndpointRt>,
+    free_slots: Vec<u32>,
+    next_slot: u32,
+}
+
+/// Opens a socket on the worker's UMEM, attaches it as port `id` and returns a
+/// short-lived duplicate of its fd (for the XSKMAP; closed right after).
+fn open_port(
+    worker: &Worker<XskBundle, Umem, 32>,
+    id: PortId,
+    socks: Vec<(u32, u32)>,
+    xsk: XskConfig,
+) -> Result<Vec<OwnedFd>> {
+    let r = worker.exec(move |sw: &mut Sw| -> Result<Vec<OwnedFd>> {
+        let mut ports = Vec::new();
+        for (ifindex, queue) in socks {
+            ports.push(XskPort::open(sw.pool_mut(), ifindex, queue, &xsk)?);
+        }
+        let fds = ports
+            .iter()
+            .map(|p| p.socket().as_fd().try_clone_to_owned())
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(|e| Error::Parent(format!("dup socket fd: {e}")))?;
+        sw.attach(id, Bundle::new(ports, 0))
+            .map_err(|e| Error::Parent(e.to_string()))?;
+        Ok(fds)
+    })?;
+    r
+}
+
+impl Dataplane {
+    /// Starts a switch on `cfg.parent` in the calling thread's namespace.
+    ///
+    /// # Errors
+    /// If the parent is missing or unsuitable, it already carries an XDP program the
+    /// switch did not attach, or any kernel step fails; everything set up so far is
+    /// undone.
+    pub fn start(cfg: DataplaneConfig) -> Result<Dataplane> {
+        let links = Arc::new(Links::open()?);
+        let parent = links.require(&cfg.parent)?;
+        if parent.loopback || parent.mac.is_zero() {
+            return Err(Error::Parent(format!(
+                "{} is not an Ethernet device: a parent needs a MAC address",
+                cfg.parent
+            )));
+        }
+        let topo = Topology::new(
+            ParentConfig {
+                name: parent.name.clone(),
+                mac: parent.mac,
+                mtu: parent.mtu.min(u16::MAX as u32) as u16,
+            },
+            false,
+        )?;
+        let mut steering = Steering::load()?;
+        // The mirror pair: tc clones multicast into `a`; it comes out of `b` into a socket.
+        let (ma, mb) = (
+            format!("umv{}ma", parent.index),
+            format!("umv{}mb", parent.index),
+        );
+        for stale in [&ma, &mb] {
+            if let Some(l) = links.get(stale)? {
+                links.delete(l.index, stale)?;
+            }
+        }
+        links.add_veth(&ma, &mb)?;
+        let mut dp_links = Some(links.clone());
+        let cleanup_mirror = scopeguard(move || {
+            if let Some(l) = dp_links.take() {
+                if let Ok(Some(m)) = l.get(&format!("umv{}ma", parent.index)) {
+                    let _ = l.delete(m.index, "mirror");
+                }
+            }
+        });
+        let mirror_a = links.require(&ma)?;
+        let mirror_b = links.require(&mb)?;
+        links.set_up(mirror_a.index, &ma, true)?;
+        links.set_up(mirror_b.index, &mb, true)?;
+
+        let umem = Umem::new(cfg.frames, 2048)?;
+        let sw: Sw = Switch::new(topo.reader(), umem);
+        let worker = Worker::spawn(sw, cfg.worker.clone()).map_err(Error::Spawn)?;
+        let mut socks: Vec<(u32, u32)> = (0..cfg.queues).map(|q| (parent.index, q)).collect();
+        socks.push((mirror_b.index, 0));
+        let fds = open_port(&worker, UPLINK, socks, cfg.xsk.clone())?;
+        for (slot, fd) in fds.iter().enumerate() {
+            steering.set_xsk(slot as u32, fd.as_fd())?;
+        }
+        drop(fds);
+        let q = cfg.queues;
+        steering.set_device(
+            mirror_b.index,
+            DevVal {
+                role: ROLE_PORT,
+                xsk_base: q,
+                mirror_ifindex: 0,
+                flags: 0,
+            },
+        )?;
+        steering.set_device(
+            parent.index,
+            DevVal {
+                role: ROLE_PARENT,
+                xsk_base: 0,
+                mirror_ifindex: mirror_a.index,
+                flags: 0,
+            },
+        )?;
+        steering.attach_xdp(mirror_b.index, cfg.xdp_mode)?;
+        steering.attach_xdp(parent.index, cfg.xdp_mode)?;
+        steering.attach_tc_ingress(parent.index)?;
+        cleanup_mirror.defuse();
+        Ok(Dataplane {
+            next_slot: q + 1,
+            cfg,
+            links,
+            steering,
+            topo,
+            worker: Some(worker),
+            parent,
+            mirror: (mirror_a, mirror_b),
+            endpoints: BTreeMap::new(),
+            free_slots: Vec::new(),
+        })
+    }
+
+    fn worker(&self) -> &Worker<XskBundle, Umem, 32> {
+        self.worker.as_ref().expect("present until drop")
+    }
+
+    /// The published port table.
+    pub fn table(&self) -> Arc<PortTable> {
+        self.topo.table()
+    }
+
+    /// The control model.
+    pub fn topology(&self) -> &Topology {
+        &self.topo
+    }
+
+    /// Adds an endpoint: the rules of spec §5 first, then its veth pair, socket, XDP
+    /// program and FDB entry. On failure nothing of it remains.
+    ///
+    /// # Errors
+    /// A rule ([`Error::Control`]) or a kernel step.
+    pub fn add_endpoint(&mut self, cfg: EndpointConfig, net: EndpointNet) -> Result<PortId> {
+        let name = cfg.name.clone();
+        if cfg.mode == Mode::Source {
+            return Err(Error::Parent(format!(
+                "endpoint '{name}': source mode is not available on real interfaces yet (only in the in-memory switch)"
+            )));
+        }
+        let id = self.topo.add_endpoint(cfg)?;
+        match self.plumb(&name, id, net) {
+            Ok(()) => Ok(id),
+            Err(e) => {
+                self.unplumb(&name);
+                let _ = self.topo.remove_endpoint(&name);
+                Err(e)
+            }
+        }
+    }
+
+    fn plumb(&mut self, name: &str, id: PortId, net: EndpointNet) -> Result<()> {
+        let ep = self.topo.endpoint(name).expect("just added").clone();
+        let host_ifname = format!("umv{}e{}", self.parent.index, id.0);
+        let veth = VethEndpoint {
+            host_ifname: host_ifname.clone(),
+            netns: net.netns,
+            ifname: net.ifname,
+            mac: ep.mac(),
+            mtu: ep.mtu() as u32,
+            addrs: net.addrs,
+        };
+        let host_ifindex = veth.create(&self.links)?;
+        let slot = self.free_slots.pop().unwrap_or_else(|| {
+            self.next_slot += 1;
+            self.next_slot - 1
+        });
+        self.endpoints.insert(
+            name.to_string(),
+            EndpointRt {
+                id,
+                host_ifindex,
+                host_ifname,
+                slot,
+            },
+        );
+        self.steering.set_device(
+            host_ifindex,
+            DevVal {
+                role: ROLE_PORT,
+                xsk_base: slot,
+                mirror_ifindex: 0,
+                flags: 0,
+            },
+        )?;
+        let fds = open_port(
+            self.worker(),
+            id,
+            vec![(host_ifindex, 0)],
+            self.cfg.xsk.clone(),
+        )?;
+        self.steering.set_xsk(slot, fds[0].as_fd())?;
+        drop(fds);
+        self.steering.attach_xdp(host_ifindex, self.cfg.xdp_mode)?;
+        self.sync_fdb(&ep.cfg)
+    }
+
+    /// Mirrors one endpoint's state into the XDP program's maps.
+    fn sync_fdb(&mut self, c: &EndpointConfig) -> Result<()> {
+        let ep = self.topo.endpoint(&c.name).expect("exists");
+        let suppress = if matches!(c.mode, Mode::Private | Mode::Passthru) {
+            FDB_F_HOST_SUPPRESS
+        } else {
+            0
+        };
+        if c.mode == Mode::Passthru {
+            let dev = DevVal {
+                role: ROLE_PARENT,
+                xsk_base: 0,
+                mirror_ifindex: self.mirror.0.index,
+                flags: if c.up { DEV_F_PASSTHRU } else { 0 },
+            };
+            self.steering.set_device(self.parent.index, dev)?;
+        }
+        if c.up {
+            self.steering
+                .fdb_insert(c.vlan, ep.mac(), ep.id, suppress)?;
+        } else {
+            self.steering.fdb_remove(c.vlan, ep.mac())?;
+        }
+        Ok(())
+    }
+
+    /// Undoes whatever of an endpoint's plumbing exists (best effort).
+    fn unplumb(&mut self, name: &str) {
+        if let Some(ep) = self.topo.endpoint(name) {
+            let (vlan, mac, mode) = (ep.cfg.vlan, ep.mac(), ep.cfg.mode);
+            let _ = self.steering.fdb_remove(vlan, mac);
+            if mode == Mode::Passthru {
+                let dev = DevVal {
+                    role: ROLE_PARENT,
+                    xsk_base: 0,
+                    mirror_ifindex: self.mirror.0.index,
+                    flags: 0,
+                };
+                let _ = self.steering.set_device(self.parent.index, dev);
+            }
+        }
+        let Some(rt) = self.endpoints.remove(name) else {
+            return;
+        };
+        let _ = self.steering.clear_xsk(rt.slot);
+        let _ = self.steering.detach_xdp(rt.host_ifindex);
+        let _ = self.steering.remove_device(rt.host_ifindex);
+        if let Some(w) = &self.worker {
+            let _ = w.exec(move |sw: &mut Sw| {
+                drop(sw.detach(rt.id));
+                sw.pool_mut().reclaim_closed();
+            });
+        }
+        let _ = self.links.delete(rt.host_ifindex, &rt.host_ifname);
+        self.free_slots.push(rt.slot);
+    }
+
+    /// Removes endpoint `name` and its interfaces.
+    ///
+    /// # Errors
+    /// [`ControlError::NoSuchEndpoint`].
+    pub fn remove_endpoint(&mut self, name: &str) -> Result<()> {
+        if self.topo.endpoint(name).is_none() {
+            return Err(ControlError::NoSuchEndpoint(name.into()).into());
+        }
+        self.unplumb(name);
+        self.topo.remove_endpoint(name)?;
+        Ok(())
+    }
+
+    /// Per-port counters, by port name.
+    ///
+    /// # Errors
+    /// [`Error::Worker`].
+    pub fn stats(&self) -> Result<Vec<(String, PortStats)>> {
+        let t = self.topo.table();
+        Ok(self
+            .worker()
+            .stats()?
+            .into_iter()
+            .map(|(id, s)| {
+                (
+                    t.port(id)
+                        .map_or_else(|| id.to_string(), |p| p.name.to_string()),
+                    s,
+                )
+            })
+            .collect())
+    }
+
+    /// The XDP/tc programs and maps.
+    pub fn steering(&self) -> &Steering {
+        &self.steering
+    }
+
+    fn teardown(&mut self) {
+        let names: Vec<String> = self.endpoints.keys().cloned().collect();
+        for n in names {
+            self.unplumb(&n);
+        }
+        let _ = self.steering.detach_tc(self.parent.index);
+        let _ = self.steering.detach_xdp(self.parent.index);
+        let _ = self.steering.detach_xdp(self.mirror.1.index);
+        if let Some(w) = self.worker.take() {
+            let _ = w.stop();
+        }
+        let _ = self.links.delete(self.mirror.0.index, &self.mirror.0.name);
+    }
+
+    /// Stops the worker, detaches every program and removes every interface the
+    /// dataplane created.
+    pub fn stop(mut self) {
+        self.teardown();
+    }
+}
+
+impl Drop for Dataplane {
+    fn drop(&mut self) {
+        if self.worker.is_some() {
+            self.teardown();
+        }
+    }
+}
+
+/// Runs a closure on drop unless defused.
+struct ScopeGuard<F: FnOnce()>(Option<F>);
+
+fn scopeguard<F: FnOnce()>(f: F) -> ScopeGuard<F> {
+    ScopeGuard(Some(f))
+}
+
+impl<F: FnOnce()> ScopeGuard<F> {
+    fn defuse(mut self) {
+        self.0 = None;
+    }
+}
+
+impl<F: FnOnce()> Drop for ScopeGuard<F> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
