@@ -26,7 +26,10 @@ fn veth_endpoint_lands_configured_in_its_namespace() {
     };
     let swns = Netns::open(&sw).unwrap();
     let ep2 = ep.clone();
-    let host_index = swns.run(move || ep2.create(&Links::open().unwrap())).unwrap().unwrap();
+    let host_index = swns
+        .run(move || ep2.create(&Links::open().unwrap()))
+        .unwrap()
+        .unwrap();
     assert!(host_index > 0);
 
     let inner = Links::open_in(&Netns::open(&c1).unwrap()).unwrap();
@@ -39,9 +42,30 @@ fn veth_endpoint_lands_configured_in_its_namespace() {
 
     // A second endpoint whose name is taken inside the namespace is refused, and the
     // half-made pair is removed again.
-    let clash = VethEndpoint { host_ifname: "umvh2".into(), ..ep };
-    let err = swns.run(move || clash.create(&Links::open().unwrap())).unwrap().unwrap_err();
-    assert!(err.to_string().contains("already exists in network namespace"), "{err}");
-    assert!(outer.get("umvh2").unwrap().is_none(), "the failed endpoint left its veth behind");
-    assert_eq!(inner.list().unwrap().iter().filter(|l| l.name.starts_with("umvh")).count(), 0);
+    let clash = VethEndpoint {
+        host_ifname: "umvh2".into(),
+        ..ep
+    };
+    let err = swns
+        .run(move || clash.create(&Links::open().unwrap()))
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("already exists in network namespace"),
+        "{err}"
+    );
+    assert!(
+        outer.get("umvh2").unwrap().is_none(),
+        "the failed endpoint left its veth behind"
+    );
+    assert_eq!(
+        inner
+            .list()
+            .unwrap()
+            .iter()
+            .filter(|l| l.name.starts_with("umvh"))
+            .count(),
+        0
+    );
 }

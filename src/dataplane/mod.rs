@@ -35,7 +35,7 @@ use crate::link::{IpCidr, LinkInfo, Links, VethEndpoint};
 use crate::mode::Mode;
 use crate::port::{Bundle, PortId, PortTable};
 use crate::switch::{PortStats, Switch, Worker, WorkerConfig, WorkerGone};
-use crate::topology::{ControlError, EndpointConfig, ParentConfig, Topology, UPLINK};
+use crate::topology::{ControlError, EndpointConfig, ParentConfig, Topology, HOST, UPLINK};
 use crate::xsk::{Umem, XskConfig, XskPort};
 
 /// The switch's port type on real interfaces: one or more AF_XDP sockets.
@@ -190,7 +190,7 @@ impl Dataplane {
                 mac: parent.mac,
                 mtu: parent.mtu.min(u16::MAX as u32) as u16,
             },
-            false,
+            true,
         )?;
         let mut steering = Steering::load()?;
         // The mirror pair: tc clones multicast into `a`; it comes out of `b` into a socket.
@@ -218,7 +218,8 @@ impl Dataplane {
         links.set_up(mirror_b.index, &mb, true)?;
 
         let umem = Umem::new(cfg.frames, 2048)?;
-        let sw: Sw = Switch::new(topo.reader(), umem);
+        let mut sw: Sw = Switch::new(topo.reader(), umem);
+        sw.set_kernel_host(Some(HOST));
         let worker = Worker::spawn(sw, cfg.worker.clone()).map_err(Error::Spawn)?;
         let mut socks: Vec<(u32, u32)> = (0..cfg.queues).map(|q| (parent.index, q)).collect();
         socks.push((mirror_b.index, 0));
@@ -246,7 +247,9 @@ impl Dataplane {
                 flags: 0,
             },
         )?;
-        steering.attach_xdp(mirror_b.index, cfg.xdp_mode)?;
+        // Always native: generic XDP skips frames a BPF program redirected, and every
+        // mirrored copy is one.
+        steering.attach_xdp(mirror_b.index, XdpMode::Native)?;
         steering.attach_xdp(parent.index, cfg.xdp_mode)?;
         steering.attach_tc_ingress(parent.index)?;
         cleanup_mirror.defuse();

@@ -83,8 +83,14 @@ impl Netns {
     /// [`Error::Netns`] if it cannot be opened.
     pub fn open(spec: &str) -> Result<Netns> {
         let path = Self::path_of(spec);
-        let file = File::open(&path).map_err(|source| Error::Netns { spec: spec.into(), source })?;
-        Ok(Netns { file, spec: spec.into() })
+        let file = File::open(&path).map_err(|source| Error::Netns {
+            spec: spec.into(),
+            source,
+        })?;
+        Ok(Netns {
+            file,
+            spec: spec.into(),
+        })
     }
 
     /// The namespace of the calling thread.
@@ -114,8 +120,14 @@ impl Netns {
     /// # Errors
     /// [`Error::Setns`].
     pub fn enter(&self) -> Result<()> {
-        rustix::thread::move_into_link_name_space(self.file.as_fd(), Some(rustix::thread::LinkNameSpaceType::Network))
-            .map_err(|e| Error::Setns { spec: self.spec.clone(), source: e.into() })
+        rustix::thread::move_into_link_name_space(
+            self.file.as_fd(),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .map_err(|e| Error::Setns {
+            spec: self.spec.clone(),
+            source: e.into(),
+        })
     }
 
     /// Runs `f` on a new thread inside this namespace and returns its result. The
@@ -127,8 +139,14 @@ impl Netns {
     /// # Panics
     /// If `f` panics.
     pub fn run<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> Result<R> {
-        let file = self.file.try_clone().map_err(|source| Error::Netns { spec: self.spec.clone(), source })?;
-        let ns = Netns { file, spec: self.spec.clone() };
+        let file = self.file.try_clone().map_err(|source| Error::Netns {
+            spec: self.spec.clone(),
+            source,
+        })?;
+        let ns = Netns {
+            file,
+            spec: self.spec.clone(),
+        };
         std::thread::spawn(move || {
             ns.enter()?;
             Ok(f())
@@ -168,7 +186,9 @@ fn info_of(m: &LinkMessage) -> LinkInfo {
         match a {
             LinkAttribute::IfName(n) => li.name = n.clone(),
             LinkAttribute::Mtu(v) => li.mtu = *v,
-            LinkAttribute::Address(b) if b.len() == 6 => li.mac = MacAddr([b[0], b[1], b[2], b[3], b[4], b[5]]),
+            LinkAttribute::Address(b) if b.len() == 6 => {
+                li.mac = MacAddr([b[0], b[1], b[2], b[3], b[4], b[5]])
+            }
             _ => {}
         }
     }
@@ -187,13 +207,19 @@ impl Links {
     /// # Errors
     /// [`Error::Socket`].
     pub fn open() -> Result<Links> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_io().build().map_err(Error::Socket)?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .map_err(Error::Socket)?;
         let handle = rt.block_on(async {
             let (conn, handle, _) = rtnetlink::new_connection()?;
             tokio::spawn(conn);
             Ok::<_, std::io::Error>(handle)
         });
-        Ok(Links { handle: handle.map_err(Error::Socket)?, rt })
+        Ok(Links {
+            handle: handle.map_err(Error::Socket)?,
+            rt,
+        })
     }
 
     /// A connection whose socket lives in namespace `ns`.
@@ -204,8 +230,17 @@ impl Links {
         ns.run(Links::open)?
     }
 
-    fn nl<T>(&self, op: &'static str, ifname: &str, f: impl std::future::Future<Output = std::result::Result<T, rtnetlink::Error>>) -> Result<T> {
-        self.rt.block_on(f).map_err(|source| Error::Netlink { op, ifname: ifname.into(), source })
+    fn nl<T>(
+        &self,
+        op: &'static str,
+        ifname: &str,
+        f: impl std::future::Future<Output = std::result::Result<T, rtnetlink::Error>>,
+    ) -> Result<T> {
+        self.rt.block_on(f).map_err(|source| Error::Netlink {
+            op,
+            ifname: ifname.into(),
+            source,
+        })
     }
 
     /// The interface named `name`, if it exists.
@@ -213,11 +248,21 @@ impl Links {
     /// # Errors
     /// [`Error::Netlink`] for anything but "no such device".
     pub fn get(&self, name: &str) -> Result<Option<LinkInfo>> {
-        let mut req = Box::pin(self.handle.link().get().match_name(name.to_string()).execute());
+        let mut req = Box::pin(
+            self.handle
+                .link()
+                .get()
+                .match_name(name.to_string())
+                .execute(),
+        );
         match self.rt.block_on(async { req.try_next().await }) {
             Ok(m) => Ok(m.as_ref().map(info_of)),
             Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
-            Err(source) => Err(Error::Netlink { op: "get link", ifname: name.into(), source }),
+            Err(source) => Err(Error::Netlink {
+                op: "get link",
+                ifname: name.into(),
+                source,
+            }),
         }
     }
 
@@ -226,7 +271,8 @@ impl Links {
     /// # Errors
     /// [`Error::NoSuchLink`].
     pub fn require(&self, name: &str) -> Result<LinkInfo> {
-        self.get(name)?.ok_or_else(|| Error::NoSuchLink(name.into()))
+        self.get(name)?
+            .ok_or_else(|| Error::NoSuchLink(name.into()))
     }
 
     /// Every interface.
@@ -235,7 +281,9 @@ impl Links {
     /// [`Error::Netlink`].
     pub fn list(&self) -> Result<Vec<LinkInfo>> {
         let req = self.handle.link().get().execute();
-        self.nl("list links", "*", async { req.map_ok(|m| info_of(&m)).try_collect::<Vec<_>>().await })
+        self.nl("list links", "*", async {
+            req.map_ok(|m| info_of(&m)).try_collect::<Vec<_>>().await
+        })
     }
 
     /// Creates a veth pair `name` ↔ `peer` in this namespace.
@@ -252,8 +300,14 @@ impl Links {
     /// # Errors
     /// [`Error::Netlink`].
     pub fn move_to(&self, index: u32, ifname: &str, ns: &Netns) -> Result<()> {
-        let msg = LinkUnspec::new_with_index(index).setns_by_fd(ns.file.as_raw_fd()).build();
-        self.nl("move to namespace", ifname, self.handle.link().set(msg).execute())
+        let msg = LinkUnspec::new_with_index(index)
+            .setns_by_fd(ns.file.as_raw_fd())
+            .build();
+        self.nl(
+            "move to namespace",
+            ifname,
+            self.handle.link().set(msg).execute(),
+        )
     }
 
     /// Renames interface `index` (it must be down).
@@ -261,7 +315,9 @@ impl Links {
     /// # Errors
     /// [`Error::Netlink`].
     pub fn rename(&self, index: u32, new_name: &str) -> Result<()> {
-        let msg = LinkUnspec::new_with_index(index).name(new_name.to_string()).build();
+        let msg = LinkUnspec::new_with_index(index)
+            .name(new_name.to_string())
+            .build();
         self.nl("rename", new_name, self.handle.link().set(msg).execute())
     }
 
@@ -270,7 +326,9 @@ impl Links {
     /// # Errors
     /// [`Error::Netlink`].
     pub fn set_mac(&self, index: u32, ifname: &str, mac: MacAddr) -> Result<()> {
-        let msg = LinkUnspec::new_with_index(index).address(mac.octets().to_vec()).build();
+        let msg = LinkUnspec::new_with_index(index)
+            .address(mac.octets().to_vec())
+            .build();
         self.nl("set MAC", ifname, self.handle.link().set(msg).execute())
     }
 
@@ -290,7 +348,11 @@ impl Links {
     pub fn set_up(&self, index: u32, ifname: &str, up: bool) -> Result<()> {
         let b = LinkUnspec::new_with_index(index);
         let msg = if up { b.up() } else { b.down() }.build();
-        self.nl(if up { "set up" } else { "set down" }, ifname, self.handle.link().set(msg).execute())
+        self.nl(
+            if up { "set up" } else { "set down" },
+            ifname,
+            self.handle.link().set(msg).execute(),
+        )
     }
 
     /// Sets or clears promiscuous mode on interface `index`.
@@ -400,7 +462,10 @@ impl VethEndpoint {
             let inner = Links::open_in(&ns)?;
             let p = inner.require(&tmp)?;
             if inner.get(&self.ifname)?.is_some() {
-                return Err(Error::Exists { ifname: self.ifname.clone(), netns: self.netns.clone() });
+                return Err(Error::Exists {
+                    ifname: self.ifname.clone(),
+                    netns: self.netns.clone(),
+                });
             }
             inner.rename(p.index, &self.ifname)?;
             inner.set_mac(p.index, &self.ifname, self.mac)?;
@@ -427,7 +492,13 @@ mod tests {
         let c: IpCidr = "192.168.32.10/24".parse().unwrap();
         assert_eq!(c.to_string(), "192.168.32.10/24");
         assert_eq!("fd00::1/64".parse::<IpCidr>().unwrap().prefix, 64);
-        for bad in ["192.168.32.10", "192.168.32.10/33", "x/24", "fd00::1/129", "10.0.0.1/-1"] {
+        for bad in [
+            "192.168.32.10",
+            "192.168.32.10/33",
+            "x/24",
+            "fd00::1/129",
+            "10.0.0.1/-1",
+        ] {
             let e = bad.parse::<IpCidr>().unwrap_err();
             assert!(e.to_string().contains(bad), "{e}");
         }
@@ -436,7 +507,10 @@ mod tests {
     #[test]
     fn netns_paths() {
         assert_eq!(Netns::path_of("red"), PathBuf::from("/run/netns/red"));
-        assert_eq!(Netns::path_of("/proc/1/ns/net"), PathBuf::from("/proc/1/ns/net"));
+        assert_eq!(
+            Netns::path_of("/proc/1/ns/net"),
+            PathBuf::from("/proc/1/ns/net")
+        );
         let e = Netns::open("umacvlan-no-such-ns").unwrap_err();
         assert!(e.to_string().contains("/run/netns"), "{e}");
     }

@@ -197,7 +197,11 @@ impl<P> Bundle<P> {
     /// If `tx` is not an index of `members`.
     pub fn new(members: Vec<P>, tx: usize) -> Self {
         assert!(tx < members.len(), "transmit member {tx} out of range");
-        Bundle { members, tx, next: 0 }
+        Bundle {
+            members,
+            tx,
+            next: 0,
+        }
     }
 
     /// The members.

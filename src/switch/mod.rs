@@ -42,6 +42,7 @@ pub struct Switch<P: Port<B>, B: FramePool, const BURST: usize = DEFAULT_BURST> 
     rx: Vec<Frame>,
     stage: Vec<Vec<Frame>>,
     touched: Vec<PortId>,
+    kernel_host: Option<PortId>,
 }
 
 /// Why a port could not be attached.
@@ -67,6 +68,7 @@ impl<P: Port<B>, B: FramePool, const BURST: usize> Switch<P, B, BURST> {
             rx: Vec::with_capacity(BURST),
             stage: Vec::new(),
             touched: Vec::with_capacity(MAX_PORTS),
+            kernel_host: None,
         }
     }
 
@@ -91,6 +93,21 @@ impl<P: Port<B>, B: FramePool, const BURST: usize> Switch<P, B, BURST> {
         self.ports[i] = Some(port);
         self.stats[i] = PortStats::default();
         Ok(())
+    }
+
+    /// Declares `id` a port the kernel serves itself: on real interfaces the host stack
+    /// already got, through `XDP_PASS`, every frame the decision sends to it. Frames
+    /// for it are counted as transmitted and never copied or queued.
+    pub fn set_kernel_host(&mut self, id: Option<PortId>) {
+        if let Some(h) = id {
+            let i = h.0 as usize;
+            if self.ports.len() <= i {
+                self.ports.resize_with(i + 1, || None);
+                self.stats.resize_with(i + 1, PortStats::default);
+                self.stage.resize_with(i + 1, || Vec::with_capacity(BURST));
+            }
+        }
+        self.kernel_host = id;
     }
 
     /// Detaches port `id` and returns it (with whatever is still queued in it).
@@ -124,7 +141,7 @@ impl<P: Port<B>, B: FramePool, const BURST: usize> Switch<P, B, BURST> {
             .iter()
             .zip(&self.stats)
             .enumerate()
-            .filter(|(_, (p, _))| p.is_some())
+            .filter(|(i, (p, _))| p.is_some() || self.kernel_host == Some(PortId(*i as u16)))
             .map(|(i, (_, s))| (PortId(i as u16), s))
     }
 
@@ -180,8 +197,20 @@ impl<P: Port<B>, B: FramePool, const BURST: usize> Switch<P, B, BURST> {
                 }
             };
             match decide(id, &facts, t) {
+                Verdict::Forward(q) if Some(q) == self.kernel_host => {
+                    self.count_kernel_delivery(q, frame.len());
+                    self.pool.free(frame);
+                }
                 Verdict::Forward(q) => self.stage_frame(t, ing, q, frame, payload),
-                Verdict::Multi(set) => {
+                Verdict::Multi(mut set) => {
+                    if let Some(h) = self.kernel_host.filter(|&h| set.contains(h)) {
+                        set.remove(h);
+                        self.count_kernel_delivery(h, frame.len());
+                        if set.is_empty() {
+                            self.pool.free(frame);
+                            continue;
+                        }
+                    }
                     let mut it = set.iter().peekable();
                     while let Some(q) = it.next() {
                         if it.peek().is_none() {
@@ -203,6 +232,14 @@ impl<P: Port<B>, B: FramePool, const BURST: usize> Switch<P, B, BURST> {
         s.rx_bytes += rx_bytes;
         self.flush();
         n
+    }
+
+    /// Counts a frame the kernel delivered itself (see [`Switch::set_kernel_host`]).
+    #[inline]
+    fn count_kernel_delivery(&mut self, q: PortId, len: usize) {
+        let s = &mut self.stats[q.0 as usize];
+        s.tx_packets += 1;
+        s.tx_bytes += len as u64;
     }
 
     fn drop_frame(&mut self, at: PortId, f: Frame, r: DropReason) {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use crossbeam_channel::{bounded, unbounded, Sender};
 
 use super::{AttachError, PortStats, Switch};
 use crate::port::{FramePool, Port, PortId};
@@ -29,7 +29,11 @@ pub struct WorkerConfig {
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        WorkerConfig { core: None, spin: 256, idle_sleep: Duration::from_micros(50) }
+        WorkerConfig {
+            core: None,
+            spin: 256,
+            idle_sleep: Duration::from_micros(50),
+        }
     }
 }
 
@@ -58,30 +62,36 @@ where
     /// # Errors
     /// If the thread cannot be spawned.
     pub fn spawn(mut sw: Switch<P, B, BURST>, cfg: WorkerConfig) -> std::io::Result<Self> {
-        let (tx, rx): (Sender<Command<P, B, BURST>>, Receiver<Command<P, B, BURST>>) = unbounded();
+        let (tx, rx) = unbounded::<Command<P, B, BURST>>();
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
-        let thread = std::thread::Builder::new().name("umacvlan-worker".into()).spawn(move || {
-            if let Some(core) = cfg.core {
-                core_affinity::set_for_current(core_affinity::CoreId { id: core });
-            }
-            let mut idle = 0u32;
-            while !stop2.load(Ordering::Relaxed) {
-                while let Ok(c) = rx.try_recv() {
-                    c(&mut sw);
+        let thread = std::thread::Builder::new()
+            .name("umacvlan-worker".into())
+            .spawn(move || {
+                if let Some(core) = cfg.core {
+                    core_affinity::set_for_current(core_affinity::CoreId { id: core });
                 }
-                if sw.poll() > 0 {
-                    idle = 0;
-                } else {
-                    idle = idle.saturating_add(1);
-                    if idle > cfg.spin && !cfg.idle_sleep.is_zero() {
-                        std::thread::sleep(cfg.idle_sleep);
+                let mut idle = 0u32;
+                while !stop2.load(Ordering::Relaxed) {
+                    while let Ok(c) = rx.try_recv() {
+                        c(&mut sw);
+                    }
+                    if sw.poll() > 0 {
+                        idle = 0;
+                    } else {
+                        idle = idle.saturating_add(1);
+                        if idle > cfg.spin && !cfg.idle_sleep.is_zero() {
+                            std::thread::sleep(cfg.idle_sleep);
+                        }
                     }
                 }
-            }
-            sw
-        })?;
-        Ok(Worker { cmd: tx, stop, thread: Some(thread) })
+                sw
+            })?;
+        Ok(Worker {
+            cmd: tx,
+            stop,
+            thread: Some(thread),
+        })
     }
 
     /// Runs `f` on the worker thread between two bursts, with the switch in hand
@@ -100,7 +110,8 @@ where
                 let _ = tx.send(f(sw));
             }))
             .map_err(|_| WorkerGone)?;
-        rx.recv_timeout(Duration::from_secs(5)).map_err(|_| WorkerGone)
+        rx.recv_timeout(Duration::from_secs(5))
+            .map_err(|_| WorkerGone)
     }
 
     /// Attaches a port between bursts.
@@ -133,7 +144,11 @@ where
     /// [`WorkerGone`] if the thread panicked.
     pub fn stop(mut self) -> Result<Switch<P, B, BURST>, WorkerGone> {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread.take().expect("joined once").join().map_err(|_| WorkerGone)
+        self.thread
+            .take()
+            .expect("joined once")
+            .join()
+            .map_err(|_| WorkerGone)
     }
 }
 
@@ -155,15 +170,24 @@ mod tests {
 
     #[test]
     fn worker_attaches_forwards_and_returns_the_switch() {
-        let parent = ParentConfig { name: "w0".into(), mac: "02:00:00:00:00:fe".parse().unwrap(), mtu: 1500 };
+        let parent = ParentConfig {
+            name: "w0".into(),
+            mac: "02:00:00:00:00:fe".parse().unwrap(),
+            mtu: 1500,
+        };
         let mut topo = Topology::new(parent, true).unwrap();
-        let a = topo.add_endpoint(EndpointConfig::new("a", Mode::Bridge)).unwrap();
+        let a = topo
+            .add_endpoint(EndpointConfig::new("a", Mode::Bridge))
+            .unwrap();
         let sw: Switch<MemPort, MemPool> = Switch::new(topo.reader(), MemPool::new(64, 2048));
         let w = Worker::spawn(sw, WorkerConfig::default()).unwrap();
         for id in [UPLINK, HOST, a] {
             w.attach(id, MemPort::new(8)).unwrap().unwrap();
         }
-        assert_eq!(w.attach(a, MemPort::new(8)).unwrap(), Err(AttachError::Busy(a)));
+        assert_eq!(
+            w.attach(a, MemPort::new(8)).unwrap(),
+            Err(AttachError::Busy(a))
+        );
         assert_eq!(w.stats().unwrap().len(), 3);
         let p = w.detach(a).unwrap().expect("attached");
         assert_eq!(p.rx_pending(), 0);

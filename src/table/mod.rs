@@ -1,7 +1,7 @@
 //! The MAC forwarding table (FDB) and the snapshot cell that publishes it.
 //!
 //! # Concurrency
-//! [`Rcu`] holds an immutable value behind an `arc-swap` pointer. Any number of
+//! An RCU cell ([`rcu`]) holds an immutable value behind an `arc-swap` pointer. Any number of
 //! [`Reader`]s take a [`Snapshot`] once per burst: one atomic load, no lock, no write
 //! to shared memory that a writer waits on. Exactly one [`Writer`] exists per cell (it
 //! is not `Clone`); it copies the current value, changes the copy and publishes it with

@@ -21,7 +21,10 @@ pub fn require_root(test: &str) -> bool {
 
 /// Runs a command, panicking with its output if it fails.
 pub fn run(cmd: &str, args: &[&str]) -> Output {
-    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
     assert!(
         out.status.success(),
         "{cmd} {}: {}{}",
@@ -34,7 +37,10 @@ pub fn run(cmd: &str, args: &[&str]) -> Output {
 
 /// Runs a command and returns whether it succeeded.
 pub fn try_run(cmd: &str, args: &[&str]) -> bool {
-    Command::new(cmd).args(args).output().is_ok_and(|o| o.status.success())
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// A set of network namespaces named `<tag><pid>-<name>`, deleted on drop. Creating
@@ -51,7 +57,9 @@ impl Lab {
         if let Ok(out) = Command::new("ip").args(["netns", "list"]).output() {
             for line in String::from_utf8_lossy(&out.stdout).lines() {
                 let name = line.split_whitespace().next().unwrap_or("");
-                let Some(rest) = name.strip_prefix(tag) else { continue };
+                let Some(rest) = name.strip_prefix(tag) else {
+                    continue;
+                };
                 let owner: Option<u32> = rest.split('-').next().and_then(|p| p.parse().ok());
                 if let Some(owner) = owner {
                     if owner != pid && !std::path::Path::new(&format!("/proc/{owner}")).exists() {
@@ -60,7 +68,10 @@ impl Lab {
                 }
             }
         }
-        Lab { prefix: format!("{tag}{pid}-"), made: Vec::new() }
+        Lab {
+            prefix: format!("{tag}{pid}-"),
+            made: Vec::new(),
+        }
     }
 
     /// Full name of namespace `name`.

@@ -49,18 +49,62 @@ impl Topo {
         let ext = lab.ns("ext");
         let host = lab.ns("host");
         let eps: Vec<String> = (1..=n).map(|i| lab.ns(&format!("e{i}"))).collect();
-        lab.ip(&wire, &["link", "add", "br0", "type", "bridge", "stp_state", "0", "forward_delay", "0"]);
+        lab.ip(
+            &wire,
+            &[
+                "link",
+                "add",
+                "br0",
+                "type",
+                "bridge",
+                "stp_state",
+                "0",
+                "forward_delay",
+                "0",
+            ],
+        );
         lab.ip(&wire, &["link", "set", "br0", "up"]);
         for (port, peer, ns) in [("wext", "eth0", &ext), ("wpar", "par", &host)] {
-            lab.ip(&wire, &["link", "add", port, "type", "veth", "peer", "name", peer, "netns", ns]);
+            lab.ip(
+                &wire,
+                &[
+                    "link", "add", port, "type", "veth", "peer", "name", peer, "netns", ns,
+                ],
+            );
             lab.ip(&wire, &["link", "set", port, "master", "br0", "up"]);
         }
-        lab.ip(&wire, &["link", "set", "wpar", "type", "bridge_slave", "hairpin", if hairpin { "on" } else { "off" }]);
-        lab.ip(&ext, &["addr", "add", &format!("{EXT_IP}/24"), "dev", "eth0"]);
-        lab.ip(&ext, &["link", "set", "eth0", "address", "02:00:00:00:00:e0", "up"]);
+        lab.ip(
+            &wire,
+            &[
+                "link",
+                "set",
+                "wpar",
+                "type",
+                "bridge_slave",
+                "hairpin",
+                if hairpin { "on" } else { "off" },
+            ],
+        );
+        lab.ip(
+            &ext,
+            &["addr", "add", &format!("{EXT_IP}/24"), "dev", "eth0"],
+        );
+        lab.ip(
+            &ext,
+            &["link", "set", "eth0", "address", "02:00:00:00:00:e0", "up"],
+        );
         lab.ip(&host, &["link", "set", "par", "address", PARENT_MAC, "up"]);
-        lab.ip(&host, &["addr", "add", &format!("{HOST_IP}/24"), "dev", "par"]);
-        Topo { lab, wire, ext, host, eps }
+        lab.ip(
+            &host,
+            &["addr", "add", &format!("{HOST_IP}/24"), "dev", "par"],
+        );
+        Topo {
+            lab,
+            wire,
+            ext,
+            host,
+            eps,
+        }
     }
 
     /// Adds kernel macvlan endpoints in `modes` (one per endpoint namespace).
@@ -69,19 +113,31 @@ impl Topo {
             let n = i + 1;
             let ns = &self.eps[i];
             let tmp = format!("mv{n}");
-            self.lab.ip(&self.host, &["link", "add", "link", "par", "name", &tmp, "type", "macvlan", "mode", mode]);
+            self.lab.ip(
+                &self.host,
+                &[
+                    "link", "add", "link", "par", "name", &tmp, "type", "macvlan", "mode", mode,
+                ],
+            );
             if *mode != "passthru" {
-                self.lab.ip(&self.host, &["link", "set", &tmp, "address", &ep_mac(n)]);
+                self.lab
+                    .ip(&self.host, &["link", "set", &tmp, "address", &ep_mac(n)]);
             }
             self.lab.ip(&self.host, &["link", "set", &tmp, "netns", ns]);
             self.lab.ip(ns, &["link", "set", &tmp, "name", "eth0"]);
-            self.lab.ip(ns, &["addr", "add", &format!("{}/24", ep_ip(n)), "dev", "eth0"]);
+            self.lab.ip(
+                ns,
+                &["addr", "add", &format!("{}/24", ep_ip(n)), "dev", "eth0"],
+            );
             self.lab.ip(ns, &["link", "set", "eth0", "up"]);
         }
     }
 
     fn all_ns(&self) -> Vec<&String> {
-        [&self.wire, &self.ext, &self.host].into_iter().chain(self.eps.iter()).collect()
+        [&self.wire, &self.ext, &self.host]
+            .into_iter()
+            .chain(self.eps.iter())
+            .collect()
     }
 
     fn flush_neighbours(&self) {
@@ -107,7 +163,10 @@ impl Topo {
         self.flush_neighbours();
         let (ns, _) = self.node(a);
         let (_, ip) = self.node(b);
-        self.lab.try_exec(ns, &["ping", "-q", "-n", "-c", "2", "-i", "0.3", "-W", "1", &ip])
+        self.lab.try_exec(
+            ns,
+            &["ping", "-q", "-n", "-c", "2", "-i", "0.3", "-W", "1", &ip],
+        )
     }
 
     fn echo_counters(&self) -> BTreeMap<String, u64> {
@@ -121,8 +180,15 @@ impl Topo {
                 let text = String::from_utf8_lossy(&out.stdout).to_string();
                 let mut lines = text.lines().filter(|l| l.starts_with("Icmp:"));
                 let (head, vals) = (lines.next().unwrap_or(""), lines.next().unwrap_or(""));
-                let idx = head.split_whitespace().position(|w| w == "InEchos").expect("InEchos");
-                let v = vals.split_whitespace().nth(idx).and_then(|v| v.parse().ok()).unwrap_or(0);
+                let idx = head
+                    .split_whitespace()
+                    .position(|w| w == "InEchos")
+                    .expect("InEchos");
+                let v = vals
+                    .split_whitespace()
+                    .nth(idx)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
                 (n, v)
             })
             .collect()
@@ -136,10 +202,28 @@ impl Topo {
         let before = self.echo_counters();
         let (ns, _) = self.node(from);
         let c = count.to_string();
-        let _ = self.lab.try_exec(ns, &["ping", "-q", "-n", "-b", "-c", &c, "-i", "0.2", "-W", "1", "10.9.0.255"]);
+        let _ = self.lab.try_exec(
+            ns,
+            &[
+                "ping",
+                "-q",
+                "-n",
+                "-b",
+                "-c",
+                &c,
+                "-i",
+                "0.2",
+                "-W",
+                "1",
+                "10.9.0.255",
+            ],
+        );
         std::thread::sleep(std::time::Duration::from_millis(200));
         let after = self.echo_counters();
-        after.into_iter().map(|(k, v)| (k.clone(), v - before[&k])).collect()
+        after
+            .into_iter()
+            .map(|(k, v)| (k.clone(), v - before[&k]))
+            .collect()
     }
 }
 
@@ -154,12 +238,31 @@ pub struct Matrix {
 
 /// Measures the reachability matrix and e1's broadcast receivers.
 pub fn measure(t: &Topo) -> Matrix {
-    let mut pairs: Vec<(&str, &str)> = vec![("e1", "ext"), ("ext", "e1"), ("e1", "host"), ("host", "e1"), ("host", "ext"), ("ext", "host")];
+    let mut pairs: Vec<(&str, &str)> = vec![
+        ("e1", "ext"),
+        ("ext", "e1"),
+        ("e1", "host"),
+        ("host", "e1"),
+        ("host", "ext"),
+        ("ext", "host"),
+    ];
     if t.eps.len() > 1 {
-        pairs.extend([("e1", "e2"), ("e2", "e1"), ("e2", "e3"), ("e3", "host"), ("host", "e3")]);
+        pairs.extend([
+            ("e1", "e2"),
+            ("e2", "e1"),
+            ("e2", "e3"),
+            ("e3", "host"),
+            ("host", "e3"),
+        ]);
     }
-    let pings = pairs.into_iter().map(|(a, b)| ((a.to_string(), b.to_string()), t.ping(a, b))).collect();
-    Matrix { pings, bcast: t.broadcast_from("e1", 3) }
+    let pings = pairs
+        .into_iter()
+        .map(|(a, b)| ((a.to_string(), b.to_string()), t.ping(a, b)))
+        .collect();
+    Matrix {
+        pings,
+        bcast: t.broadcast_from("e1", 3),
+    }
 }
 
 impl fmt::Display for Matrix {

@@ -1,0 +1,253 @@
+// SPDX-License-Identifier: (MIT OR GPL-2.0)
+/*
+ * umacvlan steering: decides, per frame, whether the switch or the host
+ * stack gets it.
+ *
+ * steer (XDP), on the parent and on every ROLE_PORT veth:
+ *   ROLE_PORT    every frame -> the AF_XDP socket of its rx queue.
+ *   ROLE_PARENT  multicast/broadcast -> XDP_PASS (the tc program below
+ *                mirrors it into the switch); passthru: every unicast ->
+ *                switch; else fdb{vid, dst} hit -> switch, miss -> XDP_PASS
+ *                (the parent's own MAC and unknown unicast: the host keeps
+ *                its networking). A redirect from the parent carries the
+ *                target port id in 4 bytes of XDP metadata.
+ *
+ * mirror (tc, clsact ingress of the parent), multicast/broadcast only:
+ *   clone to the mirror veth (its peer is a ROLE_PORT, so the copy lands in
+ *   the switch), then drop the original if its source MAC is flagged
+ *   FDB_F_HOST_SUPPRESS (spec W9: a reflected private/passthru/source
+ *   broadcast never reaches the host stack). Everything else goes on to the
+ *   next filter (TC_ACT_UNSPEC), then the host.
+ *
+ * A redirect to a slot without a socket falls back to XDP_PASS.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "steer.h"
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__uint(max_entries, STEER_MAX_XSKS);
+	__type(key, __u32);
+	__type(value, __u32);
+} xsks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, STEER_MAX_DEVS);
+	__type(key, __u32);
+	__type(value, struct dev_val);
+} devs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, STEER_MAX_FDB);
+	__type(key, struct fdb_key);
+	__type(value, struct fdb_val);
+} fdb SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, CNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+/* An 802.1Q / 802.1ad tag after the two MAC addresses. */
+struct vlan_tag {
+	__be16 tci;
+	__be16 proto; /* encapsulated EtherType */
+};
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *c = bpf_map_lookup_elem(&counters, &idx);
+
+	if (c)
+		*c += 1; /* per-CPU slot: no atomics needed */
+}
+
+static __always_inline int is_vlan_proto(__be16 proto)
+{
+	return proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD);
+}
+
+/* bpf_redirect_map with the XDP_PASS fallback, counted. */
+static __always_inline int to_socket(__u32 slot)
+{
+	int act = bpf_redirect_map(&xsks, slot, XDP_PASS);
+
+	count(act == XDP_REDIRECT ? CNT_XDP_REDIRECT : CNT_XDP_REDIRECT_FAIL);
+	return act;
+}
+
+/* Write the target port into 4 bytes of metadata, then redirect. */
+static __always_inline int to_switch(struct xdp_md *ctx, __u32 slot, __u32 port)
+{
+	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(__u32)) == 0) {
+		void *data = (void *)(long)ctx->data;
+		__u32 *meta = (void *)(long)ctx->data_meta;
+
+		if ((void *)(meta + 1) <= data)
+			*meta = port;
+		else
+			count(CNT_XDP_META_FAIL);
+	} else {
+		count(CNT_XDP_META_FAIL);
+	}
+	return to_socket(slot);
+}
+
+SEC("xdp")
+int steer(struct xdp_md *ctx)
+{
+	__u32 ifindex = ctx->ingress_ifindex;
+	struct dev_val *dev = bpf_map_lookup_elem(&devs, &ifindex);
+
+	if (!dev) {
+		count(CNT_XDP_NOT_OURS);
+		return XDP_PASS;
+	}
+
+	/* AF_XDP redirects only reach a socket bound to the arrival queue. */
+	__u32 slot = dev->xsk_base + ctx->rx_queue_index;
+
+	if (dev->role == ROLE_PORT)
+		return to_socket(slot);
+	if (dev->role != ROLE_PARENT) {
+		count(CNT_XDP_NOT_OURS);
+		return XDP_PASS;
+	}
+
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > data_end) {
+		count(CNT_XDP_MALFORMED);
+		return XDP_PASS;
+	}
+
+	/* Multicast and broadcast: the host gets them; tc mirrors a copy. */
+	if (eth->h_dest[0] & 1) {
+		count(CNT_XDP_PASS);
+		return XDP_PASS;
+	}
+
+	__u32 dev_flags = dev->flags;
+	struct fdb_key key = {};
+
+	if (is_vlan_proto(eth->h_proto)) {
+		struct vlan_tag *tag = (void *)(eth + 1);
+
+		if ((void *)(tag + 1) > data_end) {
+			count(CNT_XDP_MALFORMED);
+			return XDP_PASS;
+		}
+		key.vlan = bpf_ntohs(tag->tci) & 0x0fff;
+	}
+
+	if (dev_flags & DEV_F_PASSTHRU)
+		return to_switch(ctx, slot, STEER_META_PASSTHRU);
+
+	__builtin_memcpy(key.mac, eth->h_dest, ETH_ALEN);
+	struct fdb_val *hit = bpf_map_lookup_elem(&fdb, &key);
+
+	if (!hit) {
+		/* The parent's own MAC or unknown unicast (spec W2/W3). */
+		count(CNT_XDP_PASS);
+		return XDP_PASS;
+	}
+	return to_switch(ctx, slot, hit->port);
+}
+
+/*
+ * Clone the frame to the egress of the mirror veth. A tag the stack already took
+ * out of the frame (skb->vlan_tci) would be lost on the way to the peer's XDP and
+ * AF_XDP socket, so it is put back inline for the clone and taken out again after:
+ * push (the accelerated tag goes inline, a copy stays accelerated), clone, pop
+ * (drops the accelerated copy, lifts the inline tag back out).
+ */
+static __always_inline void mirror_clone(struct __sk_buff *skb, __u32 ifindex)
+{
+	int pushed = 0;
+
+	if (skb->vlan_present) {
+		if (bpf_skb_vlan_push(skb, (__be16)skb->vlan_proto, skb->vlan_tci)) {
+			count(CNT_TC_MIRROR_FAIL);
+			return; /* never mirror onto the wrong VLAN */
+		}
+		pushed = 1;
+	}
+	if (bpf_clone_redirect(skb, ifindex, 0) == 0)
+		count(CNT_TC_MIRRORED);
+	else
+		count(CNT_TC_MIRROR_FAIL);
+	if (pushed && bpf_skb_vlan_pop(skb))
+		count(CNT_TC_MIRROR_FAIL);
+}
+
+/*
+ * "Not our business": TC_ACT_UNSPEC lets the next filter on the hook run (and the
+ * frame continue if there is none). TC_ACT_OK would end the classification, and
+ * the kernel puts an auto-prioritised filter like ours ahead of existing ones, so
+ * it would silently bypass another agent's filters on the parent.
+ */
+#define TC_NEXT TC_ACT_UNSPEC
+
+SEC("tc")
+int mirror(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > data_end)
+		return TC_NEXT;
+	if (!(eth->h_dest[0] & 1))
+		return TC_NEXT; /* unicast: XDP already steered it */
+
+	__u32 ifindex = skb->ifindex;
+	struct dev_val *dev = bpf_map_lookup_elem(&devs, &ifindex);
+
+	if (!dev) {
+		count(CNT_TC_NOT_OURS);
+		return TC_NEXT;
+	}
+
+	/*
+	 * The source key is taken before the clone: bpf_clone_redirect
+	 * invalidates packet pointers. At tc ingress the stack has usually
+	 * moved the outer tag into skb->vlan_tci already.
+	 */
+	struct fdb_key key = {};
+
+	if (skb->vlan_present) {
+		key.vlan = skb->vlan_tci & 0x0fff;
+	} else if (is_vlan_proto(eth->h_proto)) {
+		struct vlan_tag *tag = (void *)(eth + 1);
+
+		if ((void *)(tag + 1) <= data_end)
+			key.vlan = bpf_ntohs(tag->tci) & 0x0fff;
+	}
+	__builtin_memcpy(key.mac, eth->h_source, ETH_ALEN);
+
+	__u32 mirror_ifindex = dev->mirror_ifindex;
+
+	if (mirror_ifindex)
+		mirror_clone(skb, mirror_ifindex);
+
+	struct fdb_val *src = bpf_map_lookup_elem(&fdb, &key);
+
+	if (src && (src->flags & FDB_F_HOST_SUPPRESS)) {
+		count(CNT_TC_SUPPRESSED);
+		return TC_ACT_SHOT;
+	}
+	return TC_NEXT;
+}

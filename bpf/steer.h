@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: (MIT OR GPL-2.0) */
+/*
+ * Definitions shared by the steering program (steer.bpf.c) and its Rust
+ * loader (src/bpf/types.rs mirrors every struct and constant here, with
+ * const-asserted sizes and offsets). Change both together.
+ *
+ * Every multi-byte field is in host byte order.
+ */
+#ifndef UMACVLAN_STEER_H
+#define UMACVLAN_STEER_H
+
+#include <linux/types.h>
+
+/* Map sizes. */
+#define STEER_MAX_XSKS 1024   /* xsks: XSKMAP slots (xsk_base + rx queue) */
+#define STEER_MAX_DEVS 1024   /* devs: ifindex -> dev_val */
+#define STEER_MAX_FDB 65536   /* fdb: (vlan, mac) -> fdb_val */
+
+/* fdb key: VLAN id (0 = untagged or priority-tagged) and MAC address. */
+struct fdb_key {
+	__u16 vlan;   /* VLAN id of the outermost tag (tci & 0xfff), host order */
+	__u8 mac[6];  /* MAC address, transmission order */
+};
+
+/* fdb value: which switch port owns the MAC. */
+struct fdb_val {
+	__u32 port;   /* switch PortId of the endpoint */
+	__u32 flags;  /* FDB_F_* */
+};
+
+/*
+ * The MAC is the source MAC of a private, passthru or source endpoint: a
+ * multicast frame arriving on the parent with this source is its own frame
+ * reflected by the external switch, and must not reach the host stack
+ * (spec W9).
+ */
+#define FDB_F_HOST_SUPPRESS 1
+
+/* devs value: what an interface the program is attached to is. */
+struct dev_val {
+	__u32 role;            /* ROLE_* */
+	__u32 xsk_base;        /* xsks slot of rx queue 0; queue q uses xsk_base + q */
+	__u32 mirror_ifindex;  /* parent only: veth that gets a clone of multicast, 0 = none */
+	__u32 flags;           /* DEV_F_* */
+};
+
+#define ROLE_PARENT 1  /* the parent NIC */
+#define ROLE_PORT 2    /* an endpoint's host-side veth, or the mirror veth */
+
+#define DEV_F_PASSTHRU 1  /* parent in passthru mode: every unicast goes to the switch */
+
+/* XDP metadata value (4 bytes before the frame) on a passthru redirect. */
+#define STEER_META_PASSTHRU 0xffffffffu
+
+/* Indices into the per-CPU "counters" array. */
+enum steer_counter {
+	CNT_XDP_PASS = 0,          /* parent: passed to the host on purpose (multicast, fdb miss, short) */
+	CNT_XDP_REDIRECT = 1,      /* redirected into an AF_XDP socket */
+	CNT_XDP_REDIRECT_FAIL = 2, /* wanted the switch, no socket in the slot: fell back to XDP_PASS */
+	CNT_XDP_NOT_OURS = 3,      /* XDP ran on an ifindex missing from devs: XDP_PASS */
+	CNT_XDP_META_FAIL = 4,     /* bpf_xdp_adjust_meta failed: redirected without metadata */
+	CNT_XDP_MALFORMED = 5,     /* parent: shorter than its Ethernet/VLAN header: XDP_PASS */
+	CNT_TC_MIRRORED = 6,       /* tc: a multicast clone sent to the mirror veth */
+	CNT_TC_MIRROR_FAIL = 7,    /* tc: bpf_clone_redirect failed */
+	CNT_TC_SUPPRESSED = 8,     /* tc: multicast from a FDB_F_HOST_SUPPRESS source dropped (W9) */
+	CNT_TC_NOT_OURS = 9,       /* tc: multicast on an ifindex missing from devs: TC_ACT_OK */
+	CNT_MAX = 10,
+};
+
+#endif /* UMACVLAN_STEER_H */

@@ -1,0 +1,55 @@
+//! Builds the eBPF steering program (`bpf/steer.bpf.c`) with clang and generates its
+//! libbpf-rs skeleton into `OUT_DIR` (`steer.bpf.o`, `steer.skel.rs`).
+//!
+//! The build is vmlinux-free: it uses the distribution's UAPI headers
+//! (`/usr/include/linux`, plus the multiarch directory for `<asm/types.h>`) and the
+//! libbpf headers (`<bpf/bpf_helpers.h>`) that libbpf-cargo extracts from libbpf-sys.
+
+use std::env;
+use std::path::PathBuf;
+use std::process::Command;
+
+use libbpf_cargo::SkeletonBuilder;
+
+const SRC: &str = "bpf/steer.bpf.c";
+const HEADER: &str = "bpf/steer.h";
+
+/// The Debian multiarch triple (`x86_64-linux-gnu`) whose include directory holds
+/// `<asm/types.h>`; clang's BPF target does not search it by itself.
+fn multiarch() -> String {
+    Command::new("gcc")
+        .arg("-print-multiarch")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "x86_64-linux-gnu".to_owned())
+}
+
+fn main() {
+    println!("cargo:rerun-if-changed={SRC}");
+    println!("cargo:rerun-if-changed={HEADER}");
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=CLANG");
+
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR for build scripts"));
+    let clang = env::var_os("CLANG").unwrap_or_else(|| "clang".into());
+    let include = format!("-I/usr/include/{}", multiarch());
+
+    // libbpf-cargo adds `-g -O2 -target bpf -c`, `-D__TARGET_ARCH_<arch>`,
+    // `-fno-stack-protector` and `-I<extracted libbpf headers>` itself.
+    let result = SkeletonBuilder::new()
+        .source(SRC)
+        .obj(out.join("steer.bpf.o"))
+        .clang(&clang)
+        .clang_args([include.as_str(), "-Wall", "-Werror"])
+        .build_and_generate(out.join("steer.skel.rs"));
+    if let Err(e) = result {
+        panic!(
+            "building {SRC} failed (needs clang with the bpf target, libelf, and the \
+             kernel UAPI headers; set CLANG to pick a compiler): {e:#}"
+        );
+    }
+}

@@ -1,0 +1,879 @@
+//! The eBPF steering program (`bpf/steer.bpf.c`): loading, attaching, and its maps.
+//!
+//! The switch does not take whole NICs. An XDP program, `steer`, sits on the parent
+//! NIC and on every port veth and decides per frame whether the switch's AF_XDP socket
+//! or the host stack gets it; a tc program, `mirror`, on the parent's clsact ingress
+//! gives the switch a copy of each multicast frame through a "mirror" veth:
+//!
+//! ```text
+//!  parent NIC ──XDP steer──┬─ unicast, fdb{vid,dst} hit ──▶ xsks[base+q] (+4 B metadata: port)
+//!                          ├─ passthru: any unicast ───────▶ xsks[base+q] (metadata 0xffffffff)
+//!                          └─ miss / multicast ─▶ XDP_PASS ─▶ tc mirror ─┬─ clone ─▶ mirror veth
+//!                                                                        └─ W9 source? drop : host
+//!  port veth (ROLE_PORT) ──XDP steer──▶ xsks[base+q]  (the mirror veth's peer is one too)
+//! ```
+//! A redirect to a slot without a socket falls back to `XDP_PASS`, so the host keeps
+//! working while the switch starts or restarts.
+//!
+//! # Maps
+//! * `xsks` (XSKMAP, [`MAX_XSKS`] slots): [`Steering::set_xsk`]. The slot is
+//!   `xsk_base + rx queue`: AF_XDP only delivers to a socket bound to the arrival queue.
+//! * `devs` (hash, ifindex → [`DevVal`]): [`Steering::set_device`].
+//! * `fdb` (hash, [`FdbKey`] → [`FdbVal`], [`MAX_FDB`]): [`Steering::fdb_insert`].
+//! * `counters` (per-CPU array, [`Counter`]): [`Steering::counters`].
+//!
+//! # Metadata
+//! A frame the parent redirects carries [`META_LEN`] bytes of XDP metadata right
+//! before the frame: the target [`FdbVal::port`] as a native-endian `u32`, or
+//! [`META_PASSTHRU`]. If `bpf_xdp_adjust_meta` fails the frame is redirected without
+//! it ([`Counter::XdpMetaFail`]). Frames from `ROLE_PORT` devices carry none.
+//!
+//! # VLAN tags
+//! The fdb key uses the outermost tag's VLAN id (`0` = untagged). XDP only sees tags
+//! that are inside the frame: a NIC with receive VLAN offload (`rxvlan`) strips them
+//! to the descriptor, and a veth keeps a tag sent by a VLAN device on its peer out of
+//! band, so such frames look untagged (turn `rxvlan`/`txvlan` off where tagged
+//! traffic must be steered). At tc ingress the stack has already taken the tag out
+//! of the frame; `mirror` matches on it there and puts it back inline for the clone
+//! only, so the switch receives mirrored frames with their tag.
+//!
+//! # XDP modes
+//! [`XdpMode::Native`] and [`XdpMode::Generic`] both carry the metadata into a
+//! copy-mode AF_XDP socket (tested on veth). The mirror veth's peer must run
+//! **native** XDP: generic XDP skips frames a BPF redirect injected
+//! (`skb_is_redirected`), and every mirrored clone is one, so it would reach the
+//! peer's stack instead of the switch.
+//!
+//! # Ownership and safety
+//! A [`Steering`] owns the loaded object and remembers what it attached. It never
+//! replaces an XDP program it did not attach ([`Error::ForeignXdp`]), detaches only
+//! programs whose kernel id is its own, and destroys a clsact qdisc only if it created
+//! it and no filter is left on it. Dropping it detaches everything, best effort, in the
+//! network namespace each attachment was made in.
+//!
+//! Interface indices are those of the calling thread's network namespace, as for
+//! libbpf. Requires Linux 5.9 or later (the fallback action in the flags of
+//! `bpf_redirect_map`); developed on 6.18. Root, or `CAP_BPF` + `CAP_NET_ADMIN` +
+//! `CAP_PERFMON`. See the kernel's
+//! [AF_XDP](https://docs.kernel.org/networking/af_xdp.html) documentation.
+
+mod error;
+mod nl;
+mod skel;
+#[cfg(test)]
+mod tests;
+mod types;
+
+pub use error::Error;
+pub use types::{
+    Counter, DevVal, FdbKey, FdbVal, COUNTERS, DEV_F_PASSTHRU, FDB_F_HOST_SUPPRESS, MAX_DEVS,
+    MAX_FDB, MAX_XSKS, META_LEN, META_PASSTHRU, ROLE_PARENT, ROLE_PORT, VLAN_MAX,
+};
+
+use std::fmt;
+use std::fs::File;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::fs::MetadataExt;
+
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{MapCore, MapFlags, TcHook, Xdp, XdpFlags, TC_EGRESS, TC_INGRESS};
+
+use crate::port::PortId;
+use crate::wire::MacAddr;
+use skel::{SteerSkel, SteerSkelBuilder};
+
+/// The compiled BPF object (`steer.bpf.o`, an ELF file), as embedded in the binary.
+///
+/// Useful to inspect it (`tests/bpf_object.rs`) or to load it with other tools.
+pub const OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/steer.bpf.o"));
+
+/// Name of the XDP program in [`OBJECT`].
+pub const XDP_PROG: &str = "steer";
+/// Name of the tc program in [`OBJECT`].
+pub const TC_PROG: &str = "mirror";
+
+/// How the XDP program runs on an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum XdpMode {
+    /// In the driver (`XDP_FLAGS_DRV_MODE`): fast, needs driver support (veth has it).
+    Native,
+    /// On the skb after allocation (`XDP_FLAGS_SKB_MODE`): works everywhere, slow, and
+    /// AF_XDP sockets then run in copy mode.
+    Generic,
+}
+
+impl XdpMode {
+    fn flags(self) -> XdpFlags {
+        match self {
+            XdpMode::Native => XdpFlags::DRV_MODE,
+            XdpMode::Generic => XdpFlags::SKB_MODE,
+        }
+    }
+
+    /// `native` or `generic`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            XdpMode::Native => "native",
+            XdpMode::Generic => "generic",
+        }
+    }
+}
+
+impl fmt::Display for XdpMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The network namespace an attachment was made in, kept open so that cleanup can
+/// go back to it from any thread.
+struct NetnsRef {
+    file: Option<File>,
+    id: Option<(u64, u64)>,
+}
+
+impl NetnsRef {
+    fn current() -> NetnsRef {
+        let file = File::open("/proc/thread-self/ns/net").ok();
+        let id = file
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .map(|m| (m.dev(), m.ino()));
+        NetnsRef { file, id }
+    }
+
+    fn is_current(&self) -> bool {
+        self.id.is_none() || self.id == NetnsRef::current().id
+    }
+
+    /// Runs `f` in this namespace: here if it is the calling thread's, else on a
+    /// scoped thread that enters it. `None` if the namespace cannot be entered.
+    fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> Option<R> {
+        if self.is_current() {
+            return Some(f());
+        }
+        let file = self.file.as_ref()?;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                rustix::thread::move_into_link_name_space(
+                    file.as_fd(),
+                    Some(rustix::thread::LinkNameSpaceType::Network),
+                )
+                .ok()?;
+                Some(f())
+            })
+            .join()
+            .ok()
+            .flatten()
+        })
+    }
+}
+
+/// An XDP attachment this [`Steering`] made.
+struct XdpLink {
+    ifindex: u32,
+    mode: XdpMode,
+    netns: NetnsRef,
+}
+
+/// A tc attachment this [`Steering`] made.
+struct TcLink {
+    ifindex: u32,
+    /// Filter handle and priority the kernel chose.
+    handle: u32,
+    priority: u32,
+    created_qdisc: bool,
+    netns: NetnsRef,
+}
+
+/// XDP programs on an interface, per mode (0 = none).
+#[derive(Clone, Copy, Debug, Default)]
+struct XdpState {
+    drv: u32,
+    skb: u32,
+    hw: u32,
+}
+
+impl XdpState {
+    fn modes(self) -> [(u32, &'static str); 3] {
+        [
+            (self.drv, "native"),
+            (self.skb, "generic"),
+            (self.hw, "offload"),
+        ]
+    }
+}
+
+/// The loaded steering object: both programs, their maps, and what was attached.
+///
+/// # Examples
+/// ```no_run
+/// use umacvlan::bpf::{DevVal, Steering, XdpMode, FDB_F_HOST_SUPPRESS};
+/// use umacvlan::port::PortId;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // Root. The parent `eth1` is ifindex 3; the mirror veth pair is 8 <-> 9.
+/// let mut st = Steering::load()?;
+/// st.set_device(3, DevVal::parent(0, 8, false))?; // queues 0.. use slots 0..
+/// st.set_device(9, DevVal::port(64))?; // the mirror peer's queue 0 is slot 64
+/// st.fdb_insert(0, "02:00:00:00:00:01".parse()?, PortId(2), 0)?; // a bridge endpoint
+/// st.fdb_insert(0, "02:00:00:00:00:02".parse()?, PortId(3), FDB_F_HOST_SUPPRESS)?; // private
+/// st.attach_xdp(3, XdpMode::Native)?;
+/// st.attach_xdp(9, XdpMode::Native)?; // the mirror peer: always native
+/// st.attach_tc_ingress(3)?;
+/// // ... bind AF_XDP sockets, then st.set_xsk(0 + queue, sock.as_fd()) ...
+/// # Ok(()) }
+/// ```
+pub struct Steering {
+    skel: SteerSkel<'static>,
+    steer_id: u32,
+    mirror_id: u32,
+    xdp: Vec<XdpLink>,
+    tc: Vec<TcLink>,
+}
+
+impl fmt::Debug for Steering {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Steering")
+            .field("steer_id", &self.steer_id)
+            .field("mirror_id", &self.mirror_id)
+            .field(
+                "xdp",
+                &self
+                    .xdp
+                    .iter()
+                    .map(|l| (l.ifindex, l.mode))
+                    .collect::<Vec<_>>(),
+            )
+            .field("tc", &self.tc.iter().map(|l| l.ifindex).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+fn check_ifindex(ifindex: u32) -> Result<i32, Error> {
+    match i32::try_from(ifindex) {
+        Ok(i) if i > 0 => Ok(i),
+        _ => Err(Error::OutOfRange {
+            what: "ifindex",
+            value: ifindex.into(),
+            max: i32::MAX as u64,
+        }),
+    }
+}
+
+fn check_vlan(vlan: u16) -> Result<(), Error> {
+    if vlan > VLAN_MAX {
+        return Err(Error::OutOfRange {
+            what: "vlan",
+            value: vlan.into(),
+            max: VLAN_MAX.into(),
+        });
+    }
+    Ok(())
+}
+
+fn check_slot(slot: u32) -> Result<(), Error> {
+    if slot >= MAX_XSKS {
+        return Err(Error::OutOfRange {
+            what: "xsk slot",
+            value: slot.into(),
+            max: (MAX_XSKS - 1).into(),
+        });
+    }
+    Ok(())
+}
+
+fn map_err(op: &'static str, map: &'static str) -> impl FnOnce(libbpf_rs::Error) -> Error {
+    move |source| Error::Map { op, map, source }
+}
+
+/// A delete that treats "not there" as done.
+fn delete_idempotent(
+    map: &impl MapCore,
+    key: &[u8],
+    op: &'static str,
+    name: &'static str,
+) -> Result<(), Error> {
+    match map.delete(key) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(map_err(op, name)(e)),
+    }
+}
+
+impl Steering {
+    /// Opens and loads the steering object into the kernel. Nothing is attached yet
+    /// and every map is empty.
+    ///
+    /// Each load keeps one pointer-sized allocation for the life of the process (the
+    /// skeleton's object slot, which must outlive it); load once per daemon.
+    ///
+    /// # Errors
+    /// [`Error::PermissionDenied`] without the privileges; [`Error::Load`] if the
+    /// kernel rejects the object (the verifier log goes to stderr).
+    pub fn load() -> Result<Steering, Error> {
+        let slot: &'static mut MaybeUninit<libbpf_rs::OpenObject> =
+            Box::leak(Box::new(MaybeUninit::uninit()));
+        let open = SteerSkelBuilder::default()
+            .open(slot)
+            .map_err(|e| Error::load("open BPF object steer", e))?;
+        let skel = open
+            .load()
+            .map_err(|e| Error::load("load BPF object steer", e))?;
+        let steer_id = libbpf_rs::Program::id_from_fd(skel.progs.steer.as_fd())
+            .map_err(|e| Error::load("query id of program steer", e))?;
+        let mirror_id = libbpf_rs::Program::id_from_fd(skel.progs.mirror.as_fd())
+            .map_err(|e| Error::load("query id of program mirror", e))?;
+        Ok(Steering {
+            skel,
+            steer_id,
+            mirror_id,
+            xdp: Vec::new(),
+            tc: Vec::new(),
+        })
+    }
+
+    /// Kernel id of the loaded XDP program `steer` (what `ip link` and `bpftool`
+    /// show on an interface it is attached to).
+    pub fn xdp_prog_id(&self) -> u32 {
+        self.steer_id
+    }
+
+    /// Kernel id of the loaded tc program `mirror`.
+    pub fn tc_prog_id(&self) -> u32 {
+        self.mirror_id
+    }
+
+    /// Interfaces (ifindex, mode) this instance attached the XDP program to.
+    pub fn xdp_attached(&self) -> Vec<(u32, XdpMode)> {
+        self.xdp.iter().map(|l| (l.ifindex, l.mode)).collect()
+    }
+
+    /// Interfaces this instance attached the tc program to.
+    pub fn tc_attached(&self) -> Vec<u32> {
+        self.tc.iter().map(|l| l.ifindex).collect()
+    }
+
+    fn xdp_query(&self, ifindex: u32, idx: i32) -> Result<XdpState, Error> {
+        let q = Xdp::new(self.skel.progs.steer.as_fd())
+            .query(idx, XdpFlags::NONE)
+            .map_err(|source| Error::Interface {
+                op: "query XDP",
+                ifname: nl::ifname(ifindex),
+                ifindex,
+                source,
+            })?;
+        Ok(XdpState {
+            drv: q.drv_prog_id,
+            skb: q.skb_prog_id,
+            hw: q.hw_prog_id,
+        })
+    }
+
+    fn foreign(&self, ifindex: u32, st: XdpState) -> Option<Error> {
+        st.modes()
+            .into_iter()
+            .find(|&(id, _)| id != 0 && id != self.steer_id)
+            .map(|(prog_id, mode)| Error::ForeignXdp {
+                ifname: nl::ifname(ifindex),
+                ifindex,
+                prog_id,
+                mode,
+            })
+    }
+
+    fn ours(&self, st: XdpState) -> Option<XdpMode> {
+        if st.drv == self.steer_id {
+            Some(XdpMode::Native)
+        } else if st.skb == self.steer_id {
+            Some(XdpMode::Generic)
+        } else {
+            None
+        }
+    }
+
+    /// Attaches the XDP program to `ifindex` in `mode`. Attaching again where it is
+    /// already attached in the same mode does nothing.
+    ///
+    /// # Errors
+    /// * [`Error::ForeignXdp`] if the interface already carries an XDP program that
+    ///   this instance did not attach (any mode); it is left in place.
+    /// * [`Error::ModeConflict`] if ours is attached in the other mode.
+    /// * [`Error::Interface`] if the kernel refuses, e.g. `EOPNOTSUPP` for native mode
+    ///   on a driver without XDP, or `ENODEV`.
+    /// * [`Error::OutOfRange`] for ifindex 0 or above `i32::MAX`.
+    pub fn attach_xdp(&mut self, ifindex: u32, mode: XdpMode) -> Result<(), Error> {
+        let idx = check_ifindex(ifindex)?;
+        let st = self.xdp_query(ifindex, idx)?;
+        if let Some(e) = self.foreign(ifindex, st) {
+            return Err(e);
+        }
+        match self.ours(st) {
+            Some(m) if m == mode => {
+                self.remember_xdp(ifindex, mode);
+                return Ok(());
+            }
+            Some(m) => {
+                return Err(Error::ModeConflict {
+                    ifname: nl::ifname(ifindex),
+                    ifindex,
+                    attached: m.name(),
+                    requested: mode.name(),
+                })
+            }
+            None => {}
+        }
+        let attached = Xdp::new(self.skel.progs.steer.as_fd())
+            .attach(idx, mode.flags() | XdpFlags::UPDATE_IF_NOEXIST);
+        if let Err(source) = attached {
+            // Lost a race against another agent: report what is there now.
+            if let Some(e) = self
+                .xdp_query(ifindex, idx)
+                .ok()
+                .and_then(|st| self.foreign(ifindex, st))
+            {
+                return Err(e);
+            }
+            return Err(Error::Interface {
+                op: match mode {
+                    XdpMode::Native => "attach XDP (native)",
+                    XdpMode::Generic => "attach XDP (generic)",
+                },
+                ifname: nl::ifname(ifindex),
+                ifindex,
+                source,
+            });
+        }
+        self.remember_xdp(ifindex, mode);
+        Ok(())
+    }
+
+    fn remember_xdp(&mut self, ifindex: u32, mode: XdpMode) {
+        let here = NetnsRef::current();
+        if !self
+            .xdp
+            .iter()
+            .any(|l| l.ifindex == ifindex && l.netns.id == here.id)
+        {
+            self.xdp.push(XdpLink {
+                ifindex,
+                mode,
+                netns: here,
+            });
+        }
+    }
+
+    /// Detaches the XDP program from `ifindex` if, and only if, the program there is
+    /// this instance's. Returns whether something was detached.
+    ///
+    /// The check and the detach are two calls: an agent replacing our program in
+    /// between would lose its program. libbpf-rs exposes no compare-and-detach.
+    ///
+    /// # Errors
+    /// [`Error::Interface`] if the query or the detach fails.
+    pub fn detach_xdp(&mut self, ifindex: u32) -> Result<bool, Error> {
+        let idx = check_ifindex(ifindex)?;
+        let here = NetnsRef::current();
+        self.xdp
+            .retain(|l| !(l.ifindex == ifindex && l.netns.id == here.id));
+        let st = self.xdp_query(ifindex, idx)?;
+        let Some(mode) = self.ours(st) else {
+            return Ok(false);
+        };
+        Xdp::new(self.skel.progs.steer.as_fd())
+            .detach(idx, mode.flags())
+            .map_err(|source| Error::Interface {
+                op: "detach XDP",
+                ifname: nl::ifname(ifindex),
+                ifindex,
+                source,
+            })?;
+        Ok(true)
+    }
+
+    fn netlink_err(op: &'static str, ifindex: u32) -> impl FnOnce(std::io::Error) -> Error {
+        move |source| Error::Netlink {
+            op,
+            ifname: nl::ifname(ifindex),
+            ifindex,
+            source,
+        }
+    }
+
+    /// Attaches the tc program to the clsact ingress hook of `ifindex`, creating the
+    /// clsact qdisc if there is none. Filters already there stay. The kernel picks
+    /// our priority, ahead of the existing filters; `mirror` hands every frame it
+    /// does not drop on to them (`TC_ACT_UNSPEC`). Attaching twice does nothing.
+    ///
+    /// # Errors
+    /// [`Error::Netlink`] if the qdisc query fails, [`Error::Interface`] if creating
+    /// the qdisc or attaching fails (a qdisc created here is removed again).
+    pub fn attach_tc_ingress(&mut self, ifindex: u32) -> Result<(), Error> {
+        let idx = check_ifindex(ifindex)?;
+        let here = NetnsRef::current();
+        if self
+            .tc
+            .iter()
+            .any(|l| l.ifindex == ifindex && l.netns.id == here.id)
+        {
+            return Ok(());
+        }
+        let existed = nl::with_rtnl(|r| r.has_clsact(ifindex))
+            .map_err(Self::netlink_err("list qdiscs", ifindex))?;
+        let mut hook = TcHook::new(self.skel.progs.mirror.as_fd());
+        hook.ifindex(idx).attach_point(TC_INGRESS).replace(false);
+        let iface_err = |op: &'static str| {
+            move |source| Error::Interface {
+                op,
+                ifname: nl::ifname(ifindex),
+                ifindex,
+                source,
+            }
+        };
+        if !existed {
+            hook.create().map_err(iface_err("create clsact qdisc"))?;
+        }
+        match hook.attach() {
+            Ok(hook) => {
+                self.tc.push(TcLink {
+                    ifindex,
+                    handle: hook.get_handle(),
+                    priority: hook.get_priority(),
+                    created_qdisc: !existed,
+                    netns: here,
+                });
+                Ok(())
+            }
+            Err(source) => {
+                if !existed {
+                    let _ = destroy_clsact(self.skel.progs.mirror.as_fd(), idx);
+                }
+                Err(iface_err("attach tc ingress")(source))
+            }
+        }
+    }
+
+    /// Detaches the tc program from `ifindex` (only a filter that runs our program),
+    /// and removes the clsact qdisc if this instance created it and no other filter
+    /// uses it. Returns whether a filter was removed.
+    ///
+    /// # Errors
+    /// [`Error::Interface`] if the detach fails, [`Error::Netlink`] if the filter
+    /// listing fails.
+    pub fn detach_tc(&mut self, ifindex: u32) -> Result<bool, Error> {
+        check_ifindex(ifindex)?;
+        let here = NetnsRef::current();
+        let Some(pos) = self
+            .tc
+            .iter()
+            .position(|l| l.ifindex == ifindex && l.netns.id == here.id)
+        else {
+            return Ok(false);
+        };
+        let link = self.tc.swap_remove(pos);
+        let fd = self.skel.progs.mirror.as_fd();
+        detach_tc_link(fd, &link, self.mirror_id).map_err(|(op, e)| match e {
+            TcDetachError::Bpf(source) => Error::Interface {
+                op,
+                ifname: nl::ifname(ifindex),
+                ifindex,
+                source,
+            },
+            TcDetachError::Netlink(source) => Error::Netlink {
+                op,
+                ifname: nl::ifname(ifindex),
+                ifindex,
+                source,
+            },
+        })
+    }
+
+    /// Sets what `ifindex` is to the programs ([`DevVal::parent`], [`DevVal::port`]).
+    ///
+    /// # Errors
+    /// [`Error::Map`] (e.g. `devs` full), [`Error::OutOfRange`].
+    pub fn set_device(&self, ifindex: u32, dev: DevVal) -> Result<(), Error> {
+        check_ifindex(ifindex)?;
+        self.skel
+            .maps
+            .devs
+            .update(&ifindex.to_ne_bytes(), &dev.to_bytes(), MapFlags::ANY)
+            .map_err(map_err("update", "devs"))
+    }
+
+    /// What `ifindex` is to the programs, if set.
+    ///
+    /// # Errors
+    /// [`Error::Map`].
+    pub fn device(&self, ifindex: u32) -> Result<Option<DevVal>, Error> {
+        let v = self
+            .skel
+            .maps
+            .devs
+            .lookup(&ifindex.to_ne_bytes(), MapFlags::ANY)
+            .map_err(map_err("lookup", "devs"))?;
+        Ok(v.as_deref().and_then(DevVal::from_bytes))
+    }
+
+    /// Forgets `ifindex`; its frames then pass to the host. Absent is fine.
+    ///
+    /// # Errors
+    /// [`Error::Map`].
+    pub fn remove_device(&self, ifindex: u32) -> Result<(), Error> {
+        delete_idempotent(
+            &self.skel.maps.devs,
+            &ifindex.to_ne_bytes(),
+            "delete",
+            "devs",
+        )
+    }
+
+    /// Puts the AF_XDP socket `fd` into `xsks[slot]`. The kernel only delivers to it
+    /// frames arriving on the queue the socket is bound to, so use
+    /// `slot = xsk_base + queue` of that device.
+    ///
+    /// # Errors
+    /// [`Error::Map`] (`EOPNOTSUPP`/`EINVAL` if `fd` is not a bound AF_XDP socket),
+    /// [`Error::OutOfRange`] if `slot >= MAX_XSKS`.
+    pub fn set_xsk(&self, slot: u32, fd: BorrowedFd<'_>) -> Result<(), Error> {
+        check_slot(slot)?;
+        // A BorrowedFd is never negative; the map stores it as a u32.
+        let raw = fd.as_raw_fd() as u32;
+        self.skel
+            .maps
+            .xsks
+            .update(&slot.to_ne_bytes(), &raw.to_ne_bytes(), MapFlags::ANY)
+            .map_err(map_err("update", "xsks"))
+    }
+
+    /// Empties `xsks[slot]`; frames for it then fall back to the host. Empty is fine.
+    ///
+    /// # Errors
+    /// [`Error::Map`], [`Error::OutOfRange`].
+    pub fn clear_xsk(&self, slot: u32) -> Result<(), Error> {
+        check_slot(slot)?;
+        delete_idempotent(&self.skel.maps.xsks, &slot.to_ne_bytes(), "delete", "xsks")
+    }
+
+    /// Maps `(vlan, mac)` to switch port `port`; `flags` is `0` or
+    /// [`FDB_F_HOST_SUPPRESS`]. Replaces an existing entry.
+    ///
+    /// # Errors
+    /// [`Error::Map`] (`E2BIG` when [`MAX_FDB`] entries exist), [`Error::OutOfRange`]
+    /// for a VLAN id above 4095.
+    pub fn fdb_insert(
+        &self,
+        vlan: u16,
+        mac: MacAddr,
+        port: PortId,
+        flags: u32,
+    ) -> Result<(), Error> {
+        check_vlan(vlan)?;
+        self.skel
+            .maps
+            .fdb
+            .update(
+                &FdbKey::new(vlan, mac).to_bytes(),
+                &FdbVal::new(port, flags).to_bytes(),
+                MapFlags::ANY,
+            )
+            .map_err(map_err("update", "fdb"))
+    }
+
+    /// The entry for `(vlan, mac)`, if any.
+    ///
+    /// # Errors
+    /// [`Error::Map`].
+    pub fn fdb_lookup(&self, vlan: u16, mac: MacAddr) -> Result<Option<FdbVal>, Error> {
+        let v = self
+            .skel
+            .maps
+            .fdb
+            .lookup(&FdbKey::new(vlan, mac).to_bytes(), MapFlags::ANY)
+            .map_err(map_err("lookup", "fdb"))?;
+        Ok(v.as_deref().and_then(FdbVal::from_bytes))
+    }
+
+    /// Removes `(vlan, mac)`. Absent is fine.
+    ///
+    /// # Errors
+    /// [`Error::Map`].
+    pub fn fdb_remove(&self, vlan: u16, mac: MacAddr) -> Result<(), Error> {
+        delete_idempotent(
+            &self.skel.maps.fdb,
+            &FdbKey::new(vlan, mac).to_bytes(),
+            "delete",
+            "fdb",
+        )
+    }
+
+    /// Every fdb entry (at most [`MAX_FDB`]).
+    ///
+    /// # Errors
+    /// [`Error::Map`].
+    pub fn fdb_entries(&self) -> Result<Vec<(FdbKey, FdbVal)>, Error> {
+        let map = &self.skel.maps.fdb;
+        let mut out = Vec::new();
+        for key in map.keys().take(MAX_FDB as usize) {
+            let Some(v) = map
+                .lookup(&key, MapFlags::ANY)
+                .map_err(map_err("lookup", "fdb"))?
+            else {
+                continue; // deleted meanwhile
+            };
+            if let (Some(k), Some(v)) = (FdbKey::from_bytes(&key), FdbVal::from_bytes(&v)) {
+                out.push((k, v));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes every fdb entry. Bounded: the keys are collected first (at most
+    /// [`MAX_FDB`]), then deleted.
+    ///
+    /// # Errors
+    /// [`Error::Map`].
+    pub fn fdb_clear(&self) -> Result<(), Error> {
+        let map = &self.skel.maps.fdb;
+        let keys: Vec<Vec<u8>> = map.keys().take(MAX_FDB as usize).collect();
+        for key in keys {
+            delete_idempotent(map, &key, "delete", "fdb")?;
+        }
+        Ok(())
+    }
+
+    /// The counters, summed over CPUs, indexed by [`Counter::index`].
+    ///
+    /// # Errors
+    /// [`Error::Map`].
+    pub fn counters(&self) -> Result<[u64; COUNTERS], Error> {
+        let map = &self.skel.maps.counters;
+        let mut out = [0u64; COUNTERS];
+        for (i, slot) in out.iter_mut().enumerate() {
+            let key = (i as u32).to_ne_bytes();
+            let per_cpu = map
+                .lookup_percpu(&key, MapFlags::ANY)
+                .map_err(map_err("lookup", "counters"))?
+                .unwrap_or_default();
+            *slot = per_cpu
+                .iter()
+                .filter_map(|v| v.get(..8).and_then(|b| b.try_into().ok()))
+                .map(u64::from_ne_bytes)
+                .fold(0u64, u64::wrapping_add);
+        }
+        Ok(out)
+    }
+
+    /// One counter, summed over CPUs.
+    ///
+    /// # Errors
+    /// [`Error::Map`].
+    pub fn counter(&self, c: Counter) -> Result<u64, Error> {
+        Ok(self.counters()?[c.index()])
+    }
+
+    /// Sets every counter to zero on every CPU.
+    ///
+    /// # Errors
+    /// [`Error::Map`].
+    pub fn reset_counters(&self) -> Result<(), Error> {
+        let map = &self.skel.maps.counters;
+        let cpus = libbpf_rs::num_possible_cpus().map_err(map_err("count CPUs for", "counters"))?;
+        let zeros = vec![vec![0u8; 8]; cpus];
+        for i in 0..COUNTERS as u32 {
+            map.update_percpu(&i.to_ne_bytes(), &zeros, MapFlags::ANY)
+                .map_err(map_err("reset", "counters"))?;
+        }
+        Ok(())
+    }
+
+    fn detach_all(&mut self) {
+        let fd = self.skel.progs.steer.as_fd();
+        let steer_id = self.steer_id;
+        for link in std::mem::take(&mut self.xdp) {
+            let Ok(idx) = check_ifindex(link.ifindex) else {
+                continue;
+            };
+            link.netns.run(|| {
+                let xdp = Xdp::new(fd);
+                let Ok(q) = xdp.query(idx, XdpFlags::NONE) else {
+                    return;
+                };
+                if q.drv_prog_id == steer_id {
+                    let _ = xdp.detach(idx, XdpFlags::DRV_MODE);
+                } else if q.skb_prog_id == steer_id {
+                    let _ = xdp.detach(idx, XdpFlags::SKB_MODE);
+                }
+            });
+        }
+        let fd = self.skel.progs.mirror.as_fd();
+        let mirror_id = self.mirror_id;
+        for link in std::mem::take(&mut self.tc) {
+            link.netns.run(|| {
+                let _ = detach_tc_link(fd, &link, mirror_id);
+            });
+        }
+    }
+}
+
+enum TcDetachError {
+    Bpf(libbpf_rs::Error),
+    Netlink(std::io::Error),
+}
+
+/// Detaches one tc filter if it still runs program `prog_id`, then destroys the
+/// clsact qdisc if we created it and it holds no filter. Runs in the link's netns.
+fn detach_tc_link(
+    fd: BorrowedFd<'_>,
+    link: &TcLink,
+    prog_id: u32,
+) -> Result<bool, (&'static str, TcDetachError)> {
+    let idx = check_ifindex(link.ifindex).map_err(|_| {
+        (
+            "detach tc ingress",
+            TcDetachError::Netlink(std::io::ErrorKind::InvalidInput.into()),
+        )
+    })?;
+    let mut hook = TcHook::new(fd);
+    hook.ifindex(idx)
+        .attach_point(TC_INGRESS)
+        .handle(link.handle)
+        .priority(link.priority);
+    let detached = match hook.query() {
+        Ok(id) if id == prog_id => match hook.detach() {
+            Ok(()) => true,
+            Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => false,
+            Err(e) => return Err(("detach tc ingress", TcDetachError::Bpf(e))),
+        },
+        // Gone, or someone else's program now sits at our handle/priority.
+        _ => false,
+    };
+    if link.created_qdisc {
+        let left = nl::with_rtnl(|r| r.clsact_filters(link.ifindex))
+            .map_err(|e| ("list tc filters", TcDetachError::Netlink(e)))?;
+        if left == 0 {
+            match destroy_clsact(fd, idx) {
+                Ok(()) => {}
+                Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => {}
+                Err(e) => return Err(("destroy clsact qdisc", TcDetachError::Bpf(e))),
+            }
+        }
+    }
+    Ok(detached)
+}
+
+fn destroy_clsact(fd: BorrowedFd<'_>, idx: i32) -> Result<(), libbpf_rs::Error> {
+    let mut h = TcHook::new(fd);
+    h.ifindex(idx).attach_point(TC_INGRESS | TC_EGRESS);
+    h.destroy()
+}
+
+impl Drop for Steering {
+    /// Detaches everything this instance attached, in the namespace it was attached
+    /// in. Best effort: errors are ignored, nothing panics.
+    fn drop(&mut self) {
+        self.detach_all();
+    }
+}

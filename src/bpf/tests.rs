@@ -1,0 +1,489 @@
+//! Root-only tests of both programs through `BPF_PROG_TEST_RUN`: every decision of
+//! `steer` and `mirror`, with exact counters and the XDP metadata, no live traffic.
+//!
+//! They run in a fresh network namespace (prefix `umvs<pid>-`, removed on drop, stale
+//! ones from dead runs removed first) on a thread that entered it. Not root: skipped
+//! with a message, except under `CI=true`, where that is a failure.
+
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::process::Command;
+
+use libbpf_rs::ProgramInput;
+
+use super::*;
+
+const XDP_PASS: u32 = 2;
+/// `TC_ACT_UNSPEC` (-1): on to the next filter, then the stack.
+const TC_NEXT: u32 = u32::MAX;
+const TC_ACT_SHOT: u32 = 2;
+
+const PREFIX: &str = "umvs";
+
+fn root_or_skip(test: &str) -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: needs root, and CI=true forbids skipping it");
+    }
+    eprintln!("{test}: skipped (needs root)");
+    false
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("ip {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A network namespace `umvs<pid>-<tag>`, deleted on drop.
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        // Remove namespaces of earlier runs whose process is gone.
+        if let Ok(out) = Command::new("ip").args(["netns", "list"]).output() {
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                let name = line.split_whitespace().next().unwrap_or("");
+                let Some(rest) = name.strip_prefix(PREFIX) else {
+                    continue;
+                };
+                let pid: Option<u32> = rest.split('-').next().and_then(|p| p.parse().ok());
+                if let Some(pid) = pid {
+                    if pid != std::process::id()
+                        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                    {
+                        let _ = Command::new("ip").args(["netns", "del", name]).status();
+                    }
+                }
+            }
+        }
+        let name = format!("{PREFIX}{}-{tag}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        ip(&["netns", "add", &name]);
+        let ns = Netns { name };
+        for s in [
+            "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        ] {
+            ns.exec(&["sysctl", "-qw", s]);
+        }
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    fn exec(&self, args: &[&str]) {
+        let mut a = vec!["netns", "exec", &self.name];
+        a.extend_from_slice(args);
+        ip(&a);
+    }
+
+    fn ip(&self, args: &[&str]) {
+        let mut a = vec!["-n", &self.name];
+        a.extend_from_slice(args);
+        ip(&a);
+    }
+
+    fn veth(&self, a: &str, b: &str) {
+        self.ip(&["link", "add", a, "type", "veth", "peer", "name", b]);
+        self.ip(&["link", "set", a, "up"]);
+        self.ip(&["link", "set", b, "up"]);
+    }
+
+    fn ifindex(&self, dev: &str) -> u32 {
+        let out = Command::new("ip")
+            .args(["-n", &self.name, "-o", "link", "show", "dev", dev])
+            .output()
+            .expect("ip link show");
+        let s = String::from_utf8_lossy(&out.stdout);
+        s.split(':')
+            .next()
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("ifindex of {dev}: {s}"))
+    }
+
+    /// Runs `f` on a thread inside this namespace.
+    fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        let file = File::open(format!("/run/netns/{}", self.name)).expect("open netns");
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                rustix::thread::move_into_link_name_space(
+                    file.as_fd(),
+                    Some(rustix::thread::LinkNameSpaceType::Network),
+                )
+                .expect("setns");
+                f()
+            })
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+const A: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0a]);
+const B: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0b]);
+const EXT: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0xee]);
+const MCAST: MacAddr = MacAddr([0x01, 0, 0x5e, 0, 0, 1]);
+
+/// A 60-byte frame; `tag` is `(tpid, tci)`.
+fn frame(dst: MacAddr, src: MacAddr, tag: Option<(u16, u16)>) -> Vec<u8> {
+    let mut f = Vec::with_capacity(64);
+    f.extend_from_slice(&dst.0);
+    f.extend_from_slice(&src.0);
+    if let Some((tpid, tci)) = tag {
+        f.extend_from_slice(&tpid.to_be_bytes());
+        f.extend_from_slice(&tci.to_be_bytes());
+    }
+    f.extend_from_slice(&0x0800u16.to_be_bytes());
+    f.resize(60, 0x5a);
+    f
+}
+
+/// What one XDP run did: verdict, metadata written (if any), counter deltas.
+#[derive(Debug)]
+struct XdpRun {
+    ret: u32,
+    meta: Option<u32>,
+    delta: [u64; COUNTERS],
+}
+
+fn run_xdp(st: &Steering, data: &[u8], ifindex: u32) -> XdpRun {
+    let before = st.counters().unwrap();
+    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+    // egress_ifindex. data = 0 means no metadata on input.
+    let mut ctx = [0u8; 24];
+    ctx[4..8].copy_from_slice(&(data.len() as u32).to_ne_bytes());
+    ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+    let mut ctx_out = [0u8; 24];
+    let mut out = vec![0u8; data.len() + 64];
+    let input = ProgramInput {
+        context_in: Some(&mut ctx),
+        context_out: Some(&mut ctx_out),
+        data_in: Some(data),
+        data_out: Some(&mut out),
+        ..Default::default()
+    };
+    let o = st.skel.progs.steer.test_run(input).expect("test_run steer");
+    let ret = o.return_value;
+    let out_len = o.data.as_ref().map_or(0, |d| d.len());
+    // ctx_out.data is the metadata length in front of the returned data.
+    let metalen = u32::from_ne_bytes(ctx_out[0..4].try_into().unwrap()) as usize;
+    let meta = match metalen {
+        0 => None,
+        4 => Some(u32::from_ne_bytes(out[0..4].try_into().unwrap())),
+        n => panic!("unexpected metadata length {n}"),
+    };
+    assert_eq!(out_len, data.len() + metalen, "data_out = metadata + frame");
+    assert_eq!(&out[metalen..metalen + data.len()], data, "frame untouched");
+    let after = st.counters().unwrap();
+    XdpRun {
+        ret,
+        meta,
+        delta: std::array::from_fn(|i| after[i] - before[i]),
+    }
+}
+
+fn only(c: Counter) -> [u64; COUNTERS] {
+    let mut d = [0; COUNTERS];
+    d[c.index()] = 1;
+    d
+}
+
+fn both(a: Counter, b: Counter) -> [u64; COUNTERS] {
+    let mut d = only(a);
+    d[b.index()] += 1;
+    d
+}
+
+#[test]
+fn steer_decisions() {
+    if !root_or_skip("steer_decisions") {
+        return;
+    }
+    let ns = Netns::new("steer");
+    ns.run(|| {
+        let st = Steering::load().expect("load");
+        let lo = 1; // the namespace's loopback: test_run needs a real ingress device
+
+        // Not ours.
+        let r = run_xdp(&st, &frame(A, EXT, None), lo);
+        assert_eq!(
+            (r.ret, r.meta, r.delta),
+            (XDP_PASS, None, only(Counter::XdpNotOurs))
+        );
+
+        st.set_device(lo, DevVal::parent(8, 0, false)).unwrap();
+        st.fdb_insert(0, A, PortId(5), 0).unwrap();
+        st.fdb_insert(100, B, PortId(6), 0).unwrap();
+        st.fdb_insert(200, B, PortId(7), 0).unwrap();
+
+        // fdb hit: metadata = port; no socket in slot 8, so XDP_PASS fallback.
+        let r = run_xdp(&st, &frame(A, EXT, None), lo);
+        assert_eq!(
+            (r.ret, r.meta, r.delta),
+            (XDP_PASS, Some(5), only(Counter::XdpRedirectFail))
+        );
+        // Unknown unicast and the parent's own MAC: host.
+        let r = run_xdp(&st, &frame(EXT, A, None), lo);
+        assert_eq!(
+            (r.ret, r.meta, r.delta),
+            (XDP_PASS, None, only(Counter::XdpPass))
+        );
+        // B is known on VLANs 100/200 only.
+        let r = run_xdp(&st, &frame(B, EXT, None), lo);
+        assert_eq!((r.ret, r.meta), (XDP_PASS, None));
+        let r = run_xdp(&st, &frame(B, EXT, Some((0x8100, 0x2000 | 100))), lo);
+        assert_eq!(
+            (r.ret, r.meta, r.delta),
+            (XDP_PASS, Some(6), only(Counter::XdpRedirectFail)),
+            "802.1Q vid 100 (PCP bits ignored)"
+        );
+        let r = run_xdp(&st, &frame(B, EXT, Some((0x88a8, 200))), lo);
+        assert_eq!(
+            (r.meta, r.delta),
+            (Some(7), only(Counter::XdpRedirectFail)),
+            "802.1ad"
+        );
+        let r = run_xdp(&st, &frame(B, EXT, Some((0x8100, 300))), lo);
+        assert_eq!(
+            (r.meta, r.delta),
+            (None, only(Counter::XdpPass)),
+            "vid 300 misses"
+        );
+        let r = run_xdp(&st, &frame(A, EXT, Some((0x8100, 100))), lo);
+        assert_eq!(
+            (r.meta, r.delta),
+            (None, only(Counter::XdpPass)),
+            "A is untagged only"
+        );
+        // Multicast and broadcast: always the host (tc mirrors them), even if known.
+        st.fdb_insert(0, MCAST, PortId(9), 0).unwrap();
+        for dst in [MacAddr::BROADCAST, MCAST] {
+            let r = run_xdp(&st, &frame(dst, EXT, None), lo);
+            assert_eq!(
+                (r.ret, r.meta, r.delta),
+                (XDP_PASS, None, only(Counter::XdpPass))
+            );
+        }
+        // A tag announced but cut off.
+        let mut short = frame(A, EXT, Some((0x8100, 1)));
+        short.truncate(15);
+        let r = run_xdp(&st, &short, lo);
+        assert_eq!((r.ret, r.delta), (XDP_PASS, only(Counter::XdpMalformed)));
+
+        // Passthru: every unicast to the switch, metadata 0xffffffff.
+        st.set_device(lo, DevVal::parent(8, 0, true)).unwrap();
+        for dst in [EXT, A] {
+            let r = run_xdp(&st, &frame(dst, EXT, None), lo);
+            assert_eq!(
+                (r.ret, r.meta, r.delta),
+                (
+                    XDP_PASS,
+                    Some(META_PASSTHRU),
+                    only(Counter::XdpRedirectFail)
+                )
+            );
+        }
+        let r = run_xdp(&st, &frame(MacAddr::BROADCAST, EXT, None), lo);
+        assert_eq!((r.meta, r.delta), (None, only(Counter::XdpPass)));
+
+        // A port: everything to its socket, no metadata, no parsing.
+        st.set_device(lo, DevVal::port(3)).unwrap();
+        for f in [frame(MacAddr::BROADCAST, EXT, None), short.clone()] {
+            let r = run_xdp(&st, &f, lo);
+            assert_eq!(
+                (r.ret, r.meta, r.delta),
+                (XDP_PASS, None, only(Counter::XdpRedirectFail))
+            );
+        }
+
+        // An unknown role is not ours.
+        st.set_device(
+            lo,
+            DevVal {
+                role: 77,
+                ..DevVal::port(0)
+            },
+        )
+        .unwrap();
+        let r = run_xdp(&st, &frame(A, EXT, None), lo);
+        assert_eq!(r.delta, only(Counter::XdpNotOurs));
+
+        st.remove_device(lo).unwrap();
+        st.remove_device(lo).unwrap(); // idempotent
+        let r = run_xdp(&st, &frame(A, EXT, None), lo);
+        assert_eq!(r.delta, only(Counter::XdpNotOurs));
+    });
+}
+
+fn run_tc(st: &Steering, data: &[u8], ifindex: u32) -> (u32, [u64; COUNTERS]) {
+    let before = st.counters().unwrap();
+    // struct __sk_buff up to and including ifindex (offset 40); the rest is zero.
+    let mut ctx = [0u8; 48];
+    ctx[40..44].copy_from_slice(&ifindex.to_ne_bytes());
+    let input = ProgramInput {
+        context_in: Some(&mut ctx),
+        data_in: Some(data),
+        ..Default::default()
+    };
+    let o = st
+        .skel
+        .progs
+        .mirror
+        .test_run(input)
+        .expect("test_run mirror");
+    let after = st.counters().unwrap();
+    (
+        o.return_value,
+        std::array::from_fn(|i| after[i] - before[i]),
+    )
+}
+
+#[test]
+fn mirror_decisions() {
+    if !root_or_skip("mirror_decisions") {
+        return;
+    }
+    let ns = Netns::new("mirror");
+    ns.veth("par", "ext");
+    ns.veth("mir", "mirp");
+    let par = ns.ifindex("par");
+    let mir = ns.ifindex("mir");
+    ns.run(|| {
+        let st = Steering::load().expect("load");
+        let bc = frame(MacAddr::BROADCAST, EXT, None);
+
+        // Unknown device: untouched.
+        assert_eq!(run_tc(&st, &bc, par), (TC_NEXT, only(Counter::TcNotOurs)));
+
+        st.set_device(par, DevVal::parent(0, mir, false)).unwrap();
+        // Unicast: nothing to do.
+        assert_eq!(
+            run_tc(&st, &frame(A, EXT, None), par),
+            (TC_NEXT, [0; COUNTERS])
+        );
+        // Broadcast and multicast from outside: mirrored, host keeps it (W6).
+        assert_eq!(run_tc(&st, &bc, par), (TC_NEXT, only(Counter::TcMirrored)));
+        assert_eq!(
+            run_tc(&st, &frame(MCAST, EXT, None), par),
+            (TC_NEXT, only(Counter::TcMirrored))
+        );
+        // From a bridge/VEPA endpoint (no flag): mirrored, host keeps it (W7/W8).
+        st.fdb_insert(0, A, PortId(5), 0).unwrap();
+        assert_eq!(
+            run_tc(&st, &frame(MacAddr::BROADCAST, A, None), par),
+            (TC_NEXT, only(Counter::TcMirrored))
+        );
+        // From a private/passthru/source endpoint: mirrored, host must not see it (W9).
+        st.fdb_insert(0, B, PortId(6), FDB_F_HOST_SUPPRESS).unwrap();
+        assert_eq!(
+            run_tc(&st, &frame(MacAddr::BROADCAST, B, None), par),
+            (
+                TC_ACT_SHOT,
+                both(Counter::TcMirrored, Counter::TcSuppressed)
+            )
+        );
+        // The suppression is per VLAN: B is flagged untagged only.
+        assert_eq!(
+            run_tc(&st, &frame(MacAddr::BROADCAST, B, Some((0x8100, 42))), par),
+            (TC_NEXT, only(Counter::TcMirrored))
+        );
+        st.fdb_insert(42, B, PortId(6), FDB_F_HOST_SUPPRESS)
+            .unwrap();
+        assert_eq!(
+            run_tc(&st, &frame(MacAddr::BROADCAST, B, Some((0x8100, 42))), par),
+            (
+                TC_ACT_SHOT,
+                both(Counter::TcMirrored, Counter::TcSuppressed)
+            )
+        );
+        // No mirror configured: no clone, suppression still applies.
+        st.set_device(par, DevVal::parent(0, 0, false)).unwrap();
+        assert_eq!(run_tc(&st, &bc, par), (TC_NEXT, [0; COUNTERS]));
+        assert_eq!(
+            run_tc(&st, &frame(MacAddr::BROADCAST, B, None), par),
+            (TC_ACT_SHOT, only(Counter::TcSuppressed))
+        );
+        // A mirror ifindex that does not exist: counted, host still gets it.
+        st.set_device(par, DevVal::parent(0, 4000, false)).unwrap();
+        assert_eq!(
+            run_tc(&st, &bc, par),
+            (TC_NEXT, only(Counter::TcMirrorFail))
+        );
+    });
+}
+
+#[test]
+fn maps_round_trip_and_clear() {
+    if !root_or_skip("maps_round_trip_and_clear") {
+        return;
+    }
+    let st = Steering::load().expect("load");
+    assert!(st.xdp_prog_id() != 0 && st.tc_prog_id() != 0);
+    assert_ne!(st.xdp_prog_id(), st.tc_prog_id());
+
+    st.set_device(7, DevVal::parent(16, 9, true)).unwrap();
+    assert_eq!(st.device(7).unwrap(), Some(DevVal::parent(16, 9, true)));
+    assert_eq!(st.device(8).unwrap(), None);
+
+    for i in 0..300u16 {
+        let mac = MacAddr([2, 0, 0, 0, (i >> 8) as u8, i as u8]);
+        st.fdb_insert(i % 5, mac, PortId(i), i as u32 & 1).unwrap();
+    }
+    let k = MacAddr([2, 0, 0, 0, 0, 17]);
+    assert_eq!(
+        st.fdb_lookup(2, k).unwrap(),
+        Some(FdbVal { port: 17, flags: 1 })
+    );
+    assert_eq!(st.fdb_lookup(3, k).unwrap(), None);
+    st.fdb_remove(2, k).unwrap();
+    st.fdb_remove(2, k).unwrap();
+    assert_eq!(st.fdb_lookup(2, k).unwrap(), None);
+    assert_eq!(st.fdb_entries().unwrap().len(), 299);
+    st.fdb_clear().unwrap();
+    assert!(st.fdb_entries().unwrap().is_empty());
+
+    assert!(matches!(
+        st.fdb_insert(4096, k, PortId(1), 0),
+        Err(Error::OutOfRange { what: "vlan", .. })
+    ));
+    assert!(matches!(
+        st.clear_xsk(MAX_XSKS),
+        Err(Error::OutOfRange { .. })
+    ));
+    st.clear_xsk(0).unwrap(); // empty is fine
+    assert!(matches!(
+        st.set_device(0, DevVal::port(0)),
+        Err(Error::OutOfRange {
+            what: "ifindex",
+            ..
+        })
+    ));
+    // Not an AF_XDP socket: the kernel refuses it.
+    let f = File::open("/dev/null").unwrap();
+    assert!(matches!(
+        st.set_xsk(0, f.as_fd()),
+        Err(Error::Map { map: "xsks", .. })
+    ));
+
+    st.reset_counters().unwrap();
+    assert_eq!(st.counters().unwrap(), [0; COUNTERS]);
+}

@@ -1,0 +1,303 @@
+//! Map keys, values and constants shared with `bpf/steer.h`.
+//!
+//! Every struct is `#[repr(C)]`, keeps the C field names and has its size and field
+//! offsets asserted at compile time; `tests/bpf_object.rs` also checks them against the
+//! BTF that clang wrote into the object. Multi-byte fields are in host byte order.
+//! Values cross into the kernel as bytes ([`FdbKey::to_bytes`] and friends), so no
+//! `unsafe` transmute is needed.
+
+use core::mem::{offset_of, size_of};
+
+use crate::port::PortId;
+use crate::wire::MacAddr;
+
+/// Slots in the `xsks` XSKMAP (`STEER_MAX_XSKS`).
+pub const MAX_XSKS: u32 = 1024;
+/// Entries in the `devs` hash (`STEER_MAX_DEVS`).
+pub const MAX_DEVS: u32 = 1024;
+/// Entries in the `fdb` hash (`STEER_MAX_FDB`).
+pub const MAX_FDB: u32 = 65536;
+
+/// [`DevVal::role`]: the parent NIC (`ROLE_PARENT`).
+pub const ROLE_PARENT: u32 = 1;
+/// [`DevVal::role`]: an endpoint's host-side veth or the mirror veth; every frame goes
+/// to the AF_XDP socket of its rx queue (`ROLE_PORT`).
+pub const ROLE_PORT: u32 = 2;
+/// [`DevVal::flags`]: the parent is in passthru mode; every unicast goes to the switch
+/// (`DEV_F_PASSTHRU`).
+pub const DEV_F_PASSTHRU: u32 = 1;
+/// [`FdbVal::flags`]: the MAC is the source of a private, passthru or source endpoint;
+/// a multicast frame from it arriving on the parent is its own frame reflected by the
+/// external switch and must not reach the host stack (spec W9) (`FDB_F_HOST_SUPPRESS`).
+pub const FDB_F_HOST_SUPPRESS: u32 = 1;
+/// The XDP metadata value of a passthru redirect: "not looked up, every unicast"
+/// (`STEER_META_PASSTHRU`).
+pub const META_PASSTHRU: u32 = u32::MAX;
+/// Bytes of XDP metadata in front of a frame the parent redirected: one native-endian
+/// `u32`, the target [`FdbVal::port`] or [`META_PASSTHRU`].
+pub const META_LEN: usize = 4;
+/// Largest VLAN id (12 bits).
+pub const VLAN_MAX: u16 = 0x0fff;
+
+/// Key of the `fdb` map (`struct fdb_key`): a VLAN id and a MAC address.
+#[doc(alias = "fdb_key")]
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FdbKey {
+    /// VLAN id of the outermost tag, `0` for untagged (and priority-tagged) frames.
+    pub vlan: u16,
+    /// MAC address in transmission order.
+    pub mac: [u8; 6],
+}
+
+/// Value of the `fdb` map (`struct fdb_val`).
+#[doc(alias = "fdb_val")]
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FdbVal {
+    /// Switch port of the endpoint that owns the MAC (a [`PortId`]).
+    pub port: u32,
+    /// `FDB_F_*` flags ([`FDB_F_HOST_SUPPRESS`]).
+    pub flags: u32,
+}
+
+/// Value of the `devs` map (`struct dev_val`): what an interface is to the program.
+#[doc(alias = "dev_val")]
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct DevVal {
+    /// [`ROLE_PARENT`] or [`ROLE_PORT`].
+    pub role: u32,
+    /// `xsks` slot of rx queue 0; queue `q` redirects to slot `xsk_base + q`.
+    pub xsk_base: u32,
+    /// Parent only: ifindex of the veth that gets a clone of every multicast frame
+    /// (its peer carries [`ROLE_PORT`] and must run native XDP); `0` for none.
+    pub mirror_ifindex: u32,
+    /// `DEV_F_*` flags ([`DEV_F_PASSTHRU`]).
+    pub flags: u32,
+}
+
+const _: () = {
+    assert!(size_of::<FdbKey>() == 8);
+    assert!(offset_of!(FdbKey, vlan) == 0);
+    assert!(offset_of!(FdbKey, mac) == 2);
+    assert!(size_of::<FdbVal>() == 8);
+    assert!(offset_of!(FdbVal, port) == 0);
+    assert!(offset_of!(FdbVal, flags) == 4);
+    assert!(size_of::<DevVal>() == 16);
+    assert!(offset_of!(DevVal, role) == 0);
+    assert!(offset_of!(DevVal, xsk_base) == 4);
+    assert!(offset_of!(DevVal, mirror_ifindex) == 8);
+    assert!(offset_of!(DevVal, flags) == 12);
+};
+
+impl FdbKey {
+    /// The key for `mac` on VLAN `vlan` (`0` = untagged).
+    pub const fn new(vlan: u16, mac: MacAddr) -> Self {
+        FdbKey { vlan, mac: mac.0 }
+    }
+
+    /// The MAC address.
+    pub const fn mac_addr(&self) -> MacAddr {
+        MacAddr(self.mac)
+    }
+
+    /// The key's bytes as the kernel reads them.
+    pub fn to_bytes(&self) -> [u8; 8] {
+        let mut b = [0u8; 8];
+        b[0..2].copy_from_slice(&self.vlan.to_ne_bytes());
+        b[2..8].copy_from_slice(&self.mac);
+        b
+    }
+
+    /// Parses a key read back from the map; `None` unless `b` is 8 bytes long.
+    pub fn from_bytes(b: &[u8]) -> Option<Self> {
+        let b: &[u8; 8] = b.try_into().ok()?;
+        Some(FdbKey {
+            vlan: u16::from_ne_bytes([b[0], b[1]]),
+            mac: [b[2], b[3], b[4], b[5], b[6], b[7]],
+        })
+    }
+}
+
+impl FdbVal {
+    /// The value for an endpoint on switch port `port`.
+    pub fn new(port: PortId, flags: u32) -> Self {
+        FdbVal {
+            port: u32::from(port.0),
+            flags,
+        }
+    }
+
+    /// The value's bytes as the kernel reads them.
+    pub fn to_bytes(&self) -> [u8; 8] {
+        let mut b = [0u8; 8];
+        b[0..4].copy_from_slice(&self.port.to_ne_bytes());
+        b[4..8].copy_from_slice(&self.flags.to_ne_bytes());
+        b
+    }
+
+    /// Parses a value read back from the map; `None` unless `b` is 8 bytes long.
+    pub fn from_bytes(b: &[u8]) -> Option<Self> {
+        let b: &[u8; 8] = b.try_into().ok()?;
+        Some(FdbVal {
+            port: u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
+            flags: u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
+        })
+    }
+}
+
+impl DevVal {
+    /// The parent NIC: its rx queues use slots `xsk_base..`, multicast is cloned to
+    /// `mirror_ifindex` (`0` = none), and `passthru` sends every unicast to the switch.
+    pub const fn parent(xsk_base: u32, mirror_ifindex: u32, passthru: bool) -> Self {
+        DevVal {
+            role: ROLE_PARENT,
+            xsk_base,
+            mirror_ifindex,
+            flags: if passthru { DEV_F_PASSTHRU } else { 0 },
+        }
+    }
+
+    /// A port veth (an endpoint's host side, or the mirror veth's peer): every frame
+    /// goes to the socket in slot `xsk_base + rx queue`. On the mirror veth's peer,
+    /// attach XDP in native mode (generic XDP skips redirected clones).
+    pub const fn port(xsk_base: u32) -> Self {
+        DevVal {
+            role: ROLE_PORT,
+            xsk_base,
+            mirror_ifindex: 0,
+            flags: 0,
+        }
+    }
+
+    /// The value's bytes as the kernel reads them.
+    pub fn to_bytes(&self) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        for (i, v) in [self.role, self.xsk_base, self.mirror_ifindex, self.flags]
+            .into_iter()
+            .enumerate()
+        {
+            b[i * 4..i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
+        }
+        b
+    }
+
+    /// Parses a value read back from the map; `None` unless `b` is 16 bytes long.
+    pub fn from_bytes(b: &[u8]) -> Option<Self> {
+        let b: &[u8; 16] = b.try_into().ok()?;
+        let w = |i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        Some(DevVal {
+            role: w(0),
+            xsk_base: w(4),
+            mirror_ifindex: w(8),
+            flags: w(12),
+        })
+    }
+}
+
+/// Number of entries in the per-CPU `counters` array (`CNT_MAX`).
+pub const COUNTERS: usize = 10;
+
+/// Indices of the per-CPU `counters` array (`enum steer_counter`).
+///
+/// `XDP_*` counters come from the `steer` XDP program, `TC_*` ones from the `mirror`
+/// tc program. Read them summed over CPUs with
+/// [`Steering::counters`](super::Steering::counters) and index with
+/// [`Counter::index`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+#[non_exhaustive]
+pub enum Counter {
+    /// Parent: passed to the host on purpose (multicast/broadcast, fdb miss).
+    XdpPass = 0,
+    /// Redirected into an AF_XDP socket (`bpf_redirect_map` said `XDP_REDIRECT`). The
+    /// kernel can still drop it afterwards, e.g. if the socket is bound to another queue.
+    XdpRedirect = 1,
+    /// Meant for the switch, but the slot held no socket: fell back to `XDP_PASS`.
+    XdpRedirectFail = 2,
+    /// XDP ran on an ifindex missing from `devs` (or with an unknown role): `XDP_PASS`.
+    XdpNotOurs = 3,
+    /// `bpf_xdp_adjust_meta` failed: redirected without metadata.
+    XdpMetaFail = 4,
+    /// Parent: shorter than its Ethernet (and VLAN) header: `XDP_PASS`.
+    XdpMalformed = 5,
+    /// tc: a multicast/broadcast clone went to the mirror veth.
+    TcMirrored = 6,
+    /// tc: `bpf_clone_redirect` to the mirror veth failed.
+    TcMirrorFail = 7,
+    /// tc: a multicast from a [`FDB_F_HOST_SUPPRESS`] source was dropped (spec W9).
+    TcSuppressed = 8,
+    /// tc: multicast on an ifindex missing from `devs`: passed untouched.
+    TcNotOurs = 9,
+}
+
+impl Counter {
+    /// Every counter, in index order.
+    pub const ALL: [Counter; COUNTERS] = [
+        Counter::XdpPass,
+        Counter::XdpRedirect,
+        Counter::XdpRedirectFail,
+        Counter::XdpNotOurs,
+        Counter::XdpMetaFail,
+        Counter::XdpMalformed,
+        Counter::TcMirrored,
+        Counter::TcMirrorFail,
+        Counter::TcSuppressed,
+        Counter::TcNotOurs,
+    ];
+
+    /// Index into the array [`Steering::counters`](super::Steering::counters) returns.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// A short stable name for logs and metrics (`xdp_pass`, `tc_mirrored`, ...).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::XdpPass => "xdp_pass",
+            Counter::XdpRedirect => "xdp_redirect",
+            Counter::XdpRedirectFail => "xdp_redirect_fail",
+            Counter::XdpNotOurs => "xdp_not_ours",
+            Counter::XdpMetaFail => "xdp_meta_fail",
+            Counter::XdpMalformed => "xdp_malformed",
+            Counter::TcMirrored => "tc_mirrored",
+            Counter::TcMirrorFail => "tc_mirror_fail",
+            Counter::TcSuppressed => "tc_suppressed",
+            Counter::TcNotOurs => "tc_not_ours",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fdb_key_bytes_round_trip() {
+        let k = FdbKey::new(100, MacAddr([2, 0, 0, 0, 0, 9]));
+        let b = k.to_bytes();
+        assert_eq!(&b[..2], &100u16.to_ne_bytes());
+        assert_eq!(&b[2..], &[2, 0, 0, 0, 0, 9]);
+        assert_eq!(FdbKey::from_bytes(&b), Some(k));
+        assert_eq!(FdbKey::from_bytes(&b[..7]), None);
+    }
+
+    #[test]
+    fn values_round_trip() {
+        let v = FdbVal::new(PortId(7), FDB_F_HOST_SUPPRESS);
+        assert_eq!(v.port, 7);
+        assert_eq!(FdbVal::from_bytes(&v.to_bytes()), Some(v));
+        let d = DevVal::parent(4, 12, true);
+        assert_eq!(d.flags, DEV_F_PASSTHRU);
+        assert_eq!(DevVal::from_bytes(&d.to_bytes()), Some(d));
+        assert_eq!(DevVal::port(9).role, ROLE_PORT);
+    }
+
+    #[test]
+    fn counter_indices_are_dense() {
+        for (i, c) in Counter::ALL.iter().enumerate() {
+            assert_eq!(c.index(), i, "{}", c.name());
+        }
+    }
+}
