@@ -54,6 +54,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod app;
 #[allow(unsafe_code)]
 pub mod bpf;
 pub mod dataplane;

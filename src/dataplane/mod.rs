@@ -28,19 +28,53 @@ use std::collections::BTreeMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
+use crate::app::{AppHandler, AppPort};
 use crate::bpf::{
     DevVal, Steering, XdpMode, DEV_F_PASSTHRU, FDB_F_HOST_SUPPRESS, ROLE_PARENT, ROLE_PORT,
 };
 use crate::link::{IpCidr, LinkInfo, Links, VethEndpoint};
 use crate::mode::Mode;
-use crate::port::{Bundle, PortId, PortTable};
+use crate::port::{Bundle, Frame, Port, PortId, PortTable};
 use crate::switch::{PortStats, Switch, Worker, WorkerConfig, WorkerGone};
 use crate::topology::{ControlError, EndpointConfig, ParentConfig, Topology, HOST, UPLINK};
 use crate::xsk::{Umem, XskConfig, XskPort};
 
-/// The switch's port type on real interfaces: one or more AF_XDP sockets.
-pub type XskBundle = Bundle<XskPort>;
-type Sw = Switch<XskBundle, Umem, 32>;
+/// A port of the dataplane: AF_XDP sockets, or an in-process endpoint.
+#[non_exhaustive]
+pub enum DpPort {
+    /// One or more AF_XDP sockets (the uplink bundles the parent's queues and the mirror).
+    Xsk(Bundle<XskPort>),
+    /// An in-process endpoint.
+    App(AppPort<Box<dyn AppHandler<Umem>>>),
+}
+
+impl Port<Umem> for DpPort {
+    #[inline]
+    fn receive(&mut self, pool: &mut Umem, out: &mut Vec<Frame>, max: usize) {
+        match self {
+            DpPort::Xsk(p) => p.receive(pool, out, max),
+            DpPort::App(p) => p.receive(pool, out, max),
+        }
+    }
+
+    #[inline]
+    fn transmit(&mut self, pool: &mut Umem, frames: &mut Vec<Frame>) {
+        match self {
+            DpPort::Xsk(p) => p.transmit(pool, frames),
+            DpPort::App(p) => p.transmit(pool, frames),
+        }
+    }
+
+    #[inline]
+    fn maintain(&mut self, pool: &mut Umem) {
+        match self {
+            DpPort::Xsk(p) => p.maintain(pool),
+            DpPort::App(p) => p.maintain(pool),
+        }
+    }
+}
+
+type Sw = Switch<DpPort, Umem, 32>;
 
 /// How to run a dataplane.
 #[derive(Clone, Debug)]
@@ -115,6 +149,9 @@ pub enum Error {
     /// The parent cannot carry endpoints.
     #[error("{0}")]
     Parent(String),
+    /// RLIMIT_MEMLOCK too low for the UMEM.
+    #[error(transparent)]
+    Memlock(#[from] crate::sys::MemlockError),
     /// Thread creation.
     #[error("cannot start the worker thread: {0}")]
     Spawn(std::io::Error),
@@ -124,9 +161,8 @@ type Result<T> = std::result::Result<T, Error>;
 
 struct EndpointRt {
     id: PortId,
-    host_ifindex: u32,
-    host_ifname: String,
-    slot: u32,
+    /// The veth and XSKMAP slot; `None` for an in-process endpoint.
+    veth: Option<(u32, String, u32)>,
 }
 
 /// A running switch on one parent.
@@ -135,7 +171,7 @@ pub struct Dataplane {
     links: Arc<Links>,
     steering: Steering,
     topo: Topology,
-    worker: Option<Worker<XskBundle, Umem, 32>>,
+    worker: Option<Worker<DpPort, Umem, 32>>,
     parent: LinkInfo,
     mirror: (LinkInfo, LinkInfo),
     endpoints: BTreeMap<String, EndpointRt>,
@@ -146,7 +182,7 @@ pub struct Dataplane {
 /// Opens a socket on the worker's UMEM, attaches it as port `id` and returns a
 /// short-lived duplicate of its fd (for the XSKMAP; closed right after).
 fn open_port(
-    worker: &Worker<XskBundle, Umem, 32>,
+    worker: &Worker<DpPort, Umem, 32>,
     id: PortId,
     socks: Vec<(u32, u32)>,
     xsk: XskConfig,
@@ -161,7 +197,7 @@ fn open_port(
             .map(|p| p.socket().as_fd().try_clone_to_owned())
             .collect::<std::io::Result<Vec<_>>>()
             .map_err(|e| Error::Parent(format!("dup socket fd: {e}")))?;
-        sw.attach(id, Bundle::new(ports, 0))
+        sw.attach(id, DpPort::Xsk(Bundle::new(ports, 0)))
             .map_err(|e| Error::Parent(e.to_string()))?;
         Ok(fds)
     })?;
@@ -176,6 +212,11 @@ impl Dataplane {
     /// switch did not attach, or any kernel step fails; everything set up so far is
     /// undone.
     pub fn start(cfg: DataplaneConfig) -> Result<Dataplane> {
+        // The UMEM is pinned memory: unless CAP_IPC_LOCK exempts us, make sure
+        // RLIMIT_MEMLOCK allows it, or say what to do.
+        if !has_cap_ipc_lock() {
+            crate::sys::raise_memlock_limit(u64::from(cfg.frames) * 4096 + (16 << 20))?;
+        }
         let links = Arc::new(Links::open()?);
         let parent = links.require(&cfg.parent)?;
         if parent.loopback || parent.mac.is_zero() {
@@ -193,6 +234,10 @@ impl Dataplane {
             true,
         )?;
         let mut steering = Steering::load()?;
+        // First of all, claim the parent's XDP hook: this refuses a parent that carries
+        // someone else's program before anything else is touched. Until the parent is
+        // in the `devs` map the program passes every frame to the host.
+        steering.attach_xdp(parent.index, cfg.xdp_mode)?;
         // The mirror pair: tc clones multicast into `a`; it comes out of `b` into a socket.
         let (ma, mb) = (
             format!("umv{}ma", parent.index),
@@ -217,7 +262,13 @@ impl Dataplane {
         links.set_up(mirror_a.index, &ma, true)?;
         links.set_up(mirror_b.index, &mb, true)?;
 
-        let umem = Umem::new(cfg.frames, 2048)?;
+        // A received frame lands 256 bytes into its UMEM frame (XDP_PACKET_HEADROOM).
+        let frame_size = if parent.mtu as usize + 22 + 256 > 2048 {
+            4096
+        } else {
+            2048
+        };
+        let umem = Umem::new(cfg.frames, frame_size)?;
         let mut sw: Sw = Switch::new(topo.reader(), umem);
         sw.set_kernel_host(Some(HOST));
         let worker = Worker::spawn(sw, cfg.worker.clone()).map_err(Error::Spawn)?;
@@ -250,7 +301,6 @@ impl Dataplane {
         // Always native: generic XDP skips frames a BPF program redirected, and every
         // mirrored copy is one.
         steering.attach_xdp(mirror_b.index, XdpMode::Native)?;
-        steering.attach_xdp(parent.index, cfg.xdp_mode)?;
         steering.attach_tc_ingress(parent.index)?;
         cleanup_mirror.defuse();
         Ok(Dataplane {
@@ -267,7 +317,7 @@ impl Dataplane {
         })
     }
 
-    fn worker(&self) -> &Worker<XskBundle, Umem, 32> {
+    fn worker(&self) -> &Worker<DpPort, Umem, 32> {
         self.worker.as_ref().expect("present until drop")
     }
 
@@ -324,9 +374,7 @@ impl Dataplane {
             name.to_string(),
             EndpointRt {
                 id,
-                host_ifindex,
-                host_ifname,
-                slot,
+                veth: Some((host_ifindex, host_ifname, slot)),
             },
         );
         self.steering.set_device(
@@ -376,6 +424,41 @@ impl Dataplane {
         Ok(())
     }
 
+    /// Adds an in-process endpoint: frames the switch delivers to it are handed to
+    /// `handler` on the worker thread (see [`crate::app`]); what it returns is sent
+    /// into the switch from the endpoint.
+    ///
+    /// # Errors
+    /// A rule ([`Error::Control`]) or the worker.
+    pub fn add_app_endpoint(
+        &mut self,
+        cfg: EndpointConfig,
+        handler: Box<dyn AppHandler<Umem>>,
+    ) -> Result<PortId> {
+        let name = cfg.name.clone();
+        let id = self.topo.add_endpoint(cfg)?;
+        let port = DpPort::App(AppPort::new(handler, 256));
+        let r = self
+            .worker()
+            .attach(id, port)
+            .map_err(Error::from)
+            .and_then(|r| r.map_err(|e| Error::Parent(e.to_string())));
+        let r = r.and_then(|()| {
+            self.endpoints
+                .insert(name.clone(), EndpointRt { id, veth: None });
+            let c = self.topo.endpoint(&name).expect("just added").cfg.clone();
+            self.sync_fdb(&c)
+        });
+        match r {
+            Ok(()) => Ok(id),
+            Err(e) => {
+                self.unplumb(&name);
+                let _ = self.topo.remove_endpoint(&name);
+                Err(e)
+            }
+        }
+    }
+
     /// Undoes whatever of an endpoint's plumbing exists (best effort).
     fn unplumb(&mut self, name: &str) {
         if let Some(ep) = self.topo.endpoint(name) {
@@ -394,17 +477,25 @@ impl Dataplane {
         let Some(rt) = self.endpoints.remove(name) else {
             return;
         };
-        let _ = self.steering.clear_xsk(rt.slot);
-        let _ = self.steering.detach_xdp(rt.host_ifindex);
-        let _ = self.steering.remove_device(rt.host_ifindex);
+        if let Some((ifindex, _, slot)) = &rt.veth {
+            let _ = self.steering.clear_xsk(*slot);
+            let _ = self.steering.detach_xdp(*ifindex);
+            let _ = self.steering.remove_device(*ifindex);
+        }
         if let Some(w) = &self.worker {
+            let id = rt.id;
             let _ = w.exec(move |sw: &mut Sw| {
-                drop(sw.detach(rt.id));
+                match sw.detach(id) {
+                    Some(DpPort::App(mut p)) => p.clear(sw.pool_mut()),
+                    other => drop(other),
+                }
                 sw.pool_mut().reclaim_closed();
             });
         }
-        let _ = self.links.delete(rt.host_ifindex, &rt.host_ifname);
-        self.free_slots.push(rt.slot);
+        if let Some((ifindex, ifname, slot)) = rt.veth {
+            let _ = self.links.delete(ifindex, &ifname);
+            self.free_slots.push(slot);
+        }
     }
 
     /// Removes endpoint `name` and its interfaces.
@@ -472,6 +563,20 @@ impl Drop for Dataplane {
             self.teardown();
         }
     }
+}
+
+/// Whether the calling thread holds CAP_IPC_LOCK, which exempts AF_XDP UMEM
+/// registration from RLIMIT_MEMLOCK.
+fn has_cap_ipc_lock() -> bool {
+    const CAP_IPC_LOCK: u32 = 14;
+    std::fs::read_to_string("/proc/thread-self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:").map(|v| v.trim().to_string()))
+        })
+        .and_then(|v| u64::from_str_radix(&v, 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_IPC_LOCK) != 0)
 }
 
 /// Runs a closure on drop unless defused.

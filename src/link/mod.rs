@@ -93,6 +93,81 @@ impl Netns {
         })
     }
 
+    /// Creates a new, empty named namespace `/run/netns/NAME` (what `ip netns add`
+    /// does) with its loopback up, and opens it.
+    ///
+    /// # Errors
+    /// [`Error::Netns`] if the name is invalid or taken, or the kernel refuses.
+    pub fn create(name: &str) -> Result<Netns> {
+        let bad = |m: &str| Error::Netns {
+            spec: name.into(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, m.to_string()),
+        };
+        if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+            return Err(bad("a namespace name must be non-empty and contain no '/'"));
+        }
+        let dir = Path::new("/run/netns");
+        std::fs::create_dir_all(dir).map_err(|source| Error::Netns {
+            spec: name.into(),
+            source,
+        })?;
+        let path = dir.join(name);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|source| Error::Netns {
+                spec: name.into(),
+                source,
+            })?;
+        let target = path.clone();
+        let made = std::thread::spawn(move || -> std::io::Result<()> {
+            crate::sys::unshare_netns().map_err(|e| e.error)?;
+            rustix::mount::mount_bind("/proc/thread-self/ns/net", &target)?;
+            Ok(())
+        })
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        if let Err(source) = made {
+            let _ = std::fs::remove_file(&path);
+            return Err(Error::Netns {
+                spec: name.into(),
+                source,
+            });
+        }
+        let ns = Netns::open(name)?;
+        let links = Links::open_in(&ns)?;
+        if let Some(lo) = links.get("lo")? {
+            links.set_up(lo.index, "lo", true)?;
+        }
+        Ok(ns)
+    }
+
+    /// Deletes the named namespace `/run/netns/NAME` (what `ip netns del` does). Its
+    /// interfaces go when the last process or open handle leaves it.
+    ///
+    /// # Errors
+    /// [`Error::Netns`] if it does not exist or cannot be unmounted.
+    pub fn delete(name: &str) -> Result<()> {
+        if name.is_empty() || name.contains('/') {
+            return Err(Error::Netns {
+                spec: name.into(),
+                source: std::io::ErrorKind::InvalidInput.into(),
+            });
+        }
+        let path = Path::new("/run/netns").join(name);
+        rustix::mount::unmount(&path, rustix::mount::UnmountFlags::DETACH).map_err(|e| {
+            Error::Netns {
+                spec: name.into(),
+                source: e.into(),
+            }
+        })?;
+        std::fs::remove_file(&path).map_err(|source| Error::Netns {
+            spec: name.into(),
+            source,
+        })
+    }
+
     /// The namespace of the calling thread.
     ///
     /// # Errors
