@@ -505,6 +505,21 @@ pub fn raise_memlock_limit(need: u64) -> Result<MemlockLimit, MemlockError> {
     }
 }
 
+/// Moves the calling thread into a new, empty network namespace (`unshare(CLONE_NEWNET)`).
+/// Only the network namespace changes; the thread's files, memory and other
+/// namespaces are untouched. Call it on a dedicated thread.
+///
+/// # Errors
+/// `unshare` failed (EPERM without CAP_SYS_ADMIN).
+pub fn unshare_netns() -> Result<(), SysError> {
+    // SAFETY: CLONE_NEWNET only gives this thread a new network namespace; it does not
+    // unshare the file table or memory, so no invariant of this process changes.
+    syscall!("unshare(CLONE_NEWNET)", unsafe {
+        libc::unshare(libc::CLONE_NEWNET)
+    })?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -599,19 +614,4 @@ mod tests {
         // No stated need: at the hard limit is as high as it goes.
         assert_eq!(raise_memlock_limit(0).unwrap().soft, 8 << 20);
     }
-}
-
-/// Moves the calling thread into a new, empty network namespace (`unshare(CLONE_NEWNET)`).
-/// Only the network namespace changes; the thread's files, memory and other
-/// namespaces are untouched. Call it on a dedicated thread.
-///
-/// # Errors
-/// `unshare` failed (EPERM without CAP_SYS_ADMIN).
-pub fn unshare_netns() -> Result<(), SysError> {
-    // SAFETY: CLONE_NEWNET only gives this thread a new network namespace; it does not
-    // unshare the file table or memory, so no invariant of this process changes.
-    syscall!("unshare(CLONE_NEWNET)", unsafe {
-        libc::unshare(libc::CLONE_NEWNET)
-    })?;
-    Ok(())
 }
