@@ -20,6 +20,7 @@ test: setup unit fuzz
 unit:
 	cargo test --all-targets
 	cargo test --doc
+	cargo run --quiet --example embedded
 
 fuzz:
 	cd fuzz && mkdir -p corpus/frame_parse corpus/pipeline corpus/table_ops && for t in frame_parse pipeline table_ops; do \

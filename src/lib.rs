@@ -5,8 +5,38 @@
 //! passthru, plus source), but switched in userspace over AF_XDP: per-port counters,
 //! a host port that can reach its own children, and control over broadcast.
 //!
+//! ## Front door
+//! [`dataplane::Dataplane`] runs the switch on a real parent interface: XDP steering,
+//! AF_XDP sockets, veth endpoints in their namespaces, and in-process endpoints
+//! ([`app`]) whose frames your code handles without a copy. `examples/embedded.rs`
+//! builds a whole topology and pings an in-process endpoint from a container:
+//!
+//! ```no_run
+//! use std::net::Ipv4Addr;
+//! use umacvlan::app::Responder;
+//! use umacvlan::dataplane::{Dataplane, DataplaneConfig, EndpointNet};
+//! use umacvlan::mode::Mode;
+//! use umacvlan::topology::EndpointConfig;
+//!
+//! // Root; `eth1` is a parent you own (never the interface you manage the host through).
+//! let mut dp = Dataplane::start(DataplaneConfig::new("eth1"))?;
+//! dp.add_endpoint(
+//!     EndpointConfig::new("web", Mode::Bridge).with_mac("02:42:c0:a8:20:0a".parse()?),
+//!     EndpointNet { netns: "web".into(), ifname: "eth0".into(), addrs: vec!["192.168.32.10/24".parse()?] },
+//! )?;
+//! let mac = "02:42:c0:a8:20:40".parse()?;
+//! dp.add_app_endpoint(EndpointConfig::new("app", Mode::Bridge).with_mac(mac), Box::new(Responder::new(mac, Ipv4Addr::new(192, 168, 32, 64))))?;
+//! for (port, s) in dp.stats()? {
+//!     println!("{port}: rx {} tx {} drops {}", s.rx_packets, s.tx_packets, s.total_drops());
+//! }
+//! dp.stop();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! ## Layers
 //! ```text
+//!   dataplane  parent + XDP/tc steering (bpf) + AF_XDP sockets (xsk, sys) + veth
+//!              endpoints (link) + in-process endpoints (app) + a worker thread
 //!   topology   control rules (spec §5); publishes a PortTable per change
 //!      │ table::Writer  ──RCU snapshot──▶  table::Reader (one load per burst)
 //!   switch     burst loop: receive → classify → decide → stage → transmit
