@@ -260,3 +260,121 @@ fn a_parent_with_a_foreign_xdp_program_is_refused() {
     );
     assert!(still);
 }
+
+#[test]
+fn passthru_refuses_a_second_endpoint_on_real_interfaces() {
+    if !require_root("passthru_refuses_a_second_endpoint_on_real_interfaces") {
+        return;
+    }
+    let t = Topo::new("umvd", false, 2);
+    let (c1, n1) = endpoint(&t, 1, Mode::Passthru);
+    let (c2, n2) = endpoint(&t, 2, Mode::Bridge);
+    let e2ns = t.eps[1].clone();
+    let (tx, rx) = mpsc::channel();
+    with_dataplane(
+        &t,
+        move |dp| {
+            dp.add_endpoint(c1, n1).map_err(|e| e.to_string())?;
+            let err = dp
+                .add_endpoint(c2, n2)
+                .expect_err("a second endpoint on a passthru parent");
+            tx.send(err.to_string()).unwrap();
+            Ok(())
+        },
+        || {
+            // The passthru endpoint owns the parent's unicast: ext reaches it.
+            assert!(t.lab.try_exec(
+                &t.ext,
+                &[
+                    "ping",
+                    "-q",
+                    "-n",
+                    "-c",
+                    "2",
+                    "-i",
+                    "0.2",
+                    "-W",
+                    "1",
+                    &ep_ip(1)
+                ]
+            ));
+        },
+    );
+    let msg = rx.recv().unwrap();
+    assert_eq!(
+        msg,
+        "cannot add endpoint 'e2': parent par is in passthru mode, owned by endpoint 'e1'"
+    );
+    // Nothing of the refused endpoint was created in its namespace.
+    let out = t.lab.exec(&e2ns, &["ip", "-o", "link", "show"]);
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("eth0"),
+        "the refused endpoint left an interface"
+    );
+}
+
+#[test]
+fn endpoints_come_and_go_while_traffic_flows() {
+    if !require_root("endpoints_come_and_go_while_traffic_flows") {
+        return;
+    }
+    let t = Topo::new("umvd", false, 3);
+    let (c1, n1) = endpoint(&t, 1, Mode::Bridge);
+    let (c2, n2) = endpoint(&t, 2, Mode::Bridge);
+    let (c3, n3) = endpoint(&t, 3, Mode::Bridge);
+    let host = Netns::open(&t.host).unwrap();
+    let (ready_tx, ready_rx) = mpsc::channel::<()>();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let churn = std::thread::spawn(move || -> Result<(), String> {
+        host.enter().map_err(|e| e.to_string())?;
+        let mut dp = Dataplane::start(DataplaneConfig::new("par")).map_err(|e| e.to_string())?;
+        dp.add_endpoint(c1, n1).map_err(|e| e.to_string())?;
+        dp.add_endpoint(c2, n2).map_err(|e| e.to_string())?;
+        ready_tx.send(()).unwrap();
+        go_rx.recv().unwrap();
+        let before = dp.umem_accounting().map_err(|e| e.to_string())?;
+        for i in 0..20 {
+            dp.add_endpoint(c3.clone(), n3.clone())
+                .map_err(|e| format!("add #{i}: {e}"))?;
+            dp.remove_endpoint("e3")
+                .map_err(|e| format!("remove #{i}: {e}"))?;
+        }
+        // Every frame of the removed sockets came back: none is stuck with a closed socket.
+        let after = dp.umem_accounting().map_err(|e| e.to_string())?;
+        if after.free + after.lent + after.held != after.total || after.lent > before.lent {
+            return Err(format!(
+                "UMEM frames leaked by endpoint churn: before {before:?}, after {after:?}"
+            ));
+        }
+        // Keep switching until the pinger is done.
+        go_rx.recv().unwrap();
+        dp.stop();
+        Ok(())
+    });
+    ready_rx.recv().unwrap();
+    // Warm the ARP caches, then ping continuously while e3 comes and goes.
+    assert!(t.lab.try_exec(
+        &t.eps[0],
+        &["ping", "-q", "-n", "-c", "1", "-W", "1", &ep_ip(2)]
+    ));
+    let e1 = t.eps[0].clone();
+    let target = ep_ip(2);
+    let pinger = std::thread::spawn(move || {
+        std::process::Command::new("ip")
+            .args([
+                "netns", "exec", &e1, "ping", "-n", "-q", "-c", "100", "-i", "0.02", "-W", "1",
+                &target,
+            ])
+            .output()
+            .unwrap()
+    });
+    go_tx.send(()).unwrap();
+    let out = pinger.join().unwrap();
+    go_tx.send(()).unwrap();
+    churn.join().unwrap().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("100 received"),
+        "pings lost while endpoints changed:\n{text}"
+    );
+}

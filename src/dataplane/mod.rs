@@ -531,6 +531,14 @@ impl Dataplane {
             .collect())
     }
 
+    /// Where the UMEM's frames are: free, held by the switch, lent to the kernel.
+    ///
+    /// # Errors
+    /// [`Error::Worker`].
+    pub fn umem_accounting(&self) -> Result<crate::xsk::Accounting> {
+        Ok(self.worker().exec(|sw: &mut Sw| sw.pool().accounting())?)
+    }
+
     /// The XDP/tc programs and maps.
     pub fn steering(&self) -> &Steering {
         &self.steering
