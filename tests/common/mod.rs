@@ -43,7 +43,7 @@ pub fn try_run(cmd: &str, args: &[&str]) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// A set of network namespaces named `<tag><pid>-<name>`, deleted on drop. Creating
+/// A set of network namespaces named `<tag><pid>-<seq>-<name>`, deleted on drop. Creating
 /// a lab first deletes namespaces of the same tag left by runs whose process is gone.
 pub struct Lab {
     prefix: String,
@@ -68,8 +68,11 @@ impl Lab {
                 }
             }
         }
+        // Several labs of one tag may live at once (tests run in parallel).
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Lab {
-            prefix: format!("{tag}{pid}-"),
+            prefix: format!("{tag}{pid}-{n}-"),
             made: Vec::new(),
         }
     }
