@@ -12,7 +12,7 @@ setup:
 
 ## The main job.
 demo: setup
-	cargo run --release --quiet -- simulate
+	cargo run --release --quiet --example embedded
 
 ## Every test: unit, simulation, doc tests, then a brief run of each fuzz target.
 test: setup unit fuzz
