@@ -117,10 +117,9 @@ fn main() -> Result<()> {
             }
             let mac: MacAddr = "02:42:0a:14:00:40".parse()?;
             let app = EndpointConfig::new("app", Mode::Bridge).with_mac(mac);
-            dp.add_app_endpoint(
-                app,
-                Box::new(Responder::new(mac, Ipv4Addr::new(10, 20, 0, 64))),
-            )?;
+            dp.add_app_endpoint(app, move || {
+                Box::new(Responder::new(mac, Ipv4Addr::new(10, 20, 0, 64)))
+            })?;
             Ok(dp)
         };
         let dp = match setup() {

@@ -25,7 +25,7 @@
 //!     EndpointNet { netns: "web".into(), ifname: "eth0".into(), addrs: vec!["192.168.32.10/24".parse()?] },
 //! )?;
 //! let mac = "02:42:c0:a8:20:40".parse()?;
-//! dp.add_app_endpoint(EndpointConfig::new("app", Mode::Bridge).with_mac(mac), Box::new(Responder::new(mac, Ipv4Addr::new(192, 168, 32, 64))))?;
+//! dp.add_app_endpoint(EndpointConfig::new("app", Mode::Bridge).with_mac(mac), move || Box::new(Responder::new(mac, Ipv4Addr::new(192, 168, 32, 64))))?;
 //! for (port, s) in dp.stats()? {
 //!     println!("{port}: rx {} tx {} drops {}", s.rx_packets, s.tx_packets, s.total_drops());
 //! }

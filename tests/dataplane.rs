@@ -90,7 +90,7 @@ fn in_process_endpoint_answers_arp_and_ping() {
             dp.add_endpoint(cfg, net).map_err(|e| e.to_string())?;
             let app = EndpointConfig::new("app", Mode::Bridge).with_mac(APP_MAC.parse().unwrap());
             let mac: MacAddr = APP_MAC.parse().unwrap();
-            dp.add_app_endpoint(app, Box::new(Responder::new(mac, APP_IP)))
+            dp.add_app_endpoint(app, move || Box::new(Responder::new(mac, APP_IP)))
                 .map_err(|e| e.to_string())?;
             Ok(())
         },
@@ -376,5 +376,100 @@ fn endpoints_come_and_go_while_traffic_flows() {
     assert!(
         text.contains("100 received"),
         "pings lost while endpoints changed:\n{text}"
+    );
+}
+
+#[test]
+fn two_workers_switch_every_pair() {
+    if !require_root("two_workers_switch_every_pair") {
+        return;
+    }
+    let t = Topo::new("umvd", false, 3);
+    let host = Netns::open(&t.host).unwrap();
+    let eps: Vec<(EndpointConfig, EndpointNet)> =
+        (1..=3).map(|n| endpoint(&t, n, Mode::Bridge)).collect();
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let th = std::thread::spawn(move || {
+        host.enter().unwrap();
+        let mut cfg = DataplaneConfig::new("par");
+        cfg.queues = 2;
+        cfg.workers = 2;
+        let run = || -> Result<Dataplane, String> {
+            let mut dp = Dataplane::start(cfg).map_err(|e| e.to_string())?;
+            for (c, n) in eps {
+                dp.add_endpoint(c, n).map_err(|e| e.to_string())?;
+            }
+            Ok(dp)
+        };
+        match run() {
+            Ok(dp) => {
+                ready_tx.send(Ok(())).unwrap();
+                stop_rx.recv().unwrap();
+                let acc = dp.umem_accounting().unwrap();
+                dp.stop();
+                Some(acc)
+            }
+            Err(e) => {
+                ready_tx.send(Err(e)).unwrap();
+                None
+            }
+        }
+    });
+    ready_rx
+        .recv()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("two workers: {e}"));
+    let mut failed = Vec::new();
+    for (a, b) in [
+        ("e1", "e2"),
+        ("e2", "e3"),
+        ("e3", "e1"),
+        ("e1", "ext"),
+        ("ext", "e2"),
+        ("e3", "ext"),
+    ] {
+        let ns = match a {
+            "ext" => t.ext.clone(),
+            e => t.eps[e[1..].parse::<usize>().unwrap() - 1].clone(),
+        };
+        let ip = match b {
+            "ext" => EXT_IP.to_string(),
+            e => ep_ip(e[1..].parse().unwrap()),
+        };
+        // Several flows (ping identifiers) so both queues, hence both workers, carry some.
+        for _ in 0..3 {
+            if !t.lab.try_exec(
+                &ns,
+                &["ping", "-q", "-n", "-c", "2", "-i", "0.2", "-W", "1", &ip],
+            ) {
+                failed.push(format!("{a}→{b}"));
+            }
+        }
+    }
+    stop_tx.send(()).unwrap();
+    let acc = th.join().unwrap().expect("ran");
+    assert!(
+        failed.is_empty(),
+        "unreachable with two workers: {failed:?}"
+    );
+    assert_eq!(
+        acc.total,
+        2 * DataplaneConfig::new("par").frames,
+        "one UMEM per worker"
+    );
+    // A configuration the parent cannot serve is refused up front.
+    let host = Netns::open(&t.host).unwrap();
+    let err = host
+        .run(|| {
+            let mut cfg = DataplaneConfig::new("par");
+            cfg.workers = 2;
+            Dataplane::start(cfg).err().map(|e| e.to_string())
+        })
+        .unwrap()
+        .expect("two workers on one queue must be refused");
+    assert!(
+        err.contains("workers (2) must be between 1 and the number of parent queues (1)"),
+        "{err}"
     );
 }

@@ -23,6 +23,7 @@ fn veth_endpoint_lands_configured_in_its_namespace() {
         mac,
         mtu: 1400,
         addrs: vec!["10.77.0.2/24".parse().unwrap()],
+        queues: 2,
     };
     let swns = Netns::open(&sw).unwrap();
     let ep2 = ep.clone();

@@ -81,8 +81,13 @@ type Sw = Switch<DpPort, Umem, 32>;
 pub struct DataplaneConfig {
     /// The parent interface.
     pub parent: String,
-    /// Parent receive queues to bind (one socket each).
+    /// Parent receive queues to bind (one socket each). Must equal the parent's
+    /// receive queue count: frames arriving on an unbound queue are dropped.
     pub queues: u32,
+    /// Worker threads, 1..=`queues`. Worker `w` serves parent queues `q` with
+    /// `q % workers == w` and queue `w` of every endpoint veth and of the mirror, each
+    /// worker with its own UMEM, so no frame ever crosses between workers.
+    pub workers: u32,
     /// Native or generic XDP on the parent and the endpoints' veths.
     pub xdp_mode: XdpMode,
     /// UMEM frames shared by every socket.
@@ -108,6 +113,7 @@ impl DataplaneConfig {
         DataplaneConfig {
             parent: parent.into(),
             queues: 1,
+            workers: 1,
             xdp_mode: XdpMode::Native,
             frames: 16384,
             xsk,
@@ -171,12 +177,14 @@ pub struct Dataplane {
     links: Arc<Links>,
     steering: Steering,
     topo: Topology,
-    worker: Option<Worker<DpPort, Umem, 32>>,
+    workers: Vec<Worker<DpPort, Umem, 32>>,
     parent: LinkInfo,
     mirror: (LinkInfo, LinkInfo),
     endpoints: BTreeMap<String, EndpointRt>,
+    /// XSKMAP blocks of `workers` slots (one per queue) free for reuse.
     free_slots: Vec<u32>,
     next_slot: u32,
+    stopped: bool,
 }
 
 /// Opens a socket on the worker's UMEM, attaches it as port `id` and returns a
@@ -217,6 +225,13 @@ impl Dataplane {
         if !has_cap_ipc_lock() {
             crate::sys::raise_memlock_limit(u64::from(cfg.frames) * 4096 + (16 << 20))?;
         }
+        let n = cfg.workers;
+        if n == 0 || n > cfg.queues {
+            return Err(Error::Parent(format!(
+                "workers ({n}) must be between 1 and the number of parent queues ({}): each worker transmits through a queue of its own",
+                cfg.queues
+            )));
+        }
         let links = Arc::new(Links::open()?);
         let parent = links.require(&cfg.parent)?;
         if parent.loopback || parent.mac.is_zero() {
@@ -248,7 +263,7 @@ impl Dataplane {
                 links.delete(l.index, stale)?;
             }
         }
-        links.add_veth(&ma, &mb)?;
+        links.add_veth_mq(&ma, &mb, n)?;
         let mut dp_links = Some(links.clone());
         let cleanup_mirror = scopeguard(move || {
             if let Some(l) = dp_links.take() {
@@ -268,18 +283,31 @@ impl Dataplane {
         } else {
             2048
         };
-        let umem = Umem::new(cfg.frames, frame_size)?;
-        let mut sw: Sw = Switch::new(topo.reader(), umem);
-        sw.set_kernel_host(Some(HOST));
-        let worker = Worker::spawn(sw, cfg.worker.clone()).map_err(Error::Spawn)?;
-        let mut socks: Vec<(u32, u32)> = (0..cfg.queues).map(|q| (parent.index, q)).collect();
-        socks.push((mirror_b.index, 0));
-        let fds = open_port(&worker, UPLINK, socks, cfg.xsk.clone())?;
-        for (slot, fd) in fds.iter().enumerate() {
-            steering.set_xsk(slot as u32, fd.as_fd())?;
+        let mut workers = Vec::new();
+        for w in 0..n {
+            let umem = Umem::new(cfg.frames, frame_size)?;
+            let mut sw: Sw = Switch::new(topo.reader(), umem);
+            sw.set_kernel_host(Some(HOST));
+            let mut wc = cfg.worker.clone();
+            wc.core = wc.core.map(|c| c + w as usize);
+            workers.push(Worker::spawn(sw, wc).map_err(Error::Spawn)?);
         }
-        drop(fds);
         let q = cfg.queues;
+        for (w, worker) in workers.iter().enumerate() {
+            let w = w as u32;
+            // The uplink of worker w: its parent queues (the first also transmits to the
+            // wire) and its queue of the mirror.
+            let mut socks: Vec<(u32, u32)> = (w..q)
+                .step_by(n as usize)
+                .map(|qi| (parent.index, qi))
+                .collect();
+            socks.push((mirror_b.index, w));
+            let fds = open_port(worker, UPLINK, socks.clone(), cfg.xsk.clone())?;
+            for ((dev, qi), fd) in socks.iter().zip(&fds) {
+                let slot = if *dev == parent.index { *qi } else { q + qi };
+                steering.set_xsk(slot, fd.as_fd())?;
+            }
+        }
         steering.set_device(
             mirror_b.index,
             DevVal {
@@ -304,12 +332,13 @@ impl Dataplane {
         steering.attach_tc_ingress(parent.index)?;
         cleanup_mirror.defuse();
         Ok(Dataplane {
-            next_slot: q + 1,
+            next_slot: q + n,
+            stopped: false,
             cfg,
             links,
             steering,
             topo,
-            worker: Some(worker),
+            workers,
             parent,
             mirror: (mirror_a, mirror_b),
             endpoints: BTreeMap::new(),
@@ -317,8 +346,25 @@ impl Dataplane {
         })
     }
 
-    fn worker(&self) -> &Worker<DpPort, Umem, 32> {
-        self.worker.as_ref().expect("present until drop")
+    /// Runs `f` on every worker, in order, and collects the results.
+    fn on_workers<R: Send + 'static>(
+        &self,
+        f: impl Fn(u32, &mut Sw) -> R + Send + Sync + Clone + 'static,
+    ) -> Result<Vec<R>> {
+        let mut out = Vec::with_capacity(self.workers.len());
+        for (w, worker) in self.workers.iter().enumerate() {
+            let f = f.clone();
+            out.push(worker.exec(move |sw: &mut Sw| f(w as u32, sw))?);
+        }
+        Ok(out)
+    }
+
+    /// A free block of one XSKMAP slot per worker.
+    fn alloc_slots(&mut self) -> u32 {
+        self.free_slots.pop().unwrap_or_else(|| {
+            self.next_slot += self.workers.len() as u32;
+            self.next_slot - self.workers.len() as u32
+        })
     }
 
     /// The published port table.
@@ -364,12 +410,10 @@ impl Dataplane {
             mac: ep.mac(),
             mtu: ep.mtu() as u32,
             addrs: net.addrs,
+            queues: self.workers.len() as u32,
         };
         let host_ifindex = veth.create(&self.links)?;
-        let slot = self.free_slots.pop().unwrap_or_else(|| {
-            self.next_slot += 1;
-            self.next_slot - 1
-        });
+        let slot = self.alloc_slots();
         self.endpoints.insert(
             name.to_string(),
             EndpointRt {
@@ -386,14 +430,16 @@ impl Dataplane {
                 flags: 0,
             },
         )?;
-        let fds = open_port(
-            self.worker(),
-            id,
-            vec![(host_ifindex, 0)],
-            self.cfg.xsk.clone(),
-        )?;
-        self.steering.set_xsk(slot, fds[0].as_fd())?;
-        drop(fds);
+        // Worker w serves queue w of the endpoint's veth.
+        for (w, worker) in self.workers.iter().enumerate() {
+            let fds = open_port(
+                worker,
+                id,
+                vec![(host_ifindex, w as u32)],
+                self.cfg.xsk.clone(),
+            )?;
+            self.steering.set_xsk(slot + w as u32, fds[0].as_fd())?;
+        }
         self.steering.attach_xdp(host_ifindex, self.cfg.xdp_mode)?;
         self.sync_fdb(&ep.cfg)
     }
@@ -425,7 +471,7 @@ impl Dataplane {
     }
 
     /// Adds an in-process endpoint: frames the switch delivers to it are handed to
-    /// `handler` on the worker thread (see [`crate::app`]); what it returns is sent
+    /// a handler made by `handler` (one per worker) on the worker thread (see [`crate::app`]); what it returns is sent
     /// into the switch from the endpoint.
     ///
     /// # Errors
@@ -433,16 +479,20 @@ impl Dataplane {
     pub fn add_app_endpoint(
         &mut self,
         cfg: EndpointConfig,
-        handler: Box<dyn AppHandler<Umem>>,
+        handler: impl Fn() -> Box<dyn AppHandler<Umem>>,
     ) -> Result<PortId> {
         let name = cfg.name.clone();
         let id = self.topo.add_endpoint(cfg)?;
-        let port = DpPort::App(AppPort::new(handler, 256));
-        let r = self
-            .worker()
-            .attach(id, port)
-            .map_err(Error::from)
-            .and_then(|r| r.map_err(|e| Error::Parent(e.to_string())));
+        let mut r = Ok(());
+        for worker in &self.workers {
+            let port = DpPort::App(AppPort::new(handler(), 256));
+            r = r.and_then(|()| {
+                worker
+                    .attach(id, port)
+                    .map_err(Error::from)
+                    .and_then(|r| r.map_err(|e| Error::Parent(e.to_string())))
+            });
+        }
         let r = r.and_then(|()| {
             self.endpoints
                 .insert(name.clone(), EndpointRt { id, veth: None });
@@ -482,16 +532,14 @@ impl Dataplane {
             let _ = self.steering.detach_xdp(*ifindex);
             let _ = self.steering.remove_device(*ifindex);
         }
-        if let Some(w) = &self.worker {
-            let id = rt.id;
-            let _ = w.exec(move |sw: &mut Sw| {
-                match sw.detach(id) {
-                    Some(DpPort::App(mut p)) => p.clear(sw.pool_mut()),
-                    other => drop(other),
-                }
-                sw.pool_mut().reclaim_closed();
-            });
-        }
+        let id = rt.id;
+        let _ = self.on_workers(move |_, sw: &mut Sw| {
+            match sw.detach(id) {
+                Some(DpPort::App(mut p)) => p.clear(sw.pool_mut()),
+                other => drop(other),
+            }
+            sw.pool_mut().reclaim_closed();
+        });
         if let Some((ifindex, ifname, slot)) = rt.veth {
             let _ = self.links.delete(ifindex, &ifname);
             self.free_slots.push(slot);
@@ -517,9 +565,13 @@ impl Dataplane {
     /// [`Error::Worker`].
     pub fn stats(&self) -> Result<Vec<(String, PortStats)>> {
         let t = self.topo.table();
-        Ok(self
-            .worker()
-            .stats()?
+        let mut sum: BTreeMap<PortId, PortStats> = BTreeMap::new();
+        for w in &self.workers {
+            for (id, s) in w.stats()? {
+                sum.entry(id).or_default().merge(&s);
+            }
+        }
+        Ok(sum
             .into_iter()
             .map(|(id, s)| {
                 (
@@ -536,7 +588,17 @@ impl Dataplane {
     /// # Errors
     /// [`Error::Worker`].
     pub fn umem_accounting(&self) -> Result<crate::xsk::Accounting> {
-        Ok(self.worker().exec(|sw: &mut Sw| sw.pool().accounting())?)
+        let all = self.on_workers(|_, sw: &mut Sw| sw.pool().accounting())?;
+        Ok(all
+            .into_iter()
+            .fold(crate::xsk::Accounting::default(), |a, b| {
+                crate::xsk::Accounting {
+                    total: a.total + b.total,
+                    free: a.free + b.free,
+                    held: a.held + b.held,
+                    lent: a.lent + b.lent,
+                }
+            }))
     }
 
     /// The XDP/tc programs and maps.
@@ -552,9 +614,10 @@ impl Dataplane {
         let _ = self.steering.detach_tc(self.parent.index);
         let _ = self.steering.detach_xdp(self.parent.index);
         let _ = self.steering.detach_xdp(self.mirror.1.index);
-        if let Some(w) = self.worker.take() {
+        for w in self.workers.drain(..) {
             let _ = w.stop();
         }
+        self.stopped = true;
         let _ = self.links.delete(self.mirror.0.index, &self.mirror.0.name);
     }
 
@@ -567,7 +630,7 @@ impl Dataplane {
 
 impl Drop for Dataplane {
     fn drop(&mut self) {
-        if self.worker.is_some() {
+        if !self.stopped {
             self.teardown();
         }
     }

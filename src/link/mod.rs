@@ -361,13 +361,32 @@ impl Links {
         })
     }
 
-    /// Creates a veth pair `name` ↔ `peer` in this namespace.
+    /// Creates a veth pair `name` ↔ `peer` in this namespace (one queue each).
     ///
     /// # Errors
     /// [`Error::Netlink`] (e.g. the name exists).
     pub fn add_veth(&self, name: &str, peer: &str) -> Result<()> {
-        let req = self.handle.link().add(LinkVeth::new(name, peer).build());
-        self.nl("create veth", name, req.execute())
+        self.add_veth_mq(name, peer, 1)
+    }
+
+    /// Creates a veth pair `name` ↔ `peer` with `queues` receive and transmit queues
+    /// on each end (one AF_XDP socket per queue, one queue per worker).
+    ///
+    /// # Errors
+    /// [`Error::Netlink`] (e.g. the name exists).
+    pub fn add_veth_mq(&self, name: &str, peer: &str, queues: u32) -> Result<()> {
+        use netlink_packet_route::link::{InfoData, InfoVeth};
+        let q = |b: rtnetlink::LinkMessageBuilder<LinkUnspec>| {
+            b.append_extra_attribute(LinkAttribute::NumTxQueues(queues))
+                .append_extra_attribute(LinkAttribute::NumRxQueues(queues))
+        };
+        let peer_msg = q(LinkUnspec::new_with_name(peer)).build();
+        let msg = LinkVeth::new(name, peer)
+            .append_extra_attribute(LinkAttribute::NumTxQueues(queues))
+            .append_extra_attribute(LinkAttribute::NumRxQueues(queues))
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
+            .build();
+        self.nl("create veth", name, self.handle.link().add(msg).execute())
     }
 
     /// Moves interface `index` into namespace `ns`.
@@ -507,6 +526,8 @@ pub struct VethEndpoint {
     pub mtu: u32,
     /// Addresses inside the namespace.
     pub addrs: Vec<IpCidr>,
+    /// Queues on each end (the dataplane uses one per worker).
+    pub queues: u32,
 }
 
 impl VethEndpoint {
@@ -521,7 +542,7 @@ impl VethEndpoint {
     pub fn create(&self, links: &Links) -> Result<u32> {
         let ns = Netns::open(&self.netns)?;
         let tmp = format!("{}p", self.host_ifname);
-        links.add_veth(&self.host_ifname, &tmp)?;
+        links.add_veth_mq(&self.host_ifname, &tmp, self.queues.max(1))?;
         let undo = |e: Error| {
             if let Ok(Some(l)) = links.get(&self.host_ifname) {
                 let _ = links.delete(l.index, &self.host_ifname);

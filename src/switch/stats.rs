@@ -26,6 +26,17 @@ impl PortStats {
         self.drops[r.index()] += 1;
     }
 
+    /// Adds `o`'s counters to these (per-worker counters of one port).
+    pub fn merge(&mut self, o: &PortStats) {
+        self.rx_packets += o.rx_packets;
+        self.rx_bytes += o.rx_bytes;
+        self.tx_packets += o.tx_packets;
+        self.tx_bytes += o.tx_bytes;
+        for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
+            *a += b;
+        }
+    }
+
     /// Drops for reason `r`.
     pub fn dropped(&self, r: DropReason) -> u64 {
         self.drops[r.index()]

@@ -32,7 +32,7 @@ struct SocketEntry {
 }
 
 /// Where the frames of a [`Umem`] are.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Accounting {
     /// All frames.

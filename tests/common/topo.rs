@@ -65,10 +65,29 @@ impl Topo {
         );
         lab.ip(&wire, &["link", "set", "br0", "up"]);
         for (port, peer, ns) in [("wext", "eth0", &ext), ("wpar", "par", &host)] {
+            // Two queues on the parent, so the dataplane can run a worker per queue.
+            let q = if peer == "par" { "2" } else { "1" };
             lab.ip(
                 &wire,
                 &[
-                    "link", "add", port, "type", "veth", "peer", "name", peer, "netns", ns,
+                    "link",
+                    "add",
+                    port,
+                    "numtxqueues",
+                    q,
+                    "numrxqueues",
+                    q,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    peer,
+                    "netns",
+                    ns,
+                    "numtxqueues",
+                    q,
+                    "numrxqueues",
+                    q,
                 ],
             );
             lab.ip(&wire, &["link", "set", port, "master", "br0", "up"]);
