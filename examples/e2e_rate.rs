@@ -7,6 +7,7 @@
 //! round and the medians and the paired ratio (umacvlan / kernel, per round).
 //!
 //! Privileges: root. Builds and removes its own namespaces (`umvrt-<pid>-*`).
+//! `UMACVLAN_XDP=generic` runs umacvlan's XDP in generic mode.
 //! Run: `cargo run --release --example e2e_rate -- [ROUNDS] [SECONDS]`
 
 use std::process::Command;
@@ -182,6 +183,9 @@ fn umacvlan_round(secs: f64) -> Result<(u64, u64)> {
             // Busy-poll on the second core; the generator and the kernel's veth work run on the first.
             cfg.worker.core = Some(1);
             cfg.worker.idle_sleep = Duration::ZERO;
+            if std::env::var("UMACVLAN_XDP").is_ok_and(|v| v == "generic") {
+                cfg.xdp_mode = umacvlan::bpf::XdpMode::Generic;
+            }
             let mut dp = Dataplane::start(cfg)?;
             for (i, (ns, mac)) in eps.iter().zip([C1, C2]).enumerate() {
                 let c = EndpointConfig::new(format!("c{}", i + 1), Mode::Bridge)

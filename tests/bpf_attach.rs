@@ -2,17 +2,19 @@
 //! (exclusive XDP, qdisc ownership, cleanup on drop from another thread), then frames
 //! through a veth parent with the counters, and into AF_XDP sockets with the metadata.
 //!
-//! Every interface lives in a network namespace `umvb<pid>-<tag>` created here and
-//! removed on drop (also on panic); namespaces of dead earlier runs are removed first.
+//! Every interface lives in a network namespace `umvb<pid>-<seq>-<tag>` of a
+//! `common::Lab`, removed on drop (also on panic); namespaces of dead earlier runs are
+//! removed first.
 //! Tests run on a thread that entered the namespace: libbpf and netlink act on the
 //! calling thread's namespace. Not root: skipped with a message, except under
 //! `CI=true`, where that is a failure. Every wait is bounded (3 s).
 
-use std::fs::File;
+mod common;
+
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{in_ns, require_root, run, Lab};
 use umacvlan::bpf::{Counter, DevVal, Error, Steering, XdpMode, COUNTERS, FDB_F_HOST_SUPPRESS};
 use umacvlan::port::PortId;
 use umacvlan::wire::MacAddr;
@@ -20,95 +22,38 @@ use umacvlan::wire::MacAddr;
 const PREFIX: &str = "umvb";
 const WAIT: Duration = Duration::from_secs(3);
 
-fn root_or_skip(test: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test}: needs root, and CI=true forbids skipping it");
-    }
-    eprintln!("{test}: skipped (needs root)");
-    false
-}
-
-fn cmd(prog: &str, args: &[&str]) -> String {
-    let out = Command::new(prog)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{prog} {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{prog} {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A network namespace `umvb<pid>-<tag>` with IPv6 off (no spontaneous multicast),
-/// deleted on drop with everything in it.
+/// The namespace `umvb<pid>-<seq>-<tag>` of a lab of its own (lo up, IPv6 off: no
+/// spontaneous multicast), deleted on drop with everything in it.
 struct Netns {
+    lab: Lab,
     name: String,
 }
 
 impl Netns {
     fn new(tag: &str) -> Netns {
-        if let Ok(out) = Command::new("ip").args(["netns", "list"]).output() {
-            for line in String::from_utf8_lossy(&out.stdout).lines() {
-                let name = line.split_whitespace().next().unwrap_or("");
-                let Some(rest) = name.strip_prefix(PREFIX) else {
-                    continue;
-                };
-                let pid: Option<u32> = rest.split('-').next().and_then(|p| p.parse().ok());
-                if let Some(pid) = pid {
-                    if pid != std::process::id()
-                        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
-                    {
-                        let _ = Command::new("ip").args(["netns", "del", name]).status();
-                    }
-                }
-            }
-        }
-        let name = format!("{PREFIX}{}-{tag}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        cmd("ip", &["netns", "add", &name]);
-        let ns = Netns { name };
-        for s in [
-            "net.ipv6.conf.all.disable_ipv6=1",
-            "net.ipv6.conf.default.disable_ipv6=1",
-        ] {
-            cmd("ip", &["netns", "exec", &ns.name, "sysctl", "-qw", s]);
-        }
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
+        let mut lab = Lab::new(PREFIX);
+        let name = lab.quiet_ns(tag);
+        Netns { lab, name }
     }
 
     fn ip(&self, args: &[&str]) -> String {
-        let mut a = vec!["-n", &self.name];
-        a.extend_from_slice(args);
-        cmd("ip", &a)
+        String::from_utf8_lossy(&self.lab.ip(&self.name, args).stdout).into_owned()
     }
 
     fn tc(&self, args: &[&str]) -> String {
         let mut a = vec!["-n", &self.name];
         a.extend_from_slice(args);
-        cmd("tc", &a)
+        String::from_utf8_lossy(&run("tc", &a).stdout).into_owned()
     }
 
     /// A veth pair, both ends up; returns their ifindexes.
     fn veth(&self, a: &str, b: &str) -> (u32, u32) {
-        self.ip(&["link", "add", a, "type", "veth", "peer", "name", b]);
-        self.ip(&["link", "set", a, "up"]);
-        self.ip(&["link", "set", b, "up"]);
+        self.lab.veth(&self.name, a, b);
         (self.ifindex(a), self.ifindex(b))
     }
 
     fn ifindex(&self, dev: &str) -> u32 {
-        let s = self.ip(&["-o", "link", "show", "dev", dev]);
-        s.split(':')
-            .next()
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or_else(|| panic!("ifindex of {dev}: {s}"))
+        self.lab.ifindex(&self.name, dev)
     }
 
     /// The XDP program the kernel reports on `dev`: (`xdp`|`xdpgeneric`, id).
@@ -146,33 +91,13 @@ impl Netns {
 
     /// Runs `f` on a thread inside this namespace.
     fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        let file = File::open(format!("/run/netns/{}", self.name)).expect("open netns");
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                rustix::thread::move_into_link_name_space(
-                    file.as_fd(),
-                    Some(rustix::thread::LinkNameSpaceType::Network),
-                )
-                .expect("setns");
-                f()
-            })
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p))
-        })
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
+        in_ns(&self.name, f)
     }
 }
 
 #[test]
 fn xdp_attach_is_exclusive_and_detach_is_clean() {
-    if !root_or_skip("xdp_attach_is_exclusive_and_detach_is_clean") {
+    if !require_root("xdp_attach_is_exclusive_and_detach_is_clean") {
         return;
     }
     let ns = Netns::new("xdp");
@@ -243,7 +168,7 @@ fn xdp_attach_is_exclusive_and_detach_is_clean() {
 
 #[test]
 fn tc_attach_detach_and_qdisc_ownership() {
-    if !root_or_skip("tc_attach_detach_and_qdisc_ownership") {
+    if !require_root("tc_attach_detach_and_qdisc_ownership") {
         return;
     }
     let ns = Netns::new("tc");
@@ -310,7 +235,7 @@ fn tc_attach_detach_and_qdisc_ownership() {
 
 #[test]
 fn drop_on_another_thread_detaches_in_the_right_namespace() {
-    if !root_or_skip("drop_on_another_thread_detaches_in_the_right_namespace") {
+    if !require_root("drop_on_another_thread_detaches_in_the_right_namespace") {
         return;
     }
     let ns = Netns::new("drop");
@@ -528,7 +453,7 @@ impl HostRx {
 
 #[test]
 fn steering_counts_real_frames() {
-    if !root_or_skip("steering_counts_real_frames") {
+    if !require_root("steering_counts_real_frames") {
         return;
     }
     let ns = Netns::new("frames");
@@ -826,14 +751,14 @@ mod xsk {
 
 #[test]
 fn redirect_into_af_xdp_sockets_native() {
-    if root_or_skip("redirect_into_af_xdp_sockets_native") {
+    if require_root("redirect_into_af_xdp_sockets_native") {
         redirect_into_af_xdp_sockets(XdpMode::Native, "xskn");
     }
 }
 
 #[test]
 fn redirect_into_af_xdp_sockets_generic() {
-    if root_or_skip("redirect_into_af_xdp_sockets_generic") {
+    if require_root("redirect_into_af_xdp_sockets_generic") {
         redirect_into_af_xdp_sockets(XdpMode::Generic, "xskg");
     }
 }

@@ -1,23 +1,24 @@
 //! AF_XDP on a veth pair, as root, in a private network namespace.
 //!
-//! Each test creates a namespace `umvx<pid>-<n>` holding a veth pair `xa`–`xb` (IPv6
-//! off, so the kernel sends nothing of its own), runs its body on a thread that
-//! entered the namespace with `setns`, and deletes the namespace when done, even if
-//! the body panics. Namespaces left behind by earlier runs (whose process is gone)
-//! are deleted first. Nothing is attached outside these namespaces.
+//! Each test creates a namespace `umvx<pid>-<seq>-x` (a `common::Lab`) holding a veth
+//! pair `xa`–`xb` (IPv6 off, so the kernel sends nothing of its own), runs its body
+//! on a thread that entered the namespace with `setns`, and deletes the namespace
+//! when done, even if the body panics. Namespaces left behind by earlier runs (whose
+//! process is gone) are deleted first. Nothing is attached outside these namespaces.
 //!
 //! veth supports AF_XDP in copy mode only, so these tests exercise the copy-mode
 //! path: the zero-copy attempt fails and the socket falls back.
 //!
-//! Without root the tests are skipped with a message, except under `CI=true`, where
-//! a test that cannot run fails.
+//! Without root (or the `ip` command) the tests are skipped with a message, except
+//! under `CI=true`, where a test that cannot run fails.
+
+mod common;
 
 use std::fs;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use common::{in_ns, require_root_and, Lab};
 use umacvlan::port::{Frame, FramePool, Port};
 use umacvlan::sys;
 use umacvlan::xsk::{BindMode, Umem, XskConfig, XskMode, XskPort, XskSocket, XDP_PACKET_HEADROOM};
@@ -26,113 +27,13 @@ const PREFIX: &str = "umvx";
 const FRAMES: usize = 1000;
 const TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Whether the test can run; panics instead of skipping under `CI=true`.
-fn can_run(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions and touches no memory.
-    let root = unsafe { libc::geteuid() } == 0;
-    let ip = Command::new("ip").arg("-V").output().is_ok();
-    if root && ip {
-        return true;
-    }
-    let why = if root {
-        "the `ip` command is missing"
-    } else {
-        "not root"
-    };
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test}: cannot run ({why}) and CI=true: a test that cannot run fails");
-    }
-    eprintln!("{test}: skipped ({why}); needs root for network namespaces and AF_XDP");
-    false
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A network namespace with a veth pair `xa`–`xb`, deleted on drop.
-struct NetNs {
-    name: String,
-}
-
-impl NetNs {
-    fn new() -> NetNs {
-        static N: AtomicU32 = AtomicU32::new(0);
-        remove_stale();
-        let name = format!(
-            "{PREFIX}{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        ip(&["netns", "add", &name]);
-        let ns = NetNs { name };
-        let n = ns.name.as_str();
-        ip(&[
-            "netns",
-            "exec",
-            n,
-            "sysctl",
-            "-qw",
-            "net.ipv6.conf.all.disable_ipv6=1",
-            "net.ipv6.conf.default.disable_ipv6=1",
-        ]);
-        ip(&[
-            "-n", n, "link", "add", "xa", "type", "veth", "peer", "name", "xb",
-        ]);
-        ip(&["-n", n, "link", "set", "xa", "up"]);
-        ip(&["-n", n, "link", "set", "xb", "up"]);
-        ns
-    }
-
-    /// Runs `f` on a thread inside the namespace; a panic in `f` is re-raised here.
-    fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = format!("/run/netns/{}", self.name);
-        std::thread::scope(|s| {
-            let h = s.spawn(|| {
-                let ns = fs::File::open(&path).expect("open netns");
-                // SAFETY: `ns` is an open namespace fd; setns only changes this
-                // thread's network namespace, and this thread ends with the scope.
-                let r = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
-                f()
-            });
-            h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
-        })
-    }
-}
-
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-/// Deletes `umvx<pid>-<n>` namespaces whose process no longer exists.
-fn remove_stale() {
-    let Ok(dir) = fs::read_dir("/run/netns") else {
-        return;
-    };
-    for e in dir.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix(PREFIX)
-            .and_then(|r| r.split_once('-'))
-            .and_then(|(p, _)| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = Command::new("ip").args(["netns", "del", &name]).status();
-        }
-    }
+/// A lab with one namespace `umvx<pid>-<seq>-x` holding a veth pair `xa`–`xb`, both
+/// up; returns the lab (which deletes it on drop) and the namespace's name.
+fn veth_lab() -> (Lab, String) {
+    let mut lab = Lab::new(PREFIX);
+    let ns = lab.quiet_ns("x");
+    lab.veth(&ns, "xa", "xb");
+    (lab, ns)
 }
 
 /// `dev`'s received-packet counter, read from this thread's namespace.
@@ -183,11 +84,14 @@ fn index(name: &str) -> u32 {
 
 #[test]
 fn transmit_reaches_the_peer_and_every_frame_completes() {
-    if !can_run("transmit_reaches_the_peer_and_every_frame_completes") {
+    if !require_root_and(
+        "transmit_reaches_the_peer_and_every_frame_completes",
+        &["ip"],
+    ) {
         return;
     }
-    let ns = NetNs::new();
-    ns.run(|| {
+    let (_lab, ns) = veth_lab();
+    in_ns(&ns, || {
         let mut umem = Umem::new(4096, 2048).unwrap();
         sys::raise_memlock_limit(umem.len_bytes()).unwrap();
         let xa = index("xa");
@@ -250,11 +154,11 @@ fn transmit_reaches_the_peer_and_every_frame_completes() {
 
 #[test]
 fn receive_through_an_xskmap_on_a_shared_umem() {
-    if !can_run("receive_through_an_xskmap_on_a_shared_umem") {
+    if !require_root_and("receive_through_an_xskmap_on_a_shared_umem", &["ip"]) {
         return;
     }
-    let ns = NetNs::new();
-    ns.run(|| {
+    let (_lab, ns) = veth_lab();
+    in_ns(&ns, || {
         let mut umem = Umem::new(4096, 2048).unwrap();
         sys::raise_memlock_limit(umem.len_bytes()).unwrap();
         let (xa, xb) = (index("xa"), index("xb"));

@@ -1,17 +1,24 @@
 //! Root-only tests of both programs through `BPF_PROG_TEST_RUN`: every decision of
 //! `steer` and `mirror`, with exact counters and the XDP metadata, no live traffic.
 //!
-//! They run in a fresh network namespace (prefix `umvs<pid>-`, removed on drop, stale
-//! ones from dead runs removed first) on a thread that entered it. Not root: skipped
-//! with a message, except under `CI=true`, where that is a failure.
+//! They run in a fresh network namespace of a `Lab` (`tests/common/lab.rs`; prefix
+//! `umvs<pid>-`, removed on drop, stale ones from dead runs removed first) on a
+//! thread that entered it. Not root: skipped with a message, except under `CI=true`,
+//! where that is a failure.
 
 use std::fs::File;
 use std::os::fd::AsFd;
-use std::process::Command;
 
 use libbpf_rs::ProgramInput;
 
 use super::*;
+// For `lab`, which the integration tests include too (as `umacvlan::link::Netns`).
+use crate::link::Netns;
+
+#[path = "../../tests/common/lab.rs"]
+mod lab;
+
+use lab::{in_ns, require_root, Lab};
 
 const XDP_PASS: u32 = 2;
 /// `TC_ACT_UNSPEC` (-1): on to the next filter, then the stack.
@@ -19,124 +26,6 @@ const TC_NEXT: u32 = u32::MAX;
 const TC_ACT_SHOT: u32 = 2;
 
 const PREFIX: &str = "umvs";
-
-fn root_or_skip(test: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test}: needs root, and CI=true forbids skipping it");
-    }
-    eprintln!("{test}: skipped (needs root)");
-    false
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("ip {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A network namespace `umvs<pid>-<tag>`, deleted on drop.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn new(tag: &str) -> Netns {
-        // Remove namespaces of earlier runs whose process is gone.
-        if let Ok(out) = Command::new("ip").args(["netns", "list"]).output() {
-            for line in String::from_utf8_lossy(&out.stdout).lines() {
-                let name = line.split_whitespace().next().unwrap_or("");
-                let Some(rest) = name.strip_prefix(PREFIX) else {
-                    continue;
-                };
-                let pid: Option<u32> = rest.split('-').next().and_then(|p| p.parse().ok());
-                if let Some(pid) = pid {
-                    if pid != std::process::id()
-                        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
-                    {
-                        let _ = Command::new("ip").args(["netns", "del", name]).status();
-                    }
-                }
-            }
-        }
-        let name = format!("{PREFIX}{}-{tag}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        ip(&["netns", "add", &name]);
-        let ns = Netns { name };
-        for s in [
-            "net.ipv6.conf.all.disable_ipv6=1",
-            "net.ipv6.conf.default.disable_ipv6=1",
-        ] {
-            ns.exec(&["sysctl", "-qw", s]);
-        }
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
-    }
-
-    fn exec(&self, args: &[&str]) {
-        let mut a = vec!["netns", "exec", &self.name];
-        a.extend_from_slice(args);
-        ip(&a);
-    }
-
-    fn ip(&self, args: &[&str]) {
-        let mut a = vec!["-n", &self.name];
-        a.extend_from_slice(args);
-        ip(&a);
-    }
-
-    fn veth(&self, a: &str, b: &str) {
-        self.ip(&["link", "add", a, "type", "veth", "peer", "name", b]);
-        self.ip(&["link", "set", a, "up"]);
-        self.ip(&["link", "set", b, "up"]);
-    }
-
-    fn ifindex(&self, dev: &str) -> u32 {
-        let out = Command::new("ip")
-            .args(["-n", &self.name, "-o", "link", "show", "dev", dev])
-            .output()
-            .expect("ip link show");
-        let s = String::from_utf8_lossy(&out.stdout);
-        s.split(':')
-            .next()
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or_else(|| panic!("ifindex of {dev}: {s}"))
-    }
-
-    /// Runs `f` on a thread inside this namespace.
-    fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        let file = File::open(format!("/run/netns/{}", self.name)).expect("open netns");
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                rustix::thread::move_into_link_name_space(
-                    file.as_fd(),
-                    Some(rustix::thread::LinkNameSpaceType::Network),
-                )
-                .expect("setns");
-                f()
-            })
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p))
-        })
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
 
 const A: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0a]);
 const B: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0b]);
@@ -215,11 +104,12 @@ fn both(a: Counter, b: Counter) -> [u64; COUNTERS] {
 
 #[test]
 fn steer_decisions() {
-    if !root_or_skip("steer_decisions") {
+    if !require_root("steer_decisions") {
         return;
     }
-    let ns = Netns::new("steer");
-    ns.run(|| {
+    let mut lab = Lab::new(PREFIX);
+    let ns = lab.quiet_ns("steer");
+    in_ns(&ns, || {
         let st = Steering::load().expect("load");
         let lo = 1; // the namespace's loopback: test_run needs a real ingress device
 
@@ -359,15 +249,16 @@ fn run_tc(st: &Steering, data: &[u8], ifindex: u32) -> (u32, [u64; COUNTERS]) {
 
 #[test]
 fn mirror_decisions() {
-    if !root_or_skip("mirror_decisions") {
+    if !require_root("mirror_decisions") {
         return;
     }
-    let ns = Netns::new("mirror");
-    ns.veth("par", "ext");
-    ns.veth("mir", "mirp");
-    let par = ns.ifindex("par");
-    let mir = ns.ifindex("mir");
-    ns.run(|| {
+    let mut lab = Lab::new(PREFIX);
+    let ns = lab.quiet_ns("mirror");
+    lab.veth(&ns, "par", "ext");
+    lab.veth(&ns, "mir", "mirp");
+    let par = lab.ifindex(&ns, "par");
+    let mir = lab.ifindex(&ns, "mir");
+    in_ns(&ns, || {
         let st = Steering::load().expect("load");
         let bc = frame(MacAddr::BROADCAST, EXT, None);
 
@@ -433,7 +324,7 @@ fn mirror_decisions() {
 
 #[test]
 fn maps_round_trip_and_clear() {
-    if !root_or_skip("maps_round_trip_and_clear") {
+    if !require_root("maps_round_trip_and_clear") {
         return;
     }
     let st = Steering::load().expect("load");
