@@ -87,6 +87,9 @@
 pub mod app;
 #[allow(unsafe_code)]
 pub mod bpf;
+pub mod config;
+pub mod ctl;
+pub mod daemon;
 pub mod dataplane;
 pub mod link;
 pub mod mode;

@@ -1,14 +1,18 @@
-//! The `umacvlan` command line.
-//!
-//! For now it has one job: `umacvlan simulate` runs the switching core in memory (an
-//! uplink, the host stack and endpoints in every mode), feeds it random traffic —
-//! unicast, broadcast, multicast and frames reflected by a hairpin switch — and prints
-//! the per-port counters. The AF_XDP datapath and the daemon come next.
+//! The `umacvlan` command line: the daemon (`run`), its clients (`network`,
+//! `endpoint`, `stats`), and `simulate`, which runs the switching core in memory on
+//! random traffic and prints the per-port counters.
 
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
+use serde_json::Value;
+use umacvlan::config::{Config, NetworkSection, DEFAULT_SOCKET};
+use umacvlan::ctl::{self, EndpointAdd, Request, Response};
+use umacvlan::daemon::Daemon;
 use umacvlan::mode::{DropReason, Mode};
 use umacvlan::port::{FramePool, MemPool, MemPort};
 use umacvlan::switch::Switch;
@@ -28,6 +32,30 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run the daemon in the foreground until SIGINT or SIGTERM.
+    Run {
+        /// TOML configuration (see examples/umacvlan.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Control socket (default: the config's, else /run/umacvlan/umacvlan.sock).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(NetworkCmd),
+    /// Manage endpoints.
+    #[command(subcommand)]
+    Endpoint(EndpointCmd),
+    /// Per-port counters: packets, bytes, drops by reason; FDB size.
+    Stats {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Control socket.
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
     /// Run the switching core in memory on random traffic and print per-port counters.
     Simulate {
         /// Frames to inject.
@@ -42,14 +70,366 @@ enum Cmd {
     },
 }
 
-fn main() -> Result<()> {
-    match Cli::parse().cmd {
+#[derive(Subcommand)]
+enum NetworkCmd {
+    /// Create a network: a parent interface and a macvlan mode.
+    Create {
+        /// Network name.
+        name: String,
+        /// Parent interface.
+        #[arg(long)]
+        parent: String,
+        /// bridge (default) | vepa | private | passthru.
+        #[arg(long)]
+        mode: Option<String>,
+        /// 802.1Q VLAN id (1..4094).
+        #[arg(long)]
+        vlan: Option<u16>,
+        /// IPAM subnet (recorded).
+        #[arg(long)]
+        subnet: Option<String>,
+        /// IPAM gateway (recorded).
+        #[arg(long)]
+        gateway: Option<String>,
+        /// IPAM range (recorded).
+        #[arg(long)]
+        ip_range: Option<String>,
+        /// Control socket.
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Remove a network (it must have no endpoints).
+    Rm {
+        /// Network name.
+        name: String,
+        /// Control socket.
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// List networks.
+    Ls {
+        /// Control socket.
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// A network and its endpoints, as JSON.
+    Inspect {
+        /// Network name.
+        name: String,
+        /// Control socket.
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum EndpointCmd {
+    /// Add an endpoint: a veth pair with one end in a network namespace.
+    Add {
+        /// Endpoint name.
+        name: String,
+        /// Its network.
+        #[arg(long)]
+        network: String,
+        /// Target namespace: a name under /run/netns or a path like /proc/PID/ns/net.
+        #[arg(long)]
+        netns: String,
+        /// Interface name inside the namespace (default eth0).
+        #[arg(long)]
+        ifname: Option<String>,
+        /// MAC address (default: random, locally administered).
+        #[arg(long)]
+        mac: Option<String>,
+        /// Address with prefix, e.g. 192.168.32.10/24.
+        #[arg(long)]
+        ip: Option<String>,
+        /// Mode (default: the network's).
+        #[arg(long)]
+        mode: Option<String>,
+        /// Control socket.
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Remove an endpoint and its interfaces.
+    Rm {
+        /// Endpoint name.
+        name: String,
+        /// Control socket.
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// List endpoints.
+    Ls {
+        /// Control socket.
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+}
+
+fn main() {
+    if let Err(e) = dispatch(Cli::parse().cmd) {
+        eprintln!("umacvlan: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn dispatch(cmd: Cmd) -> Result<()> {
+    match cmd {
         Cmd::Simulate {
             frames,
             seed,
             modes,
         } => simulate(frames, seed, &modes),
+        Cmd::Run { config, socket } => run(config.as_deref(), socket),
+        Cmd::Stats { json, socket } => {
+            let v = request(&socket, Request::Stats)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print_stats(&v);
+            }
+            Ok(())
+        }
+        Cmd::Network(n) => match n {
+            NetworkCmd::Create {
+                name,
+                parent,
+                mode,
+                vlan,
+                subnet,
+                gateway,
+                ip_range,
+                socket,
+            } => {
+                let sec = NetworkSection {
+                    name,
+                    parent,
+                    mode,
+                    vlan,
+                    subnet,
+                    gateway,
+                    ip_range,
+                    host_port: None,
+                    endpoints: vec![],
+                };
+                print_json(request(&socket, Request::NetworkCreate(sec))?)
+            }
+            NetworkCmd::Rm { name, socket } => {
+                request(&socket, Request::NetworkRm { name }).map(|_| ())
+            }
+            NetworkCmd::Ls { socket } => {
+                let v = request(&socket, Request::NetworkLs)?;
+                println!(
+                    "{:<16} {:<12} {:<9} {:>5}",
+                    "NAME", "PARENT", "MODE", "VLAN"
+                );
+                for n in v.as_array().into_iter().flatten() {
+                    println!(
+                        "{:<16} {:<12} {:<9} {:>5}",
+                        s(&n["name"]),
+                        s(&n["parent"]),
+                        s(&n["mode"]),
+                        n["vlan"]
+                    );
+                }
+                Ok(())
+            }
+            NetworkCmd::Inspect { name, socket } => {
+                print_json(request(&socket, Request::NetworkInspect { name })?)
+            }
+        },
+        Cmd::Endpoint(e) => match e {
+            EndpointCmd::Add {
+                name,
+                network,
+                netns,
+                ifname,
+                mac,
+                ip,
+                mode,
+                socket,
+            } => print_json(request(
+                &socket,
+                Request::EndpointAdd(EndpointAdd {
+                    name,
+                    network,
+                    netns,
+                    ifname,
+                    mac,
+                    ip,
+                    mode,
+                }),
+            )?),
+            EndpointCmd::Rm { name, socket } => {
+                request(&socket, Request::EndpointRm { name }).map(|_| ())
+            }
+            EndpointCmd::Ls { socket } => {
+                let v = request(&socket, Request::EndpointLs)?;
+                println!(
+                    "{:<16} {:<12} {:<9} {:<18} {:<20} NETNS",
+                    "NAME", "NETWORK", "MODE", "MAC", "IP"
+                );
+                for e in v.as_array().into_iter().flatten() {
+                    println!(
+                        "{:<16} {:<12} {:<9} {:<18} {:<20} {}",
+                        s(&e["name"]),
+                        s(&e["network"]),
+                        s(&e["mode"]),
+                        s(&e["mac"]),
+                        s(&e["ip"]),
+                        s(&e["netns"])
+                    );
+                }
+                Ok(())
+            }
+        },
     }
+}
+
+fn s(v: &Value) -> String {
+    v.as_str().map_or_else(
+        || {
+            if v.is_null() {
+                "-".into()
+            } else {
+                v.to_string()
+            }
+        },
+        str::to_string,
+    )
+}
+
+fn print_json(v: Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
+}
+
+fn print_stats(v: &Value) {
+    for p in v.as_array().into_iter().flatten() {
+        println!(
+            "parent {}  (fdb entries: {})",
+            s(&p["parent"]),
+            p["fdb_entries"]
+        );
+        println!(
+            "  {:<16} {:>10} {:>12} {:>10} {:>12}  drops",
+            "port", "rx_pkts", "rx_bytes", "tx_pkts", "tx_bytes"
+        );
+        for q in p["ports"].as_array().into_iter().flatten() {
+            let drops: Vec<String> = q["drops"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, n)| format!("{k}={n}"))
+                .collect();
+            println!(
+                "  {:<16} {:>10} {:>12} {:>10} {:>12}  {}",
+                s(&q["port"]),
+                q["rx_packets"],
+                q["rx_bytes"],
+                q["tx_packets"],
+                q["tx_bytes"],
+                drops.join(" ")
+            );
+        }
+    }
+}
+
+/// Sends one request; a refusal becomes an error with the daemon's message.
+fn request(socket: &Path, req: Request) -> Result<Value> {
+    let r: Response = ctl::call(socket, &req).map_err(|e| anyhow!(e))?;
+    if r.ok {
+        Ok(r.data.unwrap_or(Value::Null))
+    } else {
+        Err(anyhow!(r
+            .error
+            .unwrap_or_else(|| "the daemon refused the request".into())))
+    }
+}
+
+/// The daemon: networks from the config, then control requests until a signal.
+fn run(config: Option<&Path>, socket: Option<PathBuf>) -> Result<()> {
+    let cfg = match config {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            Config::parse(&text).map_err(|e| anyhow!("{}: {e}", p.display()))?
+        }
+        None => Config::default(),
+    };
+    let sock = socket
+        .or_else(|| cfg.socket.clone())
+        .unwrap_or_else(|| DEFAULT_SOCKET.into());
+    let term = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, term.clone()).context("installing signal handlers")?;
+    }
+    let listener = bind_socket(&sock)?;
+    let mut daemon = Daemon::default();
+    if let Err(e) = daemon.apply(&cfg) {
+        daemon.shutdown();
+        let _ = std::fs::remove_file(&sock);
+        bail!("{e}");
+    }
+    eprintln!(
+        "umacvlan: running with {} network(s) and {} endpoint(s); control socket {}",
+        cfg.networks.len(),
+        cfg.endpoints.len(),
+        sock.display()
+    );
+    while !term.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((stream, _)) => serve(&mut daemon, stream),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            Err(e) => eprintln!("umacvlan: control socket: {e}"),
+        }
+    }
+    eprintln!("umacvlan: stopping: removing endpoints, programs and interfaces");
+    daemon.shutdown();
+    let _ = std::fs::remove_file(&sock);
+    Ok(())
+}
+
+/// Binds the control socket with mode 0600, refusing to take over a live one.
+fn bind_socket(sock: &Path) -> Result<std::os::unix::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = sock.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if sock.exists() {
+        if std::os::unix::net::UnixStream::connect(sock).is_ok() {
+            bail!(
+                "another umacvlan daemon is already listening on {}",
+                sock.display()
+            );
+        }
+        std::fs::remove_file(sock)
+            .with_context(|| format!("removing the stale socket {}", sock.display()))?;
+    }
+    let l = std::os::unix::net::UnixListener::bind(sock)
+        .with_context(|| format!("binding {}", sock.display()))?;
+    std::fs::set_permissions(sock, std::fs::Permissions::from_mode(0o600))?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+/// Answers one connection: one request line, one response line.
+fn serve(daemon: &mut Daemon, mut stream: std::os::unix::net::UnixStream) {
+    use std::io::Write;
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let resp = match ctl::read_line(&mut stream).and_then(|l| ctl::decode(&l)) {
+        Ok(req) => match daemon.handle(req) {
+            Ok(v) => Response::ok(v),
+            Err(e) => Response::err(e),
+        },
+        Err(e) => Response::err(e),
+    };
+    let mut line = serde_json::to_vec(&resp).unwrap_or_default();
+    line.push(b'\n');
+    let _ = stream.write_all(&line);
 }
 
 /// xorshift64*: deterministic and dependency-free.

@@ -372,6 +372,15 @@ impl Dataplane {
         self.topo.table()
     }
 
+    /// Declares network VLAN `vlan` on this parent (0 = untagged), so its tagged
+    /// frames are switched even before it has endpoints.
+    ///
+    /// # Errors
+    /// [`ControlError::BadVlan`].
+    pub fn add_network(&mut self, vlan: u16) -> Result<()> {
+        Ok(self.topo.add_network(vlan)?)
+    }
+
     /// The control model.
     pub fn topology(&self) -> &Topology {
         &self.topo

@@ -1,0 +1,388 @@
+//! The daemon's TOML configuration, with the vocabulary of `docker network create -d
+//! macvlan` and the CNI macvlan plugin.
+//!
+//! ```toml
+//! [daemon]
+//! socket = "/run/umacvlan/umacvlan.sock"
+//!
+//! [[network]]
+//! name = "lan"
+//! parent = "eth1"
+//! mode = "bridge"          # default, as in Docker and CNI
+//!
+//! [[network.endpoint]]
+//! name = "web"
+//! netns = "web"            # /run/netns/web, or a path such as /proc/1234/ns/net
+//! ip = "192.168.32.10/24"
+//! ```
+//!
+//! [`Config::parse`] checks every field and names the one that is wrong.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::link::IpCidr;
+use crate::mode::Mode;
+use crate::wire::MacAddr;
+
+/// The default control socket.
+pub const DEFAULT_SOCKET: &str = "/run/umacvlan/umacvlan.sock";
+
+/// `[daemon]`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonSection {
+    /// Control socket path.
+    pub socket: Option<PathBuf>,
+    /// Prometheus text endpoint, `ADDR:PORT` (not served yet; refused if set).
+    pub metrics: Option<String>,
+}
+
+/// `[[network.endpoint]]` as written.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSection {
+    /// Unique endpoint name.
+    pub name: String,
+    /// Target namespace.
+    pub netns: String,
+    /// Interface name inside it (default `eth0`).
+    pub ifname: Option<String>,
+    /// MAC (default: random, locally administered).
+    pub mac: Option<String>,
+    /// Address with prefix.
+    pub ip: Option<String>,
+    /// Mode (default: the network's).
+    pub mode: Option<String>,
+}
+
+/// `[[network]]` as written.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSection {
+    /// Unique network name.
+    pub name: String,
+    /// Parent interface.
+    pub parent: String,
+    /// Mode (default bridge).
+    pub mode: Option<String>,
+    /// 802.1Q VLAN id.
+    pub vlan: Option<u16>,
+    /// IPAM subnet (recorded).
+    pub subnet: Option<String>,
+    /// IPAM gateway (recorded).
+    pub gateway: Option<String>,
+    /// IPAM range (recorded).
+    pub ip_range: Option<String>,
+    /// Host port (not available yet; refused if set).
+    pub host_port: Option<String>,
+    /// Endpoints.
+    #[serde(default, rename = "endpoint", skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<EndpointSection>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    daemon: DaemonSection,
+    #[serde(default, rename = "network")]
+    networks: Vec<NetworkSection>,
+}
+
+/// A checked network.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Network {
+    /// Name.
+    pub name: String,
+    /// Parent interface.
+    pub parent: String,
+    /// Mode of its endpoints unless they say otherwise.
+    #[serde(serialize_with = "ser_mode")]
+    pub mode: Mode,
+    /// VLAN (0 = untagged).
+    pub vlan: u16,
+    /// IPAM subnet, as given.
+    pub subnet: Option<String>,
+    /// IPAM gateway, as given.
+    pub gateway: Option<String>,
+    /// IPAM range, as given.
+    pub ip_range: Option<String>,
+}
+
+/// A checked endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Endpoint {
+    /// Name.
+    pub name: String,
+    /// Its network.
+    pub network: String,
+    /// Target namespace.
+    pub netns: String,
+    /// Interface name inside it.
+    pub ifname: String,
+    /// MAC, if given.
+    #[serde(serialize_with = "ser_opt_mac")]
+    pub mac: Option<MacAddr>,
+    /// Address, if given.
+    #[serde(serialize_with = "ser_opt_cidr")]
+    pub ip: Option<IpCidr>,
+    /// Mode, if it differs from the network's.
+    #[serde(serialize_with = "ser_opt_mode")]
+    pub mode: Option<Mode>,
+}
+
+fn ser_mode<S: serde::Serializer>(m: &Mode, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(m.as_str())
+}
+fn ser_opt_mode<S: serde::Serializer>(m: &Option<Mode>, s: S) -> Result<S::Ok, S::Error> {
+    match m {
+        Some(m) => s.serialize_some(m.as_str()),
+        None => s.serialize_none(),
+    }
+}
+fn ser_opt_mac<S: serde::Serializer>(m: &Option<MacAddr>, s: S) -> Result<S::Ok, S::Error> {
+    match m {
+        Some(m) => s.serialize_some(&m.to_string()),
+        None => s.serialize_none(),
+    }
+}
+fn ser_opt_cidr<S: serde::Serializer>(m: &Option<IpCidr>, s: S) -> Result<S::Ok, S::Error> {
+    match m {
+        Some(m) => s.serialize_some(&m.to_string()),
+        None => s.serialize_none(),
+    }
+}
+
+/// The checked configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Config {
+    /// Control socket.
+    pub socket: Option<PathBuf>,
+    /// Networks, in file order.
+    pub networks: Vec<Network>,
+    /// Endpoints, in file order.
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// A configuration error naming the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {msg}")]
+pub struct ConfigError {
+    /// Where: `network 'lan'.mode`, `endpoint 'web'.mac`, or the TOML position.
+    pub field: String,
+    /// What is wrong.
+    pub msg: String,
+}
+
+fn err(field: impl Into<String>, msg: impl std::fmt::Display) -> ConfigError {
+    ConfigError {
+        field: field.into(),
+        msg: msg.to_string(),
+    }
+}
+
+/// Checks an interface or endpoint name: 1..=15 bytes, no `/`, whitespace or `:`.
+pub fn check_ifname(field: &str, name: &str) -> Result<(), ConfigError> {
+    if name.is_empty()
+        || name.len() > 15
+        || name.contains(['/', ':'])
+        || name.chars().any(char::is_whitespace)
+    {
+        return Err(err(field, format!("'{name}' is not a valid interface name (1 to 15 characters, no '/', ':' or spaces)")));
+    }
+    Ok(())
+}
+
+/// Parses a mode for `field`.
+pub fn parse_mode(field: &str, s: &str) -> Result<Mode, ConfigError> {
+    let m: Mode = s.parse().map_err(|e| err(field, e))?;
+    if m == Mode::Source {
+        return Err(err(field, "source mode is not available in the daemon yet"));
+    }
+    Ok(m)
+}
+
+/// Parses a VLAN id for `field` (1..=4094).
+pub fn parse_vlan(field: &str, v: u16) -> Result<u16, ConfigError> {
+    crate::wire::VlanId::new_checked(v)
+        .map(|v| v.get())
+        .ok_or_else(|| err(field, format!("{v} is out of range: use 1..4094")))
+}
+
+/// Checks a network section.
+///
+/// # Errors
+/// The first field that is wrong.
+pub fn check_network(n: &NetworkSection) -> Result<Network, ConfigError> {
+    let f = |x: &str| format!("network '{}'.{x}", n.name);
+    if n.name.is_empty() {
+        return Err(err("network.name", "must not be empty"));
+    }
+    check_ifname(&f("parent"), &n.parent)?;
+    let mode = match &n.mode {
+        Some(m) => parse_mode(&f("mode"), m)?,
+        None => Mode::Bridge,
+    };
+    let vlan = match n.vlan {
+        Some(v) => parse_vlan(&f("vlan"), v)?,
+        None => 0,
+    };
+    for (k, v) in [("subnet", &n.subnet), ("ip_range", &n.ip_range)] {
+        if let Some(v) = v {
+            v.parse::<IpCidr>().map_err(|e| err(f(k), e))?;
+        }
+    }
+    if let Some(g) = &n.gateway {
+        g.parse::<std::net::IpAddr>()
+            .map_err(|_| err(f("gateway"), format!("'{g}' is not an IP address")))?;
+    }
+    if n.host_port.is_some() {
+        return Err(err(f("host_port"), "host ports are not available yet"));
+    }
+    Ok(Network {
+        name: n.name.clone(),
+        parent: n.parent.clone(),
+        mode,
+        vlan,
+        subnet: n.subnet.clone(),
+        gateway: n.gateway.clone(),
+        ip_range: n.ip_range.clone(),
+    })
+}
+
+/// Checks an endpoint section of network `net`.
+///
+/// # Errors
+/// The first field that is wrong.
+pub fn check_endpoint(net: &str, e: &EndpointSection) -> Result<Endpoint, ConfigError> {
+    let f = |x: &str| format!("endpoint '{}'.{x}", e.name);
+    if e.name.is_empty() {
+        return Err(err("endpoint.name", "must not be empty"));
+    }
+    if e.netns.is_empty() {
+        return Err(err(
+            f("netns"),
+            "must name a namespace (under /run/netns) or a path",
+        ));
+    }
+    let ifname = e.ifname.clone().unwrap_or_else(|| "eth0".into());
+    check_ifname(&f("ifname"), &ifname)?;
+    let mac = match &e.mac {
+        Some(m) => {
+            let m: MacAddr = m
+                .parse()
+                .map_err(|x| err(f("mac"), format!("'{m}': {x}")))?;
+            if !m.is_valid_station() {
+                return Err(err(
+                    f("mac"),
+                    format!("{m} is not a unicast station address"),
+                ));
+            }
+            Some(m)
+        }
+        None => None,
+    };
+    let ip =
+        e.ip.as_deref()
+            .map(|s| s.parse::<IpCidr>().map_err(|x| err(f("ip"), x)))
+            .transpose()?;
+    let mode = e
+        .mode
+        .as_deref()
+        .map(|m| parse_mode(&f("mode"), m))
+        .transpose()?;
+    Ok(Endpoint {
+        name: e.name.clone(),
+        network: net.into(),
+        netns: e.netns.clone(),
+        ifname,
+        mac,
+        ip,
+        mode,
+    })
+}
+
+impl Config {
+    /// Parses and checks a TOML text.
+    ///
+    /// # Errors
+    /// A syntax error with its position, an unknown key, or the first wrong field;
+    /// duplicate network or endpoint names.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let file: File =
+            toml::from_str(text).map_err(|e| err("config", e.to_string().trim_end()))?;
+        if file.daemon.metrics.is_some() {
+            return Err(err(
+                "daemon.metrics",
+                "the Prometheus endpoint is not available yet",
+            ));
+        }
+        let mut c = Config {
+            socket: file.daemon.socket,
+            ..Config::default()
+        };
+        for n in &file.networks {
+            let net = check_network(n)?;
+            if c.networks.iter().any(|x| x.name == net.name) {
+                return Err(err(
+                    format!("network '{}'", net.name),
+                    "duplicate network name",
+                ));
+            }
+            for e in &n.endpoints {
+                let ep = check_endpoint(&net.name, e)?;
+                if c.endpoints.iter().any(|x| x.name == ep.name) {
+                    return Err(err(
+                        format!("endpoint '{}'", ep.name),
+                        "duplicate endpoint name",
+                    ));
+                }
+                c.endpoints.push(ep);
+            }
+            c.networks.push(net);
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_example() {
+        let c = Config::parse(include_str!("../../examples/umacvlan.toml")).unwrap();
+        assert_eq!(c.networks.len(), 2);
+        assert_eq!(c.networks[0].mode, Mode::Bridge, "bridge is the default");
+        assert_eq!(c.networks[1].vlan, 20);
+        assert!(c
+            .endpoints
+            .iter()
+            .any(|e| e.ifname == "eth0" && e.mac.is_some()));
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        let cases = [
+            ("[[network]]\nname='n'\nparent='eth1'\nmode='passthrough'\n", "network 'n'.mode: unknown macvlan mode 'passthrough'"),
+            ("[[network]]\nname='n'\nparent='eth1'\nvlan=4095\n", "network 'n'.vlan: 4095 is out of range"),
+            ("[[network]]\nname='n'\nparent='eth1'\nsubnet='10.0.0.0'\n", "network 'n'.subnet: '10.0.0.0' is not ADDRESS/PREFIX"),
+            ("[[network]]\nname='n'\nparent='an/interface'\n", "network 'n'.parent"),
+            ("[[network]]\nname='n'\nparent='eth1'\n[[network.endpoint]]\nname='e'\nnetns='x'\nmac='01:00:5e:00:00:01'\n", "endpoint 'e'.mac: 01:00:5e:00:00:01 is not a unicast"),
+            ("[[network]]\nname='n'\nparent='eth1'\n[[network.endpoint]]\nname='e'\nnetns='x'\nmac='zz'\n", "endpoint 'e'.mac: 'zz'"),
+            ("[[network]]\nname='n'\nparent='eth1'\n[[network.endpoint]]\nname='e'\nnetns='x'\nip='10.0.0.1/40'\n", "endpoint 'e'.ip"),
+            ("[[network]]\nname='n'\nparent='eth1'\ncolour='red'\n", "unknown field `colour`"),
+            ("[[network]]\nname='n'\nparent='eth1'\n[[network]]\nname='n'\nparent='eth2'\n", "network 'n': duplicate network name"),
+            ("[[network]]\nname='n'\nparent='eth1'\n[[network.endpoint]]\nname='e'\nnetns='x'\n[[network.endpoint]]\nname='e'\nnetns='y'\n", "duplicate endpoint name"),
+            ("[daemon]\nmetrics='127.0.0.1:9482'\n", "daemon.metrics"),
+            ("[[network]]\nname='n'\n", "missing field `parent`"),
+            ("[[network]\n", "config: "),
+        ];
+        for (text, want) in cases {
+            let e = Config::parse(text).expect_err(text).to_string();
+            assert!(e.contains(want), "for {text:?}: {e}");
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! The control protocol: versioned JSON over a Unix stream socket, one request and
+//! one response per connection, each a single line of at most [`MAX_MESSAGE`] bytes.
+//!
+//! ```text
+//! → {"version":1,"op":"endpoint_add","name":"web","network":"lan","netns":"web","ip":"192.168.32.10/24"}
+//! ← {"version":1,"ok":true,"data":{...}}
+//! ← {"version":1,"ok":false,"error":"endpoint 'web'.mac: 'zz': expected six two-digit hex groups ..."}
+//! ```
+//!
+//! A message that is not valid JSON, names an unknown operation or field, has another
+//! version, is truncated or too long gets an error response and changes nothing.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::NetworkSection;
+
+/// Protocol version.
+pub const VERSION: u32 = 1;
+/// Largest request or response line, in bytes.
+pub const MAX_MESSAGE: usize = 1 << 20;
+
+/// `endpoint add` arguments.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointAdd {
+    /// Endpoint name.
+    pub name: String,
+    /// Its network.
+    pub network: String,
+    /// Target namespace.
+    pub netns: String,
+    /// Interface name inside it.
+    pub ifname: Option<String>,
+    /// MAC.
+    pub mac: Option<String>,
+    /// Address with prefix.
+    pub ip: Option<String>,
+    /// Mode (default: the network's).
+    pub mode: Option<String>,
+}
+
+/// A request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Request {
+    /// `network create`.
+    NetworkCreate(NetworkSection),
+    /// `network rm`.
+    NetworkRm {
+        /// Network name.
+        name: String,
+    },
+    /// `network ls`.
+    NetworkLs,
+    /// `network inspect`.
+    NetworkInspect {
+        /// Network name.
+        name: String,
+    },
+    /// `endpoint add`.
+    EndpointAdd(EndpointAdd),
+    /// `endpoint rm`.
+    EndpointRm {
+        /// Endpoint name.
+        name: String,
+    },
+    /// `endpoint ls`.
+    EndpointLs,
+    /// `stats`.
+    Stats,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope<T> {
+    version: u32,
+    #[serde(flatten)]
+    body: T,
+}
+
+/// A response.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Response {
+    /// Protocol version.
+    pub version: u32,
+    /// Success.
+    pub ok: bool,
+    /// The result, on success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+    /// What went wrong, on failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Response {
+    /// A success carrying `data`.
+    pub fn ok(data: serde_json::Value) -> Self {
+        Response {
+            version: VERSION,
+            ok: true,
+            data: Some(data),
+            error: None,
+        }
+    }
+
+    /// A failure.
+    pub fn err(e: impl std::fmt::Display) -> Self {
+        Response {
+            version: VERSION,
+            ok: false,
+            data: None,
+            error: Some(e.to_string()),
+        }
+    }
+}
+
+/// Why a request line is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// Longer than [`MAX_MESSAGE`].
+    #[error("request longer than {MAX_MESSAGE} bytes")]
+    TooLong,
+    /// Ended before its newline.
+    #[error("truncated request: no terminating newline")]
+    Truncated,
+    /// Not JSON, or not a known request.
+    #[error("malformed request: {0}")]
+    Malformed(String),
+    /// Another protocol version.
+    #[error("unsupported protocol version {0}: this daemon speaks version {VERSION}")]
+    Version(u32),
+}
+
+/// Decodes one request line (without or with its trailing newline).
+///
+/// # Errors
+/// [`DecodeError`].
+pub fn decode(line: &[u8]) -> Result<Request, DecodeError> {
+    if line.len() > MAX_MESSAGE {
+        return Err(DecodeError::TooLong);
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(line).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    let version = v
+        .get("version")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| DecodeError::Malformed("missing \"version\"".into()))?;
+    if version != u64::from(VERSION) {
+        return Err(DecodeError::Version(version.min(u64::from(u32::MAX)) as u32));
+    }
+    let mut v = v;
+    if let Some(o) = v.as_object_mut() {
+        o.remove("version");
+    }
+    serde_json::from_value(v).map_err(|e| DecodeError::Malformed(e.to_string()))
+}
+
+/// Encodes a request as one line.
+pub fn encode(req: &Request) -> Vec<u8> {
+    let mut b = serde_json::to_vec(&Envelope {
+        version: VERSION,
+        body: req,
+    })
+    .expect("requests serialise");
+    b.push(b'\n');
+    b
+}
+
+/// Reads one newline-terminated line of at most [`MAX_MESSAGE`] bytes.
+///
+/// # Errors
+/// [`DecodeError::TooLong`], [`DecodeError::Truncated`], or an I/O error as malformed.
+pub fn read_line(r: impl Read) -> Result<Vec<u8>, DecodeError> {
+    let mut line = Vec::new();
+    let mut br = BufReader::new(r.take(MAX_MESSAGE as u64 + 1));
+    br.read_until(b'\n', &mut line)
+        .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    if line.len() > MAX_MESSAGE {
+        return Err(DecodeError::TooLong);
+    }
+    if line.last() != Some(&b'\n') {
+        return Err(DecodeError::Truncated);
+    }
+    line.pop();
+    Ok(line)
+}
+
+/// Sends `req` to the daemon at `socket` and returns its response.
+///
+/// # Errors
+/// A message that says whether the daemon is not running, not reachable, or answered
+/// something unreadable.
+pub fn call(socket: &Path, req: &Request) -> Result<Response, String> {
+    let mut s = UnixStream::connect(socket).map_err(|e| {
+        format!(
+            "cannot reach the umacvlan daemon at {}: {e} (is `umacvlan run` running? see --socket)",
+            socket.display()
+        )
+    })?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(&encode(req))
+        .map_err(|e| format!("sending to {}: {e}", socket.display()))?;
+    let line = read_line(&mut s).map_err(|e| format!("reading the daemon's answer: {e}"))?;
+    let r: Response = serde_json::from_slice(&line)
+        .map_err(|e| format!("unreadable answer from the daemon: {e}"))?;
+    if r.version != VERSION {
+        return Err(format!(
+            "the daemon speaks protocol version {}, this client {VERSION}",
+            r.version
+        ));
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_rejections() {
+        let reqs = [
+            Request::NetworkLs,
+            Request::Stats,
+            Request::EndpointRm { name: "web".into() },
+            Request::EndpointAdd(EndpointAdd {
+                name: "web".into(),
+                network: "lan".into(),
+                netns: "web".into(),
+                ifname: None,
+                mac: Some("02:42:00:00:00:01".into()),
+                ip: None,
+                mode: None,
+            }),
+        ];
+        for r in reqs {
+            let line = encode(&r);
+            assert_eq!(decode(&line[..line.len() - 1]).unwrap(), r);
+        }
+        assert!(matches!(
+            decode(br#"{"version":2,"op":"stats"}"#),
+            Err(DecodeError::Version(2))
+        ));
+        assert!(matches!(
+            decode(br#"{"op":"stats"}"#),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode(br#"{"version":1,"op":"format_disk"}"#),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert!(matches!(decode(br#"{"version":1,"op":"endpoint_add","name":"x","network":"n","netns":"y","colour":1}"#), Err(DecodeError::Malformed(_))));
+        assert!(matches!(
+            decode(b"{\"version\":1,\"op\":"),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert_eq!(
+            read_line(&b"{\"version\":1}"[..]),
+            Err(DecodeError::Truncated)
+        );
+        assert_eq!(
+            read_line(&vec![b'x'; MAX_MESSAGE + 10][..]),
+            Err(DecodeError::TooLong)
+        );
+        assert_eq!(read_line(&b"abc\nrest"[..]).unwrap(), b"abc");
+    }
+}

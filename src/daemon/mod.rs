@@ -1,0 +1,306 @@
+//! The daemon's state: networks, endpoints and one [`Dataplane`] per parent, and the
+//! handling of control requests.
+//!
+//! Every request is checked completely before anything changes; a request that fails
+//! half-way undoes what it did, so a refused request leaves the daemon as it was.
+//! Like the [`Dataplane`]s it owns, a `Daemon` stays on the thread (network namespace)
+//! that made it.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use crate::config::{check_endpoint, check_network, Config, Endpoint, Network, NetworkSection};
+use crate::ctl::{EndpointAdd, Request};
+use crate::dataplane::{Dataplane, DataplaneConfig, EndpointNet};
+use crate::mode::Mode;
+use crate::topology::EndpointConfig;
+
+/// Networks, endpoints and dataplanes.
+pub struct Daemon {
+    planes: BTreeMap<String, Dataplane>,
+    networks: BTreeMap<String, Network>,
+    endpoints: BTreeMap<String, Endpoint>,
+    make_config: Box<dyn Fn(&str) -> DataplaneConfig>,
+}
+
+impl Default for Daemon {
+    fn default() -> Self {
+        Daemon::new(Box::new(|p: &str| DataplaneConfig::new(p)))
+    }
+}
+
+impl Daemon {
+    /// A daemon making each parent's dataplane with `make_config(parent)`.
+    pub fn new(make_config: Box<dyn Fn(&str) -> DataplaneConfig>) -> Self {
+        Daemon {
+            planes: BTreeMap::new(),
+            networks: BTreeMap::new(),
+            endpoints: BTreeMap::new(),
+            make_config,
+        }
+    }
+
+    /// Creates the networks and endpoints of `cfg`, in order.
+    ///
+    /// # Errors
+    /// The first failure, naming the network or endpoint; what was created stays (the
+    /// caller exits and [`Daemon::shutdown`] removes it).
+    pub fn apply(&mut self, cfg: &Config) -> Result<(), String> {
+        for n in &cfg.networks {
+            self.create_network(n.clone())
+                .map_err(|e| format!("network '{}': {e}", n.name))?;
+        }
+        for e in &cfg.endpoints {
+            self.add_endpoint(e.clone())
+                .map_err(|x| format!("endpoint '{}': {x}", e.name))?;
+        }
+        Ok(())
+    }
+
+    /// Handles one control request.
+    ///
+    /// # Errors
+    /// A message for the user; nothing changed.
+    pub fn handle(&mut self, req: Request) -> Result<Value, String> {
+        match req {
+            Request::NetworkCreate(n) => self.network_create(n),
+            Request::NetworkRm { name } => self.network_rm(&name),
+            Request::NetworkLs => Ok(json!(self.networks.values().collect::<Vec<_>>())),
+            Request::NetworkInspect { name } => self.network_inspect(&name),
+            Request::EndpointAdd(e) => self.endpoint_add(e),
+            Request::EndpointRm { name } => self.endpoint_rm(&name),
+            Request::EndpointLs => Ok(self.endpoint_ls()),
+            Request::Stats => self.stats(),
+            #[allow(unreachable_patterns)]
+            _ => Err("unsupported request".into()),
+        }
+    }
+
+    fn network_create(&mut self, n: NetworkSection) -> Result<Value, String> {
+        if !n.endpoints.is_empty() {
+            return Err("network create takes no endpoints; add them with endpoint add".into());
+        }
+        let net = check_network(&n).map_err(|e| e.to_string())?;
+        let name = net.name.clone();
+        self.create_network(net)?;
+        Ok(json!(self.networks[&name]))
+    }
+
+    fn create_network(&mut self, net: Network) -> Result<(), String> {
+        if self.networks.contains_key(&net.name) {
+            return Err(format!("a network named '{}' already exists", net.name));
+        }
+        for other in self.networks.values().filter(|o| o.parent == net.parent) {
+            if net.mode == Mode::Passthru {
+                return Err(format!(
+                    "cannot use mode passthru, macvlan network '{}' is already using parent interface {}",
+                    other.name, net.parent
+                ));
+            }
+            if other.mode == Mode::Passthru {
+                return Err(format!(
+                    "macvlan network '{}' is already using parent interface {} in mode passthru",
+                    other.name, net.parent
+                ));
+            }
+            if other.vlan == net.vlan {
+                return Err(format!(
+                    "macvlan network '{}' already uses parent interface {} {}",
+                    other.name,
+                    net.parent,
+                    if net.vlan == 0 {
+                        "untagged".to_string()
+                    } else {
+                        format!("on VLAN {}", net.vlan)
+                    }
+                ));
+            }
+        }
+        let fresh = !self.planes.contains_key(&net.parent);
+        if fresh {
+            let dp =
+                Dataplane::start((self.make_config)(&net.parent)).map_err(|e| e.to_string())?;
+            self.planes.insert(net.parent.clone(), dp);
+        }
+        let dp = self.planes.get_mut(&net.parent).expect("present");
+        if let Err(e) = dp.add_network(net.vlan) {
+            if fresh {
+                if let Some(dp) = self.planes.remove(&net.parent) {
+                    dp.stop();
+                }
+            }
+            return Err(e.to_string());
+        }
+        self.networks.insert(net.name.clone(), net);
+        Ok(())
+    }
+
+    fn network_rm(&mut self, name: &str) -> Result<Value, String> {
+        let net = self
+            .networks
+            .get(name)
+            .ok_or_else(|| format!("no network named '{name}'"))?;
+        let users: Vec<&str> = self
+            .endpoints
+            .values()
+            .filter(|e| e.network == name)
+            .map(|e| e.name.as_str())
+            .collect();
+        if !users.is_empty() {
+            return Err(format!(
+                "network '{name}' still has endpoints ({}); remove them first",
+                users.join(", ")
+            ));
+        }
+        let parent = net.parent.clone();
+        self.networks.remove(name);
+        if !self.networks.values().any(|n| n.parent == parent) {
+            if let Some(dp) = self.planes.remove(&parent) {
+                dp.stop();
+            }
+        }
+        Ok(json!({ "removed": name }))
+    }
+
+    fn network_inspect(&self, name: &str) -> Result<Value, String> {
+        let net = self
+            .networks
+            .get(name)
+            .ok_or_else(|| format!("no network named '{name}'"))?;
+        let dp = &self.planes[&net.parent];
+        let eps: Vec<Value> = self
+            .endpoints
+            .values()
+            .filter(|e| e.network == name)
+            .map(|e| {
+                let live = dp.topology().endpoint(&e.name);
+                json!({
+                    "name": e.name, "netns": e.netns, "ifname": e.ifname,
+                    "mac": live.map(|l| l.mac().to_string()),
+                    "mode": live.map(|l| l.cfg.mode.as_str()),
+                    "ip": e.ip.map(|i| i.to_string()),
+                })
+            })
+            .collect();
+        Ok(
+            json!({ "network": net, "parent_mac": dp.topology().parent().mac.to_string(), "endpoints": eps }),
+        )
+    }
+
+    fn endpoint_add(&mut self, a: EndpointAdd) -> Result<Value, String> {
+        let sec = crate::config::EndpointSection {
+            name: a.name,
+            netns: a.netns,
+            ifname: a.ifname,
+            mac: a.mac,
+            ip: a.ip,
+            mode: a.mode,
+        };
+        let ep = check_endpoint(&a.network, &sec).map_err(|e| e.to_string())?;
+        let name = ep.name.clone();
+        self.add_endpoint(ep)?;
+        let all = self.endpoint_ls();
+        Ok(all
+            .as_array()
+            .and_then(|v| v.iter().find(|e| e["name"] == name.as_str()).cloned())
+            .unwrap_or(Value::Null))
+    }
+
+    fn add_endpoint(&mut self, ep: Endpoint) -> Result<(), String> {
+        if self.endpoints.contains_key(&ep.name) {
+            return Err(format!("an endpoint named '{}' already exists", ep.name));
+        }
+        let net = self
+            .networks
+            .get(&ep.network)
+            .ok_or_else(|| format!("no network named '{}'", ep.network))?;
+        let mode = ep.mode.unwrap_or(net.mode);
+        if (mode == Mode::Passthru) != (net.mode == Mode::Passthru) {
+            return Err(format!("endpoint mode {mode} does not fit network '{}' in mode {}: passthru is per network", net.name, net.mode));
+        }
+        let mut cfg = EndpointConfig::new(ep.name.clone(), mode);
+        cfg.mac = ep.mac;
+        cfg.vlan = net.vlan;
+        let netcfg = EndpointNet {
+            netns: ep.netns.clone(),
+            ifname: ep.ifname.clone(),
+            addrs: ep.ip.into_iter().collect(),
+        };
+        let dp = self
+            .planes
+            .get_mut(&net.parent)
+            .expect("a network has a dataplane");
+        dp.add_endpoint(cfg, netcfg).map_err(|e| e.to_string())?;
+        self.endpoints.insert(ep.name.clone(), ep);
+        Ok(())
+    }
+
+    fn endpoint_rm(&mut self, name: &str) -> Result<Value, String> {
+        let ep = self
+            .endpoints
+            .get(name)
+            .ok_or_else(|| format!("no endpoint named '{name}'"))?;
+        let parent = &self.networks[&ep.network].parent;
+        self.planes
+            .get_mut(parent)
+            .expect("present")
+            .remove_endpoint(name)
+            .map_err(|e| e.to_string())?;
+        self.endpoints.remove(name);
+        Ok(json!({ "removed": name }))
+    }
+
+    fn endpoint_ls(&self) -> Value {
+        json!(self
+            .endpoints
+            .values()
+            .map(|e| {
+                let net = &self.networks[&e.network];
+                let live = self
+                    .planes
+                    .get(&net.parent)
+                    .and_then(|dp| dp.topology().endpoint(&e.name));
+                json!({
+                    "name": e.name, "network": e.network, "netns": e.netns, "ifname": e.ifname,
+                    "mac": live.map(|l| l.mac().to_string()),
+                    "mode": live.map(|l| l.cfg.mode.as_str()),
+                    "ip": e.ip.map(|i| i.to_string()),
+                })
+            })
+            .collect::<Vec<_>>())
+    }
+
+    fn stats(&self) -> Result<Value, String> {
+        let mut parents = Vec::new();
+        for (parent, dp) in &self.planes {
+            let ports: Vec<Value> = dp
+                .stats()
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|(name, s)| {
+                    let drops: serde_json::Map<String, Value> = s
+                        .drop_reasons()
+                        .map(|(r, n)| (r.to_string(), json!(n)))
+                        .collect();
+                    json!({
+                        "port": name, "rx_packets": s.rx_packets, "rx_bytes": s.rx_bytes,
+                        "tx_packets": s.tx_packets, "tx_bytes": s.tx_bytes, "drops": drops,
+                    })
+                })
+                .collect();
+            parents.push(
+                json!({ "parent": parent, "fdb_entries": dp.table().fdb().len(), "ports": ports }),
+            );
+        }
+        Ok(json!(parents))
+    }
+
+    /// Removes every endpoint and network: detaches every program and deletes every
+    /// interface the daemon created.
+    pub fn shutdown(mut self) {
+        for (_, dp) in std::mem::take(&mut self.planes) {
+            dp.stop();
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! The daemon and its CLI, through the real binary: a config file, hot endpoint
+//! changes over the control socket, clear refusals of bad input that change nothing,
+//! stats, and a clean SIGTERM shutdown.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::require_root;
+use common::topo::{ep_ip, Topo};
+
+const BIN: &str = env!("CARGO_BIN_EXE_umacvlan");
+
+fn cli(socket: &Path, args: &[&str]) -> Output {
+    let mut a: Vec<&str> = args.to_vec();
+    a.extend(["--socket", socket.to_str().unwrap()]);
+    Command::new(BIN).args(&a).output().unwrap()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn refused(o: &Output, want: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success(),
+        "should have failed: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(err.contains(want), "error should contain {want:?}: {err}");
+}
+
+#[test]
+fn a_bad_config_is_refused_with_the_field_named() {
+    let dir = std::env::temp_dir().join(format!("umvcfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("bad.toml");
+    std::fs::write(
+        &f,
+        "[[network]]\nname = 'lan'\nparent = 'eth1'\nmode = 'passthrough'\n",
+    )
+    .unwrap();
+    let o = Command::new(BIN)
+        .args([
+            "run",
+            "--config",
+            f.to_str().unwrap(),
+            "--socket",
+            dir.join("s").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    refused(&o, "network 'lan'.mode: unknown macvlan mode 'passthrough'");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("spelled 'passthru'"));
+    assert!(
+        !dir.join("s").exists(),
+        "a refused start must not leave a socket"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn daemon_runs_a_config_takes_hot_changes_and_cleans_up_on_sigterm() {
+    if !require_root("daemon_runs_a_config_takes_hot_changes_and_cleans_up_on_sigterm") {
+        return;
+    }
+    let t = Topo::new("umvc", false, 3);
+    let socket = std::env::temp_dir().join(format!("umvc-{}.sock", std::process::id()));
+    let cfg = std::env::temp_dir().join(format!("umvc-{}.toml", std::process::id()));
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[network]]\nname = 'lan'\nparent = 'par'\n\n[[network.endpoint]]\nname = 'e1'\nnetns = '{}'\nip = '{}/24'\nmac = '02:00:00:00:00:01'\n\n[[network.endpoint]]\nname = 'e2'\nnetns = '{}'\nip = '{}/24'\n",
+            t.eps[0],
+            ep_ip(1),
+            t.eps[1],
+            ep_ip(2)
+        ),
+    )
+    .unwrap();
+    let child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &t.host,
+            BIN,
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--socket",
+            socket.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut d = Daemon {
+        child,
+        socket: socket.clone(),
+    };
+    let t0 = Instant::now();
+    while !socket.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the daemon did not come up"
+        );
+        if let Some(st) = d.child.try_wait().unwrap() {
+            panic!("the daemon exited early: {st}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777,
+        0o600,
+        "control socket mode"
+    );
+    let ping = |from: usize, to: usize| {
+        t.lab.try_exec(
+            &t.eps[from - 1],
+            &[
+                "ping",
+                "-q",
+                "-n",
+                "-c",
+                "2",
+                "-i",
+                "0.2",
+                "-W",
+                "1",
+                &ep_ip(to),
+            ],
+        )
+    };
+    assert!(ping(1, 2), "e1 → e2 from the config");
+
+    // Hot add, through the CLI.
+    let e3 = t.eps[2].clone();
+    let ip3 = format!("{}/24", ep_ip(3));
+    let out = ok(&cli(
+        &d.socket,
+        &[
+            "endpoint",
+            "add",
+            "e3",
+            "--network",
+            "lan",
+            "--netns",
+            &e3,
+            "--ip",
+            &ip3,
+        ],
+    ));
+    assert!(out.contains("\"name\": \"e3\""), "{out}");
+    assert!(ping(1, 3), "e1 → e3 after a hot add");
+
+    // Bad input: refused, named, and nothing changes.
+    let before = ok(&cli(&d.socket, &["endpoint", "ls"]));
+    refused(
+        &cli(
+            &d.socket,
+            &[
+                "endpoint",
+                "add",
+                "e4",
+                "--network",
+                "lan",
+                "--netns",
+                &e3,
+                "--mac",
+                "zz",
+            ],
+        ),
+        "endpoint 'e4'.mac: 'zz'",
+    );
+    refused(
+        &cli(
+            &d.socket,
+            &[
+                "endpoint",
+                "add",
+                "e4",
+                "--network",
+                "lan",
+                "--netns",
+                &e3,
+                "--ip",
+                "10.9.0.14",
+            ],
+        ),
+        "endpoint 'e4'.ip",
+    );
+    refused(
+        &cli(
+            &d.socket,
+            &["endpoint", "add", "e3", "--network", "lan", "--netns", &e3],
+        ),
+        "an endpoint named 'e3' already exists",
+    );
+    refused(
+        &cli(
+            &d.socket,
+            &["endpoint", "add", "e4", "--network", "nope", "--netns", &e3],
+        ),
+        "no network named 'nope'",
+    );
+    refused(
+        &cli(
+            &d.socket,
+            &[
+                "endpoint",
+                "add",
+                "e4",
+                "--network",
+                "lan",
+                "--netns",
+                &e3,
+                "--mac",
+                "02:00:00:00:00:01",
+            ],
+        ),
+        "already in use by endpoint 'e1'",
+    );
+    refused(
+        &cli(
+            &d.socket,
+            &[
+                "endpoint",
+                "add",
+                "e4",
+                "--network",
+                "lan",
+                "--netns",
+                "no-such-ns-umv",
+            ],
+        ),
+        "no-such-ns-umv",
+    );
+    refused(
+        &cli(
+            &d.socket,
+            &[
+                "network", "create", "pt", "--parent", "par", "--mode", "passthru",
+            ],
+        ),
+        "cannot use mode passthru, macvlan network 'lan' is already using parent interface par",
+    );
+    refused(
+        &cli(
+            &d.socket,
+            &["network", "create", "x", "--parent", "nosuchif0"],
+        ),
+        "nosuchif0",
+    );
+    refused(
+        &cli(
+            &d.socket,
+            &[
+                "network", "create", "v", "--parent", "par", "--vlan", "5000",
+            ],
+        ),
+        "network 'v'.vlan: 5000 is out of range",
+    );
+    refused(
+        &cli(&d.socket, &["network", "rm", "lan"]),
+        "still has endpoints",
+    );
+    assert_eq!(
+        before,
+        ok(&cli(&d.socket, &["endpoint", "ls"])),
+        "a refused request changed the endpoints"
+    );
+    assert!(ping(1, 3), "still forwarding after the refusals");
+
+    // A malformed and a truncated control message.
+    for raw in [
+        &b"this is not json\n"[..],
+        &b"{\"version\":1,\"op\":\"stats\""[..],
+        &b"{\"version\":9,\"op\":\"stats\"}\n"[..],
+    ] {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+        s.write_all(raw).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        assert!(answer.contains("\"ok\":false"), "{answer}");
+    }
+
+    // Stats, as JSON.
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(&cli(&d.socket, &["stats", "--json"]))).unwrap();
+    let ports = stats[0]["ports"].as_array().unwrap();
+    let e3s = ports
+        .iter()
+        .find(|p| p["port"] == "e3")
+        .expect("e3 in stats");
+    assert!(e3s["tx_packets"].as_u64().unwrap() >= 2, "{e3s}");
+    assert_eq!(stats[0]["parent"], "par");
+
+    // Hot remove, then SIGTERM: everything the daemon made is gone.
+    ok(&cli(&d.socket, &["endpoint", "rm", "e3"]));
+    assert!(!ping(1, 3), "e3 still reachable after endpoint rm");
+    assert!(ping(1, 2));
+    let pid = d.child.id().to_string();
+    // `ip netns exec` replaces itself with the daemon (exec), so the pid is the daemon's.
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(st) = d.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the daemon did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "daemon exit status {status}");
+    assert!(!socket.exists(), "the control socket was left behind");
+    let links = String::from_utf8_lossy(&t.lab.exec(&t.host, &["ip", "-d", "link", "show"]).stdout)
+        .to_string();
+    let ours = links
+        .lines()
+        .filter(|l| l.split(": ").nth(1).is_some_and(|n| n.starts_with("umv")))
+        .count();
+    assert_eq!(ours, 0, "interfaces left behind:\n{links}");
+    assert!(
+        !links.contains("prog/xdp"),
+        "an XDP program was left on the parent:\n{links}"
+    );
+    for ns in &t.eps {
+        let l =
+            String::from_utf8_lossy(&t.lab.exec(ns, &["ip", "link", "show"]).stdout).to_string();
+        assert!(
+            !l.contains("eth0"),
+            "an endpoint interface was left in {ns}:\n{l}"
+        );
+    }
+    let _ = std::fs::remove_file(&cfg);
+}
