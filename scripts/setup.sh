@@ -10,12 +10,13 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-# Debian packages: clang + libelf for the eBPF program (libbpf-cargo), ping and
-# iproute2 for the network-namespace tests, pkg-config/zlib for libbpf-sys.
+# Debian packages: clang + libelf for the eBPF program (libbpf-cargo), ping, iproute2
+# and ethtool for the network-namespace tests, pkg-config/zlib for libbpf-sys.
 pkgs=()
 command -v clang >/dev/null 2>&1 || pkgs+=(clang)
 command -v ping >/dev/null 2>&1 || pkgs+=(iputils-ping)
 command -v ip >/dev/null 2>&1 || pkgs+=(iproute2)
+command -v ethtool >/dev/null 2>&1 || pkgs+=(ethtool)
 command -v pkg-config >/dev/null 2>&1 || pkgs+=(pkg-config)
 for p in libelf-dev zlib1g-dev; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || pkgs+=("$p")

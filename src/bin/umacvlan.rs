@@ -322,13 +322,14 @@ fn print_stats(v: &Value) {
                 .flatten()
                 .map(|(k, n)| format!("{k}={n}"))
                 .collect();
+            let n = |k: &str| q[k].as_u64().unwrap_or(0);
             println!(
                 "  {:<16} {:>10} {:>12} {:>10} {:>12}  {}",
                 s(&q["port"]),
-                q["rx_packets"],
-                q["rx_bytes"],
-                q["tx_packets"],
-                q["tx_bytes"],
+                n("rx_packets"),
+                n("rx_bytes"),
+                n("tx_packets"),
+                n("tx_bytes"),
                 drops.join(" ")
             );
         }

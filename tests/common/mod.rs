@@ -3,6 +3,8 @@
 //! the crate's own `src/bpf/tests.rs` includes too), and the reference topology.
 #![allow(dead_code)]
 
+#[allow(dead_code)]
+pub mod daemon;
 mod lab;
 pub mod topo;
 
