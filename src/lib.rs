@@ -35,6 +35,8 @@
 //!
 //! ## Layers
 //! ```text
+//!   daemon     networks and endpoints over one Dataplane per parent; config (TOML)
+//!              and ctl (versioned JSON control protocol) feed it
 //!   dataplane  parent + XDP/tc steering (bpf) + AF_XDP sockets (xsk, sys) + veth
 //!              endpoints (link) + in-process endpoints (app) + a worker thread
 //!   topology   control rules (spec §5); publishes a PortTable per change
