@@ -94,6 +94,10 @@ enum NetworkCmd {
         /// IPAM range (recorded).
         #[arg(long)]
         ip_range: Option<String>,
+        /// Create interface IFNAME in the daemon's namespace, attached to the network as
+        /// a bridge-mode port, so the host can reach its endpoints through it.
+        #[arg(long, value_name = "IFNAME")]
+        host_port: Option<String>,
         /// Control socket.
         #[arg(long, default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
@@ -199,6 +203,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 subnet,
                 gateway,
                 ip_range,
+                host_port,
                 socket,
             } => {
                 let sec = NetworkSection {
@@ -209,7 +214,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                     subnet,
                     gateway,
                     ip_range,
-                    host_port: None,
+                    host_port,
                     endpoints: vec![],
                 };
                 print_json(request(&socket, Request::NetworkCreate(sec))?)

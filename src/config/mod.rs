@@ -75,7 +75,8 @@ pub struct NetworkSection {
     pub gateway: Option<String>,
     /// IPAM range (recorded).
     pub ip_range: Option<String>,
-    /// Host port (not available yet; refused if set).
+    /// Host port: an interface the daemon creates in its own namespace, attached to
+    /// the network as a bridge-mode port, so the host can reach its endpoints.
     pub host_port: Option<String>,
     /// Endpoints.
     #[serde(default, rename = "endpoint", skip_serializing_if = "Vec::is_empty")]
@@ -109,6 +110,8 @@ pub struct Network {
     pub gateway: Option<String>,
     /// IPAM range, as given.
     pub ip_range: Option<String>,
+    /// Host port interface name.
+    pub host_port: Option<String>,
 }
 
 /// A checked endpoint.
@@ -238,8 +241,14 @@ pub fn check_network(n: &NetworkSection) -> Result<Network, ConfigError> {
         g.parse::<std::net::IpAddr>()
             .map_err(|_| err(f("gateway"), format!("'{g}' is not an IP address")))?;
     }
-    if n.host_port.is_some() {
-        return Err(err(f("host_port"), "host ports are not available yet"));
+    if let Some(h) = &n.host_port {
+        check_ifname(&f("host_port"), h)?;
+        if mode == Mode::Passthru {
+            return Err(err(
+                f("host_port"),
+                "a passthru network has room for one endpoint only",
+            ));
+        }
     }
     Ok(Network {
         name: n.name.clone(),
@@ -249,6 +258,7 @@ pub fn check_network(n: &NetworkSection) -> Result<Network, ConfigError> {
         subnet: n.subnet.clone(),
         gateway: n.gateway.clone(),
         ip_range: n.ip_range.clone(),
+        host_port: n.host_port.clone(),
     })
 }
 
@@ -377,6 +387,8 @@ mod tests {
             ("[[network]]\nname='n'\nparent='eth1'\n[[network]]\nname='n'\nparent='eth2'\n", "network 'n': duplicate network name"),
             ("[[network]]\nname='n'\nparent='eth1'\n[[network.endpoint]]\nname='e'\nnetns='x'\n[[network.endpoint]]\nname='e'\nnetns='y'\n", "duplicate endpoint name"),
             ("[daemon]\nmetrics='127.0.0.1:9482'\n", "daemon.metrics"),
+            ("[[network]]\nname='n'\nparent='eth1'\nmode='passthru'\nhost_port='hp0'\n", "network 'n'.host_port: a passthru network has room for one endpoint only"),
+            ("[[network]]\nname='n'\nparent='eth1'\nhost_port='a very long name'\n", "network 'n'.host_port"),
             ("[[network]]\nname='n'\n", "missing field `parent`"),
             ("[[network]\n", "config: "),
         ];

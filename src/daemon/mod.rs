@@ -124,16 +124,42 @@ impl Daemon {
             self.planes.insert(net.parent.clone(), dp);
         }
         let dp = self.planes.get_mut(&net.parent).expect("present");
-        if let Err(e) = dp.add_network(net.vlan) {
+        let mut r = dp.add_network(net.vlan).map_err(|e| e.to_string());
+        if r.is_ok() {
+            if let Some(h) = &net.host_port {
+                r = Self::add_host_port(dp, &net, h);
+            }
+        }
+        if let Err(e) = r {
             if fresh {
                 if let Some(dp) = self.planes.remove(&net.parent) {
                     dp.stop();
                 }
             }
-            return Err(e.to_string());
+            return Err(e);
         }
         self.networks.insert(net.name.clone(), net);
         Ok(())
+    }
+
+    /// The endpoint name of network `net`'s host port.
+    fn host_port_endpoint(net: &str) -> String {
+        format!("{net}/host")
+    }
+
+    /// The host port: a veth pair whose far end, named `ifname`, stays in the daemon's
+    /// own namespace for the host to address; the near end is a bridge-mode port.
+    fn add_host_port(dp: &mut Dataplane, net: &Network, ifname: &str) -> Result<(), String> {
+        let mut cfg = EndpointConfig::new(Self::host_port_endpoint(&net.name), Mode::Bridge);
+        cfg.vlan = net.vlan;
+        let here = EndpointNet {
+            netns: "/proc/thread-self/ns/net".into(),
+            ifname: ifname.into(),
+            addrs: vec![],
+        };
+        dp.add_endpoint(cfg, here)
+            .map(|_| ())
+            .map_err(|e| format!("host port {ifname}: {e}"))
     }
 
     fn network_rm(&mut self, name: &str) -> Result<Value, String> {
@@ -154,6 +180,14 @@ impl Daemon {
             ));
         }
         let parent = net.parent.clone();
+        if net.host_port.is_some() {
+            let hp = Self::host_port_endpoint(name);
+            self.planes
+                .get_mut(&parent)
+                .expect("present")
+                .remove_endpoint(&hp)
+                .map_err(|e| e.to_string())?;
+        }
         self.networks.remove(name);
         if !self.networks.values().any(|n| n.parent == parent) {
             if let Some(dp) = self.planes.remove(&parent) {
