@@ -1,20 +1,26 @@
 //! Root tests of the steering programs on real interfaces: XDP and tc attach/detach
-//! (exclusive XDP, qdisc ownership, cleanup on drop from another thread), then frames
-//! through a veth parent with the counters, and into AF_XDP sockets with the metadata.
+//! (exclusive XDP, qdisc ownership, cleanup on drop from another thread), removing
+//! the leftovers of a switch process killed with SIGKILL (and nothing else), then
+//! frames through a veth parent with the counters, and into AF_XDP sockets with the
+//! metadata.
 //!
 //! Every interface lives in a network namespace `umvb<pid>-<seq>-<tag>` of a
 //! `common::Lab`, removed on drop (also on panic); namespaces of dead earlier runs are
 //! removed first.
 //! Tests run on a thread that entered the namespace: libbpf and netlink act on the
 //! calling thread's namespace. Not root: skipped with a message, except under
-//! `CI=true`, where that is a failure. Every wait is bounded (3 s).
+//! `CI=true`, where that is a failure. Every wait is bounded (3 s; 20 s for the
+//! killed helper process to come up).
 
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{in_ns, require_root, run, Lab};
+use libbpf_rs::{libbpf_sys, Program, TcHook, Xdp, XdpFlags, TC_INGRESS};
 use umacvlan::bpf::{Counter, DevVal, Error, Steering, XdpMode, COUNTERS, FDB_F_HOST_SUPPRESS};
 use umacvlan::port::PortId;
 use umacvlan::wire::MacAddr;
@@ -251,6 +257,226 @@ fn drop_on_another_thread_detaches_in_the_right_namespace() {
     drop(st);
     assert_eq!(ns.xdp("par"), None);
     assert!(!ns.has_clsact("par"));
+}
+
+/// Loads a minimal program that is not ours: type `ty`, name `name`, and it returns
+/// `ret` (`mov r0, ret; exit`). Only the returned fd holds it.
+fn load_foreign(ty: libbpf_sys::bpf_prog_type, name: &str, ret: i32) -> OwnedFd {
+    let insns = [
+        libbpf_sys::bpf_insn {
+            code: 0xb7, // BPF_ALU64 | BPF_MOV | BPF_K, into r0
+            imm: ret,
+            ..Default::default()
+        },
+        libbpf_sys::bpf_insn {
+            code: 0x95, // BPF_JMP | BPF_EXIT
+            ..Default::default()
+        },
+    ];
+    let name = std::ffi::CString::new(name).unwrap();
+    // SAFETY: the name and license are NUL-terminated, `insns` holds `insns.len()`
+    // instructions, no options; all outlive the call. A non-negative result is a new
+    // fd that nothing else owns.
+    let fd = unsafe {
+        libbpf_sys::bpf_prog_load(
+            ty,
+            name.as_ptr(),
+            c"GPL".as_ptr(),
+            insns.as_ptr(),
+            insns.len() as _,
+            std::ptr::null_mut(),
+        )
+    };
+    assert!(
+        fd >= 0,
+        "load the foreign program: {}",
+        std::io::Error::from_raw_os_error(-fd)
+    );
+    // SAFETY: see above.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+const KILLED_NS: &str = "UMV_KILLED_SWITCH_NS";
+const KILLED_DEVS: &str = "UMV_KILLED_SWITCH_DEVS";
+const READY: &str = "UMV-KILLED-SWITCH-READY ";
+
+/// Not a test of its own: the process [`killed_switch`] starts, and kills with
+/// SIGKILL once it is ready. In namespace `$UMV_KILLED_SWITCH_NS` it loads the
+/// programs, attaches XDP and tc to the first ifindex of `$UMV_KILLED_SWITCH_DEVS` and
+/// tc to the second, reports the program ids on stderr and waits (bounded) to be
+/// killed. Without the variables it does nothing.
+#[test]
+#[ignore = "a helper process of leftovers_of_a_killed_switch_are_removed_and_nothing_else"]
+fn killed_switch_helper() {
+    let (Ok(ns), Ok(devs)) = (std::env::var(KILLED_NS), std::env::var(KILLED_DEVS)) else {
+        return;
+    };
+    let devs: Vec<u32> = devs.split(',').map(|d| d.parse().unwrap()).collect();
+    in_ns(&ns, || {
+        let mut st = Steering::load().expect("load");
+        st.attach_xdp(devs[0], XdpMode::Native).expect("xdp");
+        st.attach_tc_ingress(devs[0]).expect("tc");
+        st.attach_tc_ingress(devs[1]).expect("tc");
+        eprintln!("{READY}{} {}", st.xdp_prog_id(), st.tc_prog_id());
+        // Killed long before; should the test be gone, `st` cleans up on drop.
+        std::thread::sleep(Duration::from_secs(60));
+    });
+}
+
+/// Runs [`killed_switch_helper`] in a process of its own and kills it with SIGKILL
+/// once it has attached: XDP + tc on `par`, tc on `ext`. Returns the (XDP, tc)
+/// program ids it left behind.
+fn killed_switch(ns: &Netns, par: u32, ext: u32) -> (u32, u32) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "killed_switch_helper",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(KILLED_NS, &ns.name)
+        .env(KILLED_DEVS, format!("{par},{ext}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the helper process");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let ready = line.starts_with(READY);
+            if tx.send(line).is_err() || ready {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut log = Vec::new();
+    let ids = loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => match line.strip_prefix(READY) {
+                Some(ids) => break ids.to_string(),
+                None => log.push(line),
+            },
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the helper process did not attach:\n{}", log.join("\n"));
+            }
+        }
+    };
+    // SIGKILL: no destructor runs, the programs stay attached.
+    child.kill().expect("kill -9 the helper");
+    child.wait().expect("reap the helper");
+    let mut ids = ids.split_whitespace().map(|i| i.parse().unwrap());
+    (ids.next().unwrap(), ids.next().unwrap())
+}
+
+#[test]
+fn leftovers_of_a_killed_switch_are_removed_and_nothing_else() {
+    if !require_root("leftovers_of_a_killed_switch_are_removed_and_nothing_else") {
+        return;
+    }
+    let ns = Netns::new("left");
+    let (par, ext) = ns.veth("par", "ext");
+
+    // An XDP program with another name, held by nobody: not ours, it stays.
+    ns.run(|| {
+        let mut st = Steering::load().expect("load");
+        let other = load_foreign(libbpf_sys::BPF_PROG_TYPE_XDP, "other", 2);
+        Xdp::new(other.as_fd())
+            .attach(par as i32, XdpFlags::DRV_MODE)
+            .expect("attach a foreign XDP program");
+        let other_id = Program::id_from_fd(other.as_fd()).unwrap();
+        drop(other); // only the attachment holds it now, as after a crash
+        assert!(st.remove_leftovers(par).expect("remove").is_empty());
+        assert_eq!(ns.xdp("par"), Some(("xdp".into(), other_id)));
+        let err = st
+            .attach_xdp(par, XdpMode::Native)
+            .expect_err("still foreign");
+        assert_eq!(err.foreign_prog_id(), Some(other_id), "{err}");
+    });
+    ns.ip(&["link", "set", "dev", "par", "xdp", "off"]);
+    assert_eq!(ns.xdp("par"), None);
+
+    // A running switch holds its programs open: nothing of it is a leftover.
+    ns.run(|| {
+        let mut live = Steering::load().expect("load");
+        live.attach_xdp(par, XdpMode::Native).expect("xdp");
+        live.attach_tc_ingress(par).expect("tc");
+        let mut st = Steering::load().expect("load a second instance");
+        assert!(st.remove_leftovers(par).expect("remove").is_empty());
+        assert_eq!(ns.xdp("par"), Some(("xdp".into(), live.xdp_prog_id())));
+        assert_eq!(ns.tc_ingress_ids("par"), vec![live.tc_prog_id()]);
+        assert!(st.attach_xdp(par, XdpMode::Native).is_err());
+        drop(live);
+    });
+    assert_eq!(ns.xdp("par"), None);
+    assert!(!ns.has_clsact("par"));
+
+    // A switch killed with SIGKILL: XDP + tc (and the clsact it created) on par, tc
+    // on ext, all still there and held by nobody.
+    let (xdp_id, tc_id) = killed_switch(&ns, par, ext);
+    assert_eq!(ns.xdp("par"), Some(("xdp".into(), xdp_id)));
+    assert_eq!(ns.tc_ingress_ids("par"), vec![tc_id]);
+    assert_eq!(ns.tc_ingress_ids("ext"), vec![tc_id]);
+    ns.run(|| {
+        // Someone else's tc program, held by nobody either, joins par's clsact.
+        let other = load_foreign(libbpf_sys::BPF_PROG_TYPE_SCHED_CLS, "other", -1);
+        let mut hook = TcHook::new(other.as_fd());
+        hook.ifindex(par as i32).attach_point(TC_INGRESS);
+        hook.attach().expect("attach a foreign tc program");
+        let other_id = Program::id_from_fd(other.as_fd()).unwrap();
+        drop(other);
+
+        let mut st = Steering::load().expect("load");
+        let removed = st.remove_leftovers(par).expect("remove on par");
+        assert_eq!(removed.len(), 2, "{removed:?}");
+        assert!(
+            removed[0].contains("XDP program steer")
+                && removed[0].contains(&format!("id {xdp_id}"))
+                && removed[0].contains("par"),
+            "{removed:?}"
+        );
+        assert!(
+            removed[1].contains("mirror") && removed[1].contains(&format!("id {tc_id}")),
+            "{removed:?}"
+        );
+        assert_eq!(ns.xdp("par"), None);
+        assert_eq!(
+            ns.tc_ingress_ids("par"),
+            vec![other_id],
+            "the other filter stays"
+        );
+        assert!(ns.has_clsact("par"), "still used by the other filter");
+
+        let removed = st.remove_leftovers(ext).expect("remove on ext");
+        assert_eq!(
+            removed.len(),
+            2,
+            "filter and the emptied qdisc: {removed:?}"
+        );
+        assert!(removed[1].contains("clsact"), "{removed:?}");
+        assert!(ns.tc_ingress_ids("ext").is_empty());
+        assert!(!ns.has_clsact("ext"));
+        assert!(st.remove_leftovers(par).expect("again").is_empty());
+
+        // The parent can be taken again, and our own programs are not leftovers.
+        st.attach_xdp(par, XdpMode::Native)
+            .expect("attach after the cleanup");
+        st.attach_tc_ingress(par).expect("tc after the cleanup");
+        assert!(st.remove_leftovers(par).expect("own").is_empty());
+        assert_eq!(ns.xdp("par"), Some(("xdp".into(), st.xdp_prog_id())));
+        let mut ids = ns.tc_ingress_ids("par");
+        ids.sort();
+        let mut want = vec![other_id, st.tc_prog_id()];
+        want.sort();
+        assert_eq!(ids, want);
+        drop(st);
+        assert_eq!(ns.xdp("par"), None);
+        assert_eq!(ns.tc_ingress_ids("par"), vec![other_id]);
+    });
 }
 
 /// Sends `frames` out of `ifindex` through an AF_PACKET socket (calling thread's netns).

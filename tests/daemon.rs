@@ -1,6 +1,7 @@
 //! The daemon and its CLI, through the real binary: a config file, hot endpoint
 //! changes over the control socket, clear refusals of bad input that change nothing,
-//! stats, and a clean SIGTERM shutdown.
+//! stats, a clean SIGTERM shutdown, and a restart after `kill -9` that removes the
+//! killed daemon's leftovers and restores its networks.
 
 mod common;
 
@@ -8,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::require_root;
 use common::topo::{ep_ip, Topo};
+use common::{require_root, require_root_and};
 
 const BIN: &str = env!("CARGO_BIN_EXE_umacvlan");
 
@@ -80,6 +81,110 @@ impl Drop for Daemon {
     }
 }
 
+/// Starts the daemon in the topology's host namespace and waits (bounded) until it
+/// answers on its control socket, i.e. its configuration is applied.
+fn start_daemon(t: &Topo, cfg: &Path, socket: &Path) -> Daemon {
+    let child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &t.host,
+            BIN,
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--socket",
+            socket.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut d = Daemon {
+        child,
+        socket: socket.to_path_buf(),
+    };
+    let t0 = Instant::now();
+    // A socket file may be a killed daemon's: wait for an answer, not for the file.
+    while !(socket.exists() && cli(socket, &["endpoint", "ls"]).status.success()) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the daemon did not come up"
+        );
+        if let Some(st) = d.child.try_wait().unwrap() {
+            let mut err = String::new();
+            if let Some(mut e) = d.child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("the daemon exited early: {st}\n{err}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    d
+}
+
+/// Sends SIGTERM and waits (bounded) for the daemon to exit.
+fn sigterm(d: &mut Daemon) -> std::process::ExitStatus {
+    let pid = d.child.id().to_string();
+    // `ip netns exec` replaces itself with the daemon (exec), so the pid is the daemon's.
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let t0 = Instant::now();
+    loop {
+        if let Some(st) = d.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the daemon did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `ip -d link show` in the host namespace.
+fn host_links(t: &Topo) -> String {
+    String::from_utf8_lossy(&t.lab.exec(&t.host, &["ip", "-d", "link", "show"]).stdout).to_string()
+}
+
+/// Interfaces named like the daemon's (`umv...`) in `ip link` output.
+fn umv_links(links: &str) -> usize {
+    links
+        .lines()
+        .filter(|l| l.split(": ").nth(1).is_some_and(|n| n.starts_with("umv")))
+        .count()
+}
+
+/// Nothing the daemon made is left: no `umv*` interface and no XDP program in the
+/// host namespace, no endpoint interface in the endpoint namespaces.
+fn assert_nothing_left(t: &Topo) {
+    let links = host_links(t);
+    assert_eq!(umv_links(&links), 0, "interfaces left behind:\n{links}");
+    assert!(
+        !links.contains("prog/xdp"),
+        "an XDP program was left on the parent:\n{links}"
+    );
+    for ns in &t.eps {
+        let l =
+            String::from_utf8_lossy(&t.lab.exec(ns, &["ip", "link", "show"]).stdout).to_string();
+        assert!(
+            !l.contains("eth0"),
+            "an endpoint interface was left in {ns}:\n{l}"
+        );
+    }
+}
+
+/// `tc -n <host> ARGS` output.
+fn host_tc(t: &Topo, args: &[&str]) -> String {
+    let mut a = vec!["-n", t.host.as_str()];
+    a.extend_from_slice(args);
+    String::from_utf8_lossy(&common::run("tc", &a).stdout).to_string()
+}
+
 #[test]
 fn daemon_runs_a_config_takes_hot_changes_and_cleans_up_on_sigterm() {
     if !require_root("daemon_runs_a_config_takes_hot_changes_and_cleans_up_on_sigterm") {
@@ -99,38 +204,7 @@ fn daemon_runs_a_config_takes_hot_changes_and_cleans_up_on_sigterm() {
         ),
     )
     .unwrap();
-    let child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &t.host,
-            BIN,
-            "run",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--socket",
-            socket.to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut d = Daemon {
-        child,
-        socket: socket.clone(),
-    };
-    let t0 = Instant::now();
-    while !socket.exists() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "the daemon did not come up"
-        );
-        if let Some(st) = d.child.try_wait().unwrap() {
-            panic!("the daemon exited early: {st}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_millis(300));
+    let mut d = start_daemon(&t, &cfg, &socket);
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777,
@@ -324,44 +398,88 @@ fn daemon_runs_a_config_takes_hot_changes_and_cleans_up_on_sigterm() {
     ok(&cli(&d.socket, &["endpoint", "rm", "e3"]));
     assert!(!ping(1, 3), "e3 still reachable after endpoint rm");
     assert!(ping(1, 2));
-    let pid = d.child.id().to_string();
-    // `ip netns exec` replaces itself with the daemon (exec), so the pid is the daemon's.
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(st) = d.child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "the daemon did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = sigterm(&mut d);
     assert!(status.success(), "daemon exit status {status}");
     assert!(!socket.exists(), "the control socket was left behind");
-    let links = String::from_utf8_lossy(&t.lab.exec(&t.host, &["ip", "-d", "link", "show"]).stdout)
-        .to_string();
-    let ours = links
-        .lines()
-        .filter(|l| l.split(": ").nth(1).is_some_and(|n| n.starts_with("umv")))
-        .count();
-    assert_eq!(ours, 0, "interfaces left behind:\n{links}");
+    assert_nothing_left(&t);
+    let _ = std::fs::remove_file(&cfg);
+}
+
+#[test]
+fn daemon_recovers_after_kill_9() {
+    if !require_root_and("daemon_recovers_after_kill_9", &["tc"]) {
+        return;
+    }
+    let t = Topo::new("umvk", false, 1);
+    let socket = std::env::temp_dir().join(format!("umvk-{}.sock", std::process::id()));
+    let cfg = std::env::temp_dir().join(format!("umvk-{}.toml", std::process::id()));
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[network]]\nname = 'lan'\nparent = 'par'\n\n[[network.endpoint]]\nname = 'e1'\nnetns = '{}'\nip = '{}/24'\nmac = '02:00:00:00:00:01'\n",
+            t.eps[0],
+            ep_ip(1),
+        ),
+    )
+    .unwrap();
+    let mut d = start_daemon(&t, &cfg, &socket);
+    assert!(t.ping("e1", "ext"), "e1 → ext from the config");
+    assert!(t.ping("ext", "e1"), "ext → e1 from the config");
+
+    // kill -9: no cleanup runs. Everything the daemon made is still there.
+    d.child.kill().unwrap();
+    let status = d.child.wait().unwrap();
+    assert!(!status.success(), "killed: {status}");
+    drop(d);
+    let links = host_links(&t);
     assert!(
-        !links.contains("prog/xdp"),
-        "an XDP program was left on the parent:\n{links}"
+        links.contains("prog/xdp"),
+        "the killed daemon's XDP program is on the parent:\n{links}"
     );
-    for ns in &t.eps {
-        let l =
-            String::from_utf8_lossy(&t.lab.exec(ns, &["ip", "link", "show"]).stdout).to_string();
+    assert!(
+        umv_links(&links) >= 3,
+        "the killed daemon's mirror pair and endpoint veth are there:\n{links}"
+    );
+    assert!(
+        host_tc(&t, &["filter", "show", "dev", "par", "ingress"]).contains("mirror"),
+        "the killed daemon's tc filter is on the parent"
+    );
+    assert!(
+        String::from_utf8_lossy(&t.lab.exec(&t.eps[0], &["ip", "link", "show"]).stdout)
+            .contains("eth0"),
+        "the killed daemon's endpoint interface is in e1"
+    );
+
+    // The next start removes the leftovers and restores the configured network.
+    let mut d = start_daemon(&t, &cfg, &socket);
+    assert!(t.ping("e1", "ext"), "e1 → ext after the restart");
+    assert!(t.ping("ext", "e1"), "ext → e1 after the restart");
+    let eps = ok(&cli(&d.socket, &["endpoint", "ls"]));
+    assert!(eps.contains("e1"), "{eps}");
+
+    let status = sigterm(&mut d);
+    let mut log = String::new();
+    if let Some(mut e) = d.child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut log);
+    }
+    assert!(status.success(), "daemon exit status {status}\n{log}");
+    for what in [
+        "removed a leftover of an earlier run: XDP program steer",
+        "removed a leftover of an earlier run: tc ingress filter running mirror",
+        "removed a leftover of an earlier run: interface umv",
+    ] {
         assert!(
-            !l.contains("eth0"),
-            "an endpoint interface was left in {ns}:\n{l}"
+            log.contains(what),
+            "the restart should log {what:?}:\n{log}"
         );
     }
+    assert!(!socket.exists(), "the control socket was left behind");
+    assert_nothing_left(&t);
+    let qdiscs = host_tc(&t, &["qdisc", "show", "dev", "par"]);
+    assert!(
+        !qdiscs.contains("clsact"),
+        "a clsact qdisc was left:\n{qdiscs}"
+    );
     let _ = std::fs::remove_file(&cfg);
 }

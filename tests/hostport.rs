@@ -1,5 +1,6 @@
 //! Root test, through the real daemon: `host_port` lets the host reach its own
-//! endpoints — the best-known limitation of kernel macvlan, fixed as an opt-in.
+//! endpoints — the best-known limitation of kernel macvlan, fixed as an opt-in — and
+//! the daemon's Prometheus endpoint counts it.
 
 mod common;
 
@@ -14,7 +15,7 @@ fn the_host_reaches_its_endpoints_through_the_host_port() {
     }
     let t = Topo::new("umvh", false, 1);
     let config = format!(
-        "[[network]]\nname = 'lan'\nparent = 'par'\nhost_port = 'umvhp0'\n\n[[network.endpoint]]\nname = 'e1'\nnetns = '{}'\nmac = '{}'\nip = '{}/24'\n",
+        "[daemon]\nmetrics = '127.0.0.1:9482'\n\n[[network]]\nname = 'lan'\nparent = 'par'\nhost_port = 'umvhp0'\n\n[[network.endpoint]]\nname = 'e1'\nnetns = '{}'\nmac = '{}'\nip = '{}/24'\n",
         t.eps[0],
         ep_mac(1),
         ep_ip(1)

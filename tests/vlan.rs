@@ -47,7 +47,7 @@ fn send(t: &Topo, ns: &str, dst: &str, src: &str, vlan: Option<u16>, count: u32)
 /// Starts a capture on `eth0` in `ns` for frames of EtherType 0x88b5 from `src` and
 /// returns it; `finish` reports the VLAN id each carried (0 = untagged), whether the
 /// tag was in the frame or moved to packet metadata by the kernel.
-fn capture(t: &Topo, ns: &str, src: &str) -> std::process::Child {
+fn capture(ns: &str, src: &str) -> std::process::Child {
     let py = format!(
         r#"
 import socket, struct, time
@@ -129,7 +129,7 @@ fn vlan_networks_share_a_parent_and_never_see_each_other() {
     assert_eq!(rx(&t, &e2) - r2, 20, "e2 gets exactly its VLAN-20 frames");
 
     // The tag is popped on the way to the endpoint.
-    let cap = capture(&t, &e1, ext_mac);
+    let cap = capture(&e1, ext_mac);
     std::thread::sleep(std::time::Duration::from_millis(800));
     send(&t, &t.ext, &ep_mac(1), ext_mac, Some(10), 3);
     let out = cap.wait_with_output().unwrap();
@@ -144,8 +144,8 @@ fn vlan_networks_share_a_parent_and_never_see_each_other() {
 
     // Towards the wire the network's tag is pushed: ext sees e1's frames on VLAN 10 and
     // e2's on VLAN 20.
-    let cap = capture(&t, &t.ext, &ep_mac(1));
-    let cap2 = capture(&t, &t.ext, &ep_mac(2));
+    let cap = capture(&t.ext, &ep_mac(1));
+    let cap2 = capture(&t.ext, &ep_mac(2));
     std::thread::sleep(std::time::Duration::from_millis(800));
     send(&t, &e1, ext_mac, &ep_mac(1), None, 3);
     send(&t, &e2, ext_mac, &ep_mac(2), None, 3);

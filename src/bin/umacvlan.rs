@@ -371,6 +371,15 @@ fn run(config: Option<&Path>, socket: Option<PathBuf>) -> Result<()> {
         signal_hook::flag::register(sig, term.clone()).context("installing signal handlers")?;
     }
     let listener = bind_socket(&sock)?;
+    let metrics = match cfg.metrics {
+        Some(addr) => {
+            let l = std::net::TcpListener::bind(addr)
+                .with_context(|| format!("daemon.metrics: binding {addr}"))?;
+            l.set_nonblocking(true)?;
+            Some(l)
+        }
+        None => None,
+    };
     let mut daemon = Daemon::default();
     if let Err(e) = daemon.apply(&cfg) {
         daemon.shutdown();
@@ -384,12 +393,23 @@ fn run(config: Option<&Path>, socket: Option<PathBuf>) -> Result<()> {
         sock.display()
     );
     while !term.load(Ordering::Relaxed) {
+        let mut idle = true;
         match listener.accept() {
-            Ok((stream, _)) => serve(&mut daemon, stream),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(50))
+            Ok((stream, _)) => {
+                idle = false;
+                serve(&mut daemon, stream);
             }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => eprintln!("umacvlan: control socket: {e}"),
+        }
+        if let Some(m) = &metrics {
+            if let Ok((stream, _)) = m.accept() {
+                idle = false;
+                serve_metrics(&daemon, stream);
+            }
+        }
+        if idle {
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
     eprintln!("umacvlan: stopping: removing endpoints, programs and interfaces");
@@ -419,6 +439,29 @@ fn bind_socket(sock: &Path) -> Result<std::os::unix::net::UnixListener> {
     std::fs::set_permissions(sock, std::fs::Permissions::from_mode(0o600))?;
     l.set_nonblocking(true)?;
     Ok(l)
+}
+
+/// Answers one HTTP request for the Prometheus text format.
+fn serve_metrics(daemon: &Daemon, mut stream: std::net::TcpStream) {
+    use std::io::{Read, Write};
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut buf = [0u8; 2048];
+    let n = stream.read(&mut buf).unwrap_or(0);
+    let req = String::from_utf8_lossy(&buf[..n]);
+    let (status, body) = if req.starts_with("GET /metrics ") || req.starts_with("GET / ") {
+        match daemon.metrics() {
+            Ok(b) => ("200 OK", b),
+            Err(e) => ("500 Internal Server Error", format!("{e}\n")),
+        }
+    } else {
+        ("404 Not Found", "try GET /metrics\n".to_string())
+    };
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
 }
 
 /// Answers one connection: one request line, one response line.

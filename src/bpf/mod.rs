@@ -51,6 +51,11 @@
 //! it and no filter is left on it. Dropping it detaches everything, best effort, in the
 //! network namespace each attachment was made in.
 //!
+//! The one exception is explicit: after `kill -9` a switch's programs stay attached,
+//! held open by no process, and [`Steering::remove_leftovers`] removes such programs
+//! when they carry our programs' names (and the clsact qdisc they leave empty). A
+//! program some process holds open, e.g. a running switch's, is never removed.
+//!
 //! Interface indices are those of the calling thread's network namespace, as for
 //! libbpf. Requires Linux 5.9 or later (the fallback action in the flags of
 //! `bpf_redirect_map`); developed on 6.18. Root, or `CAP_BPF` + `CAP_NET_ADMIN` +
@@ -58,6 +63,7 @@
 //! [AF_XDP](https://docs.kernel.org/networking/af_xdp.html) documentation.
 
 mod error;
+mod leftover;
 mod nl;
 mod skel;
 #[cfg(test)]

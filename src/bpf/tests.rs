@@ -378,3 +378,18 @@ fn maps_round_trip_and_clear() {
     st.reset_counters().unwrap();
     assert_eq!(st.counters().unwrap(), [0; COUNTERS]);
 }
+
+#[test]
+fn a_loaded_program_is_held_open_and_a_dropped_one_is_not() {
+    if !require_root("a_loaded_program_is_held_open_and_a_dropped_one_is_not") {
+        return;
+    }
+    let st = Steering::load().expect("load");
+    let (xdp, tc) = (st.xdp_prog_id(), st.tc_prog_id());
+    assert!(leftover::held_open(xdp), "this process holds steer");
+    assert!(leftover::held_open(tc), "this process holds mirror");
+    drop(st);
+    // Nothing attached it: unloaded with its last fd, so nobody holds it.
+    assert!(!leftover::held_open(xdp));
+    assert!(!leftover::held_open(tc));
+}

@@ -35,7 +35,7 @@ pub const DEFAULT_SOCKET: &str = "/run/umacvlan/umacvlan.sock";
 pub struct DaemonSection {
     /// Control socket path.
     pub socket: Option<PathBuf>,
-    /// Prometheus text endpoint, `ADDR:PORT` (not served yet; refused if set).
+    /// Prometheus text endpoint, `ADDR:PORT`, serving `GET /metrics`.
     pub metrics: Option<String>,
 }
 
@@ -163,6 +163,8 @@ fn ser_opt_cidr<S: serde::Serializer>(m: &Option<IpCidr>, s: S) -> Result<S::Ok,
 pub struct Config {
     /// Control socket.
     pub socket: Option<PathBuf>,
+    /// Where to serve Prometheus metrics.
+    pub metrics: Option<std::net::SocketAddr>,
     /// Networks, in file order.
     pub networks: Vec<Network>,
     /// Endpoints, in file order.
@@ -323,14 +325,22 @@ impl Config {
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let file: File =
             toml::from_str(text).map_err(|e| err("config", e.to_string().trim_end()))?;
-        if file.daemon.metrics.is_some() {
-            return Err(err(
-                "daemon.metrics",
-                "the Prometheus endpoint is not available yet",
-            ));
-        }
+        let metrics = file
+            .daemon
+            .metrics
+            .as_deref()
+            .map(|m| {
+                m.parse::<std::net::SocketAddr>().map_err(|_| {
+                    err(
+                        "daemon.metrics",
+                        format!("'{m}' is not ADDRESS:PORT, e.g. 127.0.0.1:9482"),
+                    )
+                })
+            })
+            .transpose()?;
         let mut c = Config {
             socket: file.daemon.socket,
+            metrics,
             ..Config::default()
         };
         for n in &file.networks {
@@ -386,7 +396,7 @@ mod tests {
             ("[[network]]\nname='n'\nparent='eth1'\ncolour='red'\n", "unknown field `colour`"),
             ("[[network]]\nname='n'\nparent='eth1'\n[[network]]\nname='n'\nparent='eth2'\n", "network 'n': duplicate network name"),
             ("[[network]]\nname='n'\nparent='eth1'\n[[network.endpoint]]\nname='e'\nnetns='x'\n[[network.endpoint]]\nname='e'\nnetns='y'\n", "duplicate endpoint name"),
-            ("[daemon]\nmetrics='127.0.0.1:9482'\n", "daemon.metrics"),
+            ("[daemon]\nmetrics='localhost'\n", "daemon.metrics: 'localhost' is not ADDRESS:PORT"),
             ("[[network]]\nname='n'\nparent='eth1'\nmode='passthru'\nhost_port='hp0'\n", "network 'n'.host_port: a passthru network has room for one endpoint only"),
             ("[[network]]\nname='n'\nparent='eth1'\nhost_port='a very long name'\n", "network 'n'.host_port"),
             ("[[network]]\nname='n'\n", "missing field `parent`"),

@@ -330,6 +330,82 @@ impl Daemon {
         Ok(json!(parents))
     }
 
+    /// The counters in the Prometheus text exposition format.
+    ///
+    /// # Errors
+    /// A worker that does not answer.
+    pub fn metrics(&self) -> Result<String, String> {
+        use std::fmt::Write;
+        let stats = self.stats()?;
+        let mut out = String::new();
+        let series = [
+            (
+                "rx_packets",
+                "umacvlan_rx_packets_total",
+                "Frames received by a port.",
+            ),
+            (
+                "rx_bytes",
+                "umacvlan_rx_bytes_total",
+                "Bytes received by a port.",
+            ),
+            (
+                "tx_packets",
+                "umacvlan_tx_packets_total",
+                "Frames transmitted by a port.",
+            ),
+            (
+                "tx_bytes",
+                "umacvlan_tx_bytes_total",
+                "Bytes transmitted by a port.",
+            ),
+        ];
+        let esc = |v: &Value| {
+            v.as_str()
+                .unwrap_or("")
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+        };
+        for (key, name, help) in series {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for p in stats.as_array().into_iter().flatten() {
+                for q in p["ports"].as_array().into_iter().flatten() {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{parent=\"{}\",port=\"{}\"}} {}",
+                        esc(&p["parent"]),
+                        esc(&q["port"]),
+                        q[key].as_u64().unwrap_or(0)
+                    );
+                }
+            }
+        }
+        let _ = writeln!(out, "# HELP umacvlan_drops_total Frames dropped by a port, by reason.\n# TYPE umacvlan_drops_total counter");
+        for p in stats.as_array().into_iter().flatten() {
+            for q in p["ports"].as_array().into_iter().flatten() {
+                for (reason, n) in q["drops"].as_object().into_iter().flatten() {
+                    let _ = writeln!(
+                        out,
+                        "umacvlan_drops_total{{parent=\"{}\",port=\"{}\",reason=\"{reason}\"}} {}",
+                        esc(&p["parent"]),
+                        esc(&q["port"]),
+                        n.as_u64().unwrap_or(0)
+                    );
+                }
+            }
+        }
+        let _ = writeln!(out, "# HELP umacvlan_fdb_entries Entries in a parent's forwarding table.\n# TYPE umacvlan_fdb_entries gauge");
+        for p in stats.as_array().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "umacvlan_fdb_entries{{parent=\"{}\"}} {}",
+                esc(&p["parent"]),
+                p["fdb_entries"].as_u64().unwrap_or(0)
+            );
+        }
+        Ok(out)
+    }
+
     /// Removes every endpoint and network: detaches every program and deletes every
     /// interface the daemon created.
     pub fn shutdown(mut self) {

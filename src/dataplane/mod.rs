@@ -215,6 +215,12 @@ fn open_port(
 impl Dataplane {
     /// Starts a switch on `cfg.parent` in the calling thread's namespace.
     ///
+    /// What a switch killed on this parent left behind (`kill -9`, a crash) is
+    /// removed first, one line on stderr each: its XDP and tc programs, which no
+    /// process holds open any more ([`Steering::remove_leftovers`]), then, once the
+    /// parent's XDP hook is ours, interfaces named like ours (`umv<ifindex>ma`/`mb`,
+    /// `umv<ifindex>e<port>`).
+    ///
     /// # Errors
     /// If the parent is missing or unsuitable, it already carries an XDP program the
     /// switch did not attach, or any kernel step fails; everything set up so far is
@@ -249,6 +255,15 @@ impl Dataplane {
             true,
         )?;
         let mut steering = Steering::load()?;
+        // A switch killed on this parent (`kill -9`, a crash) left its programs
+        // attached, held open by no process: remove them. A running switch's programs
+        // are held open by it and stay, so the attach below refuses the parent.
+        for what in steering.remove_leftovers(parent.index)? {
+            eprintln!(
+                "umacvlan: {}: removed a leftover of an earlier run: {what}",
+                cfg.parent
+            );
+        }
         // First of all, claim the parent's XDP hook: this refuses a parent that carries
         // someone else's program before anything else is touched. Until the parent is
         // in the `devs` map the program passes every frame to the host.
@@ -258,9 +273,19 @@ impl Dataplane {
             format!("umv{}ma", parent.index),
             format!("umv{}mb", parent.index),
         );
-        for stale in [&ma, &mb] {
-            if let Some(l) = links.get(stale)? {
-                links.delete(l.index, stale)?;
+        // The parent is ours now, so interfaces named like ours on it are leftovers:
+        // the mirror pair and endpoint veths (deleting one removes its peer in the
+        // endpoint's namespace too).
+        for l in links.list()? {
+            if l.name == ma || l.name == mb || is_endpoint_veth(&l.name, parent.index) {
+                // Deleting one end of a pair removes the other: it may be gone already.
+                if links.get(&l.name)?.is_some_and(|now| now.index == l.index) {
+                    links.delete(l.index, &l.name)?;
+                    eprintln!(
+                        "umacvlan: {}: removed a leftover of an earlier run: interface {}",
+                        cfg.parent, l.name
+                    );
+                }
             }
         }
         links.add_veth_mq(&ma, &mb, n)?;
@@ -411,7 +436,7 @@ impl Dataplane {
 
     fn plumb(&mut self, name: &str, id: PortId, net: EndpointNet) -> Result<()> {
         let ep = self.topo.endpoint(name).expect("just added").clone();
-        let host_ifname = format!("umv{}e{}", self.parent.index, id.0);
+        let host_ifname = endpoint_veth_name(self.parent.index, id);
         let veth = VethEndpoint {
             host_ifname: host_ifname.clone(),
             netns: net.netns,
@@ -645,6 +670,17 @@ impl Drop for Dataplane {
     }
 }
 
+/// The host-side name of an endpoint's veth: `umv<parent ifindex>e<port id>`.
+fn endpoint_veth_name(parent: u32, id: PortId) -> String {
+    format!("umv{parent}e{}", id.0)
+}
+
+/// Whether `name` is exactly of the form [`endpoint_veth_name`] gives for `parent`.
+fn is_endpoint_veth(name: &str, parent: u32) -> bool {
+    name.strip_prefix(&format!("umv{parent}e"))
+        .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Whether the calling thread holds CAP_IPC_LOCK, which exempts AF_XDP UMEM
 /// registration from RLIMIT_MEMLOCK.
 fn has_cap_ipc_lock() -> bool {
@@ -677,5 +713,23 @@ impl<F: FnOnce()> Drop for ScopeGuard<F> {
         if let Some(f) = self.0.take() {
             f();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_our_exact_endpoint_veth_names_are_recognised() {
+        assert_eq!(endpoint_veth_name(3, PortId(12)), "umv3e12");
+        assert!(is_endpoint_veth("umv3e12", 3));
+        assert!(is_endpoint_veth(&endpoint_veth_name(3, PortId(2)), 3));
+        for other in [
+            "umv3e", "umv31e2", "umv3e2x", "umv3ma", "umv3mb", "xumv3e2", "umv3e-1", "eth0",
+        ] {
+            assert!(!is_endpoint_veth(other, 3), "{other}");
+        }
+        assert!(!is_endpoint_veth("umv3e2", 31));
     }
 }
