@@ -12,7 +12,7 @@ setup:
 
 ## The main job.
 demo: setup
-	cargo run --release --quiet --example embedded
+	cargo run --release --quiet -- demo
 
 ## Every test: unit, simulation, doc tests, then a brief run of each fuzz target.
 test: setup unit fuzz
@@ -21,6 +21,7 @@ unit:
 	cargo test --all-targets
 	cargo test --doc
 	cargo run --quiet --example embedded
+	cargo run --quiet -- demo
 
 fuzz:
 	cd fuzz && mkdir -p corpus/frame_parse corpus/pipeline corpus/table_ops && for t in frame_parse pipeline table_ops; do \

@@ -24,29 +24,11 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use umacvlan::app::Responder;
 use umacvlan::dataplane::{Dataplane, DataplaneConfig, EndpointNet};
+use umacvlan::demo::Namespaces;
 use umacvlan::link::{Links, Netns};
 use umacvlan::mode::Mode;
 use umacvlan::topology::EndpointConfig;
 use umacvlan::wire::MacAddr;
-
-/// Network namespaces created by this example, deleted on drop.
-struct Namespaces(Vec<String>);
-
-impl Namespaces {
-    fn create(&mut self, name: String) -> Result<Netns> {
-        let ns = Netns::create(&name).with_context(|| format!("creating namespace {name}"))?;
-        self.0.push(name);
-        Ok(ns)
-    }
-}
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for n in self.0.drain(..) {
-            let _ = Netns::delete(&n);
-        }
-    }
-}
 
 fn ping(ns: &str, ip: &str) -> bool {
     Command::new("ip")
@@ -57,33 +39,15 @@ fn ping(ns: &str, ip: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// Deletes namespaces left by earlier runs that were killed before cleaning up.
-fn remove_stale() {
-    let Ok(dir) = std::fs::read_dir("/run/netns") else {
-        return;
-    };
-    for e in dir.flatten() {
-        let name = e.file_name().to_string_lossy().to_string();
-        let pid = name
-            .strip_prefix("umvex-")
-            .and_then(|r| r.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok());
-        if pid.is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()) {
-            let _ = Netns::delete(&name);
-        }
-    }
-}
-
 fn main() -> Result<()> {
-    remove_stale();
-    let p = format!("umvex-{}-", std::process::id());
-    let mut spaces = Namespaces(Vec::new());
-    let host = spaces.create(format!("{p}host"))?;
-    let ext = spaces.create(format!("{p}ext"))?;
-    let c: Vec<String> = (1..=2).map(|i| format!("{p}c{i}")).collect();
-    for n in &c {
-        spaces.create(n.clone())?;
-    }
+    // Fresh namespaces `umvex-<pid>-*`, removed on drop (and on the next run if killed).
+    let mut spaces = Namespaces::new("umvex");
+    let host = Netns::open(&spaces.create("host")?)?;
+    let ext_name = spaces.create("ext")?;
+    let ext = Netns::open(&ext_name)?;
+    let c: Vec<String> = (1..=2)
+        .map(|i| spaces.create(&format!("c{i}")))
+        .collect::<Result<_, _>>()?;
 
     // The parent `par` in the host namespace; its peer is the external host's eth0.
     let hl = Links::open_in(&host)?;
@@ -155,7 +119,7 @@ fn main() -> Result<()> {
         ),
         (&c[0], "10.20.0.64", "c1 → app (in-process endpoint)"),
         (&c[0], "10.20.0.100", "c1 → ext (out of the parent)"),
-        (&spaces.0[1], "10.20.0.64", "ext → app (in from the parent)"),
+        (&ext_name, "10.20.0.64", "ext → app (in from the parent)"),
     ];
     let mut failed = 0;
     for (ns, ip, what) in checks {

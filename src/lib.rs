@@ -93,6 +93,7 @@ pub mod config;
 pub mod ctl;
 pub mod daemon;
 pub mod dataplane;
+pub mod demo;
 pub mod link;
 pub mod mode;
 pub mod port;

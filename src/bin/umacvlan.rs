@@ -47,6 +47,8 @@ enum Cmd {
     /// Manage endpoints.
     #[command(subcommand)]
     Endpoint(EndpointCmd),
+    /// A self-contained tour: builds a netns topology, switches it, pings, cleans up.
+    Demo,
     /// Per-port counters: packets, bytes, drops by reason; FDB size.
     Stats {
         /// Print JSON.
@@ -185,6 +187,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             modes,
         } => simulate(frames, seed, &modes),
         Cmd::Run { config, socket } => run(config.as_deref(), socket),
+        Cmd::Demo => Ok(umacvlan::demo::run(&mut std::io::stdout())?),
         Cmd::Stats { json, socket } => {
             let v = request(&socket, Request::Stats)?;
             if json {

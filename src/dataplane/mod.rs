@@ -423,8 +423,18 @@ impl Dataplane {
                 "endpoint '{name}': source mode is not available on real interfaces yet (only in the in-memory switch)"
             )));
         }
-        let id = self.topo.add_endpoint(cfg)?;
-        match self.plumb(&name, id, net) {
+        // Refuse by the rules (spec §5) before creating anything. Then publish it down,
+        // so no worker sends to it before its port exists, and bring it up once its
+        // socket is attached.
+        self.topo.check_endpoint(cfg.clone())?;
+        let want_up = cfg.up;
+        let id = self
+            .topo
+            .add_endpoint(EndpointConfig { up: false, ..cfg })?;
+        match self
+            .plumb(&name, id, net)
+            .and_then(|()| self.bring_up(&name, want_up))
+        {
             Ok(()) => Ok(id),
             Err(e) => {
                 self.unplumb(&name);
@@ -474,8 +484,16 @@ impl Dataplane {
             )?;
             self.steering.set_xsk(slot + w as u32, fds[0].as_fd())?;
         }
-        self.steering.attach_xdp(host_ifindex, self.cfg.xdp_mode)?;
-        self.sync_fdb(&ep.cfg)
+        self.steering
+            .attach_xdp(host_ifindex, self.cfg.xdp_mode)
+            .map_err(Error::from)
+    }
+
+    /// Brings a plumbed endpoint up (or leaves it down) and mirrors it into the maps.
+    fn bring_up(&mut self, name: &str, up: bool) -> Result<()> {
+        self.topo.set_up(name, up)?;
+        let c = self.topo.endpoint(name).expect("exists").cfg.clone();
+        self.sync_fdb(&c)
     }
 
     /// Mirrors one endpoint's state into the XDP program's maps.
@@ -516,7 +534,11 @@ impl Dataplane {
         handler: impl Fn() -> Box<dyn AppHandler<Umem>>,
     ) -> Result<PortId> {
         let name = cfg.name.clone();
-        let id = self.topo.add_endpoint(cfg)?;
+        self.topo.check_endpoint(cfg.clone())?;
+        let want_up = cfg.up;
+        let id = self
+            .topo
+            .add_endpoint(EndpointConfig { up: false, ..cfg })?;
         let mut r = Ok(());
         for worker in &self.workers {
             let port = DpPort::App(AppPort::new(handler(), 256));
@@ -530,8 +552,7 @@ impl Dataplane {
         let r = r.and_then(|()| {
             self.endpoints
                 .insert(name.clone(), EndpointRt { id, veth: None });
-            let c = self.topo.endpoint(&name).expect("just added").cfg.clone();
-            self.sync_fdb(&c)
+            self.bring_up(&name, want_up)
         });
         match r {
             Ok(()) => Ok(id),

@@ -389,6 +389,33 @@ impl Links {
         self.nl("create veth", name, self.handle.link().add(msg).execute())
     }
 
+    /// Creates a Linux bridge `name` (STP off).
+    ///
+    /// # Errors
+    /// [`Error::Netlink`].
+    pub fn add_bridge(&self, name: &str) -> Result<()> {
+        let req = self
+            .handle
+            .link()
+            .add(rtnetlink::LinkBridge::new(name).build());
+        self.nl("create bridge", name, req.execute())
+    }
+
+    /// Makes interface `index` a port of bridge `controller`.
+    ///
+    /// # Errors
+    /// [`Error::Netlink`].
+    pub fn set_controller(&self, index: u32, ifname: &str, controller: u32) -> Result<()> {
+        let msg = LinkUnspec::new_with_index(index)
+            .controller(controller)
+            .build();
+        self.nl(
+            "attach to bridge",
+            ifname,
+            self.handle.link().set(msg).execute(),
+        )
+    }
+
     /// Moves interface `index` into namespace `ns`.
     ///
     /// # Errors

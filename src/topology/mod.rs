@@ -300,8 +300,23 @@ impl Topology {
     ///
     /// # Errors
     /// Any [`ControlError`] naming the rule; nothing changes.
-    pub fn add_endpoint(&mut self, mut cfg: EndpointConfig) -> Result<PortId, ControlError> {
-        self.change(|s| {
+    pub fn add_endpoint(&mut self, cfg: EndpointConfig) -> Result<PortId, ControlError> {
+        self.change(|s| Self::add_to(s, cfg))
+    }
+
+    /// Whether [`Topology::add_endpoint`] would accept `cfg`, without changing anything.
+    ///
+    /// # Errors
+    /// The error `add_endpoint` would return.
+    pub fn check_endpoint(&self, cfg: EndpointConfig) -> Result<(), ControlError> {
+        let mut next = self.state.clone();
+        Self::add_to(&mut next, cfg)?;
+        validate(&next)?;
+        build(&next).map(|_| ())
+    }
+
+    fn add_to(s: &mut State, mut cfg: EndpointConfig) -> Result<PortId, ControlError> {
+        {
             if cfg.name.is_empty() {
                 return Err(ControlError::EmptyName);
             }
@@ -338,7 +353,7 @@ impl Topology {
             let id = PortId(id);
             s.endpoints.insert(cfg.name.clone(), Endpoint { id, cfg });
             Ok(id)
-        })
+        }
     }
 
     /// Removes endpoint `name` and returns its port id.

@@ -232,3 +232,19 @@ fn ids_are_reused_after_removal() {
         PortId(2)
     );
 }
+
+#[test]
+fn check_endpoint_predicts_add_without_changing_anything() {
+    let mut t = Topology::new(parent(), true).unwrap();
+    t.add_endpoint(EndpointConfig::new("a", Mode::Bridge).with_mac(m(1)))
+        .unwrap();
+    let before = t.table();
+    let e = t
+        .check_endpoint(EndpointConfig::new("b", Mode::Vepa).with_mac(m(1)))
+        .unwrap_err();
+    assert!(matches!(e, ControlError::MacInUse { .. }), "{e}");
+    t.check_endpoint(EndpointConfig::new("b", Mode::Vepa).with_mac(m(2)))
+        .unwrap();
+    assert!(Arc::ptr_eq(&before, &t.table()));
+    assert!(t.endpoint("b").is_none());
+}

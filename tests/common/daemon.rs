@@ -13,6 +13,7 @@ pub struct DaemonProc {
     pub child: Child,
     /// Its control socket.
     pub socket: PathBuf,
+    config: PathBuf,
 }
 
 impl DaemonProc {
@@ -38,7 +39,11 @@ impl DaemonProc {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let mut d = DaemonProc { child, socket };
+        let mut d = DaemonProc {
+            child,
+            socket,
+            config: cfg,
+        };
         let t0 = Instant::now();
         while std::os::unix::net::UnixStream::connect(&d.socket).is_err() {
             assert!(
@@ -85,6 +90,7 @@ impl Drop for DaemonProc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.config);
     }
 }
 
