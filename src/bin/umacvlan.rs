@@ -180,6 +180,13 @@ fn main() {
 }
 
 fn dispatch(cmd: Cmd) -> Result<()> {
+    // Logs go to stderr; `RUST_LOG=debug` (or `warn`, ...) sets the level, info by default.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
     match cmd {
         Cmd::Simulate {
             frames,
@@ -389,11 +396,11 @@ fn run(config: Option<&Path>, socket: Option<PathBuf>) -> Result<()> {
         let _ = std::fs::remove_file(&sock);
         bail!("{e}");
     }
-    eprintln!(
-        "umacvlan: running with {} network(s) and {} endpoint(s); control socket {}",
-        cfg.networks.len(),
-        cfg.endpoints.len(),
-        sock.display()
+    tracing::info!(
+        networks = cfg.networks.len(),
+        endpoints = cfg.endpoints.len(),
+        socket = %sock.display(),
+        "umacvlan running"
     );
     while !term.load(Ordering::Relaxed) {
         let mut idle = true;
@@ -403,7 +410,7 @@ fn run(config: Option<&Path>, socket: Option<PathBuf>) -> Result<()> {
                 serve(&mut daemon, stream);
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => eprintln!("umacvlan: control socket: {e}"),
+            Err(e) => tracing::warn!("control socket: {e}"),
         }
         if let Some(m) = &metrics {
             if let Ok((stream, _)) = m.accept() {
@@ -415,7 +422,7 @@ fn run(config: Option<&Path>, socket: Option<PathBuf>) -> Result<()> {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    eprintln!("umacvlan: stopping: removing endpoints, programs and interfaces");
+    tracing::info!("stopping: removing endpoints, programs and interfaces");
     daemon.shutdown();
     let _ = std::fs::remove_file(&sock);
     Ok(())
@@ -473,11 +480,23 @@ fn serve(daemon: &mut Daemon, mut stream: std::os::unix::net::UnixStream) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
     let resp = match ctl::read_line(&mut stream).and_then(|l| ctl::decode(&l)) {
-        Ok(req) => match daemon.handle(req) {
-            Ok(v) => Response::ok(v),
-            Err(e) => Response::err(e),
-        },
-        Err(e) => Response::err(e),
+        Ok(req) => {
+            let what = format!("{req:?}");
+            match daemon.handle(req) {
+                Ok(v) => {
+                    tracing::info!(request = %what, "done");
+                    Response::ok(v)
+                }
+                Err(e) => {
+                    tracing::warn!(request = %what, "refused: {e}");
+                    Response::err(e)
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!("bad control message: {e}");
+            Response::err(e)
+        }
     };
     let mut line = serde_json::to_vec(&resp).unwrap_or_default();
     line.push(b'\n');

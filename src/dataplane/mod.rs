@@ -259,10 +259,7 @@ impl Dataplane {
         // attached, held open by no process: remove them. A running switch's programs
         // are held open by it and stay, so the attach below refuses the parent.
         for what in steering.remove_leftovers(parent.index)? {
-            eprintln!(
-                "umacvlan: {}: removed a leftover of an earlier run: {what}",
-                cfg.parent
-            );
+            tracing::warn!(parent = %cfg.parent, "removed a leftover of an earlier run: {what}");
         }
         // First of all, claim the parent's XDP hook: this refuses a parent that carries
         // someone else's program before anything else is touched. Until the parent is
@@ -281,10 +278,7 @@ impl Dataplane {
                 // Deleting one end of a pair removes the other: it may be gone already.
                 if links.get(&l.name)?.is_some_and(|now| now.index == l.index) {
                     links.delete(l.index, &l.name)?;
-                    eprintln!(
-                        "umacvlan: {}: removed a leftover of an earlier run: interface {}",
-                        cfg.parent, l.name
-                    );
+                    tracing::warn!(parent = %cfg.parent, "removed a leftover of an earlier run: interface {}", l.name);
                 }
             }
         }
@@ -356,6 +350,7 @@ impl Dataplane {
         steering.attach_xdp(mirror_b.index, XdpMode::Native)?;
         steering.attach_tc_ingress(parent.index)?;
         cleanup_mirror.defuse();
+        tracing::info!(parent = %cfg.parent, queues = q, workers = n, xdp = ?cfg.xdp_mode, "dataplane started");
         Ok(Dataplane {
             next_slot: q + n,
             stopped: false,
