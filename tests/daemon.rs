@@ -361,6 +361,68 @@ fn daemon_runs_a_config_takes_hot_changes_and_cleans_up_on_sigterm() {
         &cli(&d.socket, &["network", "rm", "lan"]),
         "still has endpoints",
     );
+    // A parent the daemon must not use: the loopback device.
+    refused(
+        &cli(
+            &d.socket,
+            &["network", "create", "lo-net", "--parent", "lo"],
+        ),
+        "lo is not an Ethernet device",
+    );
+    // A second endpoint on a passthru network (on a parent of its own: a fresh veth).
+    t.lab.ip(
+        &t.host,
+        &[
+            "link", "add", "ptpar", "type", "veth", "peer", "name", "ptwire",
+        ],
+    );
+    t.lab.ip(&t.host, &["link", "set", "ptpar", "up"]);
+    t.lab.ip(&t.host, &["link", "set", "ptwire", "up"]);
+    ok(&cli(
+        &d.socket,
+        &[
+            "network", "create", "pt", "--parent", "ptpar", "--mode", "passthru",
+        ],
+    ));
+    ok(&cli(
+        &d.socket,
+        &[
+            "endpoint",
+            "add",
+            "p1",
+            "--network",
+            "pt",
+            "--netns",
+            &t.eps[2],
+            "--ifname",
+            "pt0",
+        ],
+    ));
+    let ls = ok(&cli(&d.socket, &["endpoint", "ls"]));
+    refused(
+        &cli(
+            &d.socket,
+            &[
+                "endpoint",
+                "add",
+                "p2",
+                "--network",
+                "pt",
+                "--netns",
+                &t.eps[2],
+                "--ifname",
+                "pt1",
+            ],
+        ),
+        "cannot add endpoint 'p2': parent ptpar is in passthru mode, owned by endpoint 'p1'",
+    );
+    assert_eq!(
+        ls,
+        ok(&cli(&d.socket, &["endpoint", "ls"])),
+        "the refused passthru endpoint changed something"
+    );
+    ok(&cli(&d.socket, &["endpoint", "rm", "p1"]));
+    ok(&cli(&d.socket, &["network", "rm", "pt"]));
     assert_eq!(
         before,
         ok(&cli(&d.socket, &["endpoint", "ls"])),
