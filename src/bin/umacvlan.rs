@@ -54,9 +54,8 @@ enum Cmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
-        /// Control socket.
-        #[arg(long, default_value = DEFAULT_SOCKET)]
-        socket: PathBuf,
+        #[command(flatten)]
+        socket: SocketArg,
     },
     /// Run the switching core in memory on random traffic and print per-port counters.
     Simulate {
@@ -70,6 +69,14 @@ enum Cmd {
         #[arg(long, default_value = "bridge,bridge,vepa,private")]
         modes: String,
     },
+}
+
+/// `--socket PATH`, taken by every client command.
+#[derive(clap::Args)]
+struct SocketArg {
+    /// Control socket of the daemon.
+    #[arg(long = "socket", default_value = DEFAULT_SOCKET)]
+    path: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -100,31 +107,27 @@ enum NetworkCmd {
         /// a bridge-mode port, so the host can reach its endpoints through it.
         #[arg(long, value_name = "IFNAME")]
         host_port: Option<String>,
-        /// Control socket.
-        #[arg(long, default_value = DEFAULT_SOCKET)]
-        socket: PathBuf,
+        #[command(flatten)]
+        socket: SocketArg,
     },
     /// Remove a network (it must have no endpoints).
     Rm {
         /// Network name.
         name: String,
-        /// Control socket.
-        #[arg(long, default_value = DEFAULT_SOCKET)]
-        socket: PathBuf,
+        #[command(flatten)]
+        socket: SocketArg,
     },
     /// List networks.
     Ls {
-        /// Control socket.
-        #[arg(long, default_value = DEFAULT_SOCKET)]
-        socket: PathBuf,
+        #[command(flatten)]
+        socket: SocketArg,
     },
     /// A network and its endpoints, as JSON.
     Inspect {
         /// Network name.
         name: String,
-        /// Control socket.
-        #[arg(long, default_value = DEFAULT_SOCKET)]
-        socket: PathBuf,
+        #[command(flatten)]
+        socket: SocketArg,
     },
 }
 
@@ -152,23 +155,20 @@ enum EndpointCmd {
         /// Mode (default: the network's).
         #[arg(long)]
         mode: Option<String>,
-        /// Control socket.
-        #[arg(long, default_value = DEFAULT_SOCKET)]
-        socket: PathBuf,
+        #[command(flatten)]
+        socket: SocketArg,
     },
     /// Remove an endpoint and its interfaces.
     Rm {
         /// Endpoint name.
         name: String,
-        /// Control socket.
-        #[arg(long, default_value = DEFAULT_SOCKET)]
-        socket: PathBuf,
+        #[command(flatten)]
+        socket: SocketArg,
     },
     /// List endpoints.
     Ls {
-        /// Control socket.
-        #[arg(long, default_value = DEFAULT_SOCKET)]
-        socket: PathBuf,
+        #[command(flatten)]
+        socket: SocketArg,
     },
 }
 
@@ -196,7 +196,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         Cmd::Run { config, socket } => run(config.as_deref(), socket),
         Cmd::Demo => Ok(umacvlan::demo::run(&mut std::io::stdout())?),
         Cmd::Stats { json, socket } => {
-            let v = request(&socket, Request::Stats)?;
+            let v = request(&socket.path, Request::Stats)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
@@ -227,13 +227,13 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                     host_port,
                     endpoints: vec![],
                 };
-                print_json(request(&socket, Request::NetworkCreate(sec))?)
+                print_json(request(&socket.path, Request::NetworkCreate(sec))?)
             }
             NetworkCmd::Rm { name, socket } => {
-                request(&socket, Request::NetworkRm { name }).map(|_| ())
+                request(&socket.path, Request::NetworkRm { name }).map(|_| ())
             }
             NetworkCmd::Ls { socket } => {
-                let v = request(&socket, Request::NetworkLs)?;
+                let v = request(&socket.path, Request::NetworkLs)?;
                 println!(
                     "{:<16} {:<12} {:<9} {:>5}",
                     "NAME", "PARENT", "MODE", "VLAN"
@@ -250,7 +250,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 Ok(())
             }
             NetworkCmd::Inspect { name, socket } => {
-                print_json(request(&socket, Request::NetworkInspect { name })?)
+                print_json(request(&socket.path, Request::NetworkInspect { name })?)
             }
         },
         Cmd::Endpoint(e) => match e {
@@ -264,7 +264,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 mode,
                 socket,
             } => print_json(request(
-                &socket,
+                &socket.path,
                 Request::EndpointAdd(EndpointAdd {
                     name,
                     network,
@@ -276,10 +276,10 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 }),
             )?),
             EndpointCmd::Rm { name, socket } => {
-                request(&socket, Request::EndpointRm { name }).map(|_| ())
+                request(&socket.path, Request::EndpointRm { name }).map(|_| ())
             }
             EndpointCmd::Ls { socket } => {
-                let v = request(&socket, Request::EndpointLs)?;
+                let v = request(&socket.path, Request::EndpointLs)?;
                 println!(
                     "{:<16} {:<12} {:<9} {:<18} {:<20} NETNS",
                     "NAME", "NETWORK", "MODE", "MAC", "IP"
