@@ -604,6 +604,8 @@ impl Dataplane {
         if self.topo.endpoint(name).is_none() {
             return Err(ControlError::NoSuchEndpoint(name.into()).into());
         }
+        // Down first, so no worker sends to its port while it is being taken apart.
+        let _ = self.topo.set_up(name, false);
         self.unplumb(name);
         self.topo.remove_endpoint(name)?;
         Ok(())
