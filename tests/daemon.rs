@@ -5,20 +5,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
+use common::daemon::{lan_config, DaemonProc, BIN};
 use common::topo::{ep_ip, Topo};
 use common::{require_root, require_root_and};
-
-const BIN: &str = env!("CARGO_BIN_EXE_umacvlan");
-
-fn cli(socket: &Path, args: &[&str]) -> Output {
-    let mut a: Vec<&str> = args.to_vec();
-    a.extend(["--socket", socket.to_str().unwrap()]);
-    Command::new(BIN).args(&a).output().unwrap()
-}
 
 fn ok(o: &Output) -> String {
     assert!(
@@ -69,83 +60,6 @@ fn a_bad_config_is_refused_with_the_field_named() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts the daemon in the topology's host namespace and waits (bounded) until it
-/// answers on its control socket, i.e. its configuration is applied.
-fn start_daemon(t: &Topo, cfg: &Path, socket: &Path) -> Daemon {
-    let child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &t.host,
-            BIN,
-            "run",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--socket",
-            socket.to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut d = Daemon {
-        child,
-        socket: socket.to_path_buf(),
-    };
-    let t0 = Instant::now();
-    // A socket file may be a killed daemon's: wait for an answer, not for the file.
-    while !(socket.exists() && cli(socket, &["endpoint", "ls"]).status.success()) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "the daemon did not come up"
-        );
-        if let Some(st) = d.child.try_wait().unwrap() {
-            let mut err = String::new();
-            if let Some(mut e) = d.child.stderr.take() {
-                use std::io::Read;
-                let _ = e.read_to_string(&mut err);
-            }
-            panic!("the daemon exited early: {st}\n{err}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    d
-}
-
-/// Sends SIGTERM and waits (bounded) for the daemon to exit.
-fn sigterm(d: &mut Daemon) -> std::process::ExitStatus {
-    let pid = d.child.id().to_string();
-    // `ip netns exec` replaces itself with the daemon (exec), so the pid is the daemon's.
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let t0 = Instant::now();
-    loop {
-        if let Some(st) = d.child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "the daemon did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// `ip -d link show` in the host namespace.
 fn host_links(t: &Topo) -> String {
     String::from_utf8_lossy(&t.lab.exec(&t.host, &["ip", "-d", "link", "show"]).stdout).to_string()
@@ -191,23 +105,11 @@ fn daemon_runs_a_config_takes_hot_changes_and_cleans_up_on_sigterm() {
         return;
     }
     let t = Topo::new("umvc", false, 3);
-    let socket = std::env::temp_dir().join(format!("umvc-{}.sock", std::process::id()));
-    let cfg = std::env::temp_dir().join(format!("umvc-{}.toml", std::process::id()));
-    std::fs::write(
-        &cfg,
-        format!(
-            "[[network]]\nname = 'lan'\nparent = 'par'\n\n[[network.endpoint]]\nname = 'e1'\nnetns = '{}'\nip = '{}/24'\nmac = '02:00:00:00:00:01'\n\n[[network.endpoint]]\nname = 'e2'\nnetns = '{}'\nip = '{}/24'\n",
-            t.eps[0],
-            ep_ip(1),
-            t.eps[1],
-            ep_ip(2)
-        ),
-    )
-    .unwrap();
-    let mut d = start_daemon(&t, &cfg, &socket);
+    let config = lan_config(&t, 2, &[1]);
+    let d = DaemonProc::start_logged(&t.host, "umvc", &config);
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
-        std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777,
+        std::fs::metadata(&d.socket).unwrap().permissions().mode() & 0o777,
         0o600,
         "control socket mode"
     );
@@ -233,199 +135,147 @@ fn daemon_runs_a_config_takes_hot_changes_and_cleans_up_on_sigterm() {
     // Hot add, through the CLI.
     let e3 = t.eps[2].clone();
     let ip3 = format!("{}/24", ep_ip(3));
-    let out = ok(&cli(
-        &d.socket,
-        &[
+    let out = ok(&d.cli(&[
+        "endpoint",
+        "add",
+        "e3",
+        "--network",
+        "lan",
+        "--netns",
+        &e3,
+        "--ip",
+        &ip3,
+    ]));
+    assert!(out.contains("\"name\": \"e3\""), "{out}");
+    assert!(ping(1, 3), "e1 → e3 after a hot add");
+
+    // Bad input: refused, named, and nothing changes.
+    let before = ok(&d.cli(&["endpoint", "ls"]));
+    refused(
+        &d.cli(&[
             "endpoint",
             "add",
-            "e3",
+            "e4",
+            "--network",
+            "lan",
+            "--netns",
+            &e3,
+            "--mac",
+            "zz",
+        ]),
+        "endpoint 'e4'.mac: 'zz'",
+    );
+    refused(
+        &d.cli(&[
+            "endpoint",
+            "add",
+            "e4",
             "--network",
             "lan",
             "--netns",
             &e3,
             "--ip",
-            &ip3,
-        ],
-    ));
-    assert!(out.contains("\"name\": \"e3\""), "{out}");
-    assert!(ping(1, 3), "e1 → e3 after a hot add");
-
-    // Bad input: refused, named, and nothing changes.
-    let before = ok(&cli(&d.socket, &["endpoint", "ls"]));
-    refused(
-        &cli(
-            &d.socket,
-            &[
-                "endpoint",
-                "add",
-                "e4",
-                "--network",
-                "lan",
-                "--netns",
-                &e3,
-                "--mac",
-                "zz",
-            ],
-        ),
-        "endpoint 'e4'.mac: 'zz'",
-    );
-    refused(
-        &cli(
-            &d.socket,
-            &[
-                "endpoint",
-                "add",
-                "e4",
-                "--network",
-                "lan",
-                "--netns",
-                &e3,
-                "--ip",
-                "10.9.0.14",
-            ],
-        ),
+            "10.9.0.14",
+        ]),
         "endpoint 'e4'.ip",
     );
     refused(
-        &cli(
-            &d.socket,
-            &["endpoint", "add", "e3", "--network", "lan", "--netns", &e3],
-        ),
+        &d.cli(&["endpoint", "add", "e3", "--network", "lan", "--netns", &e3]),
         "an endpoint named 'e3' already exists",
     );
     refused(
-        &cli(
-            &d.socket,
-            &["endpoint", "add", "e4", "--network", "nope", "--netns", &e3],
-        ),
+        &d.cli(&["endpoint", "add", "e4", "--network", "nope", "--netns", &e3]),
         "no network named 'nope'",
     );
     refused(
-        &cli(
-            &d.socket,
-            &[
-                "endpoint",
-                "add",
-                "e4",
-                "--network",
-                "lan",
-                "--netns",
-                &e3,
-                "--mac",
-                "02:00:00:00:00:01",
-            ],
-        ),
+        &d.cli(&[
+            "endpoint",
+            "add",
+            "e4",
+            "--network",
+            "lan",
+            "--netns",
+            &e3,
+            "--mac",
+            "02:00:00:00:00:01",
+        ]),
         "already in use by endpoint 'e1'",
     );
     refused(
-        &cli(
-            &d.socket,
-            &[
-                "endpoint",
-                "add",
-                "e4",
-                "--network",
-                "lan",
-                "--netns",
-                "no-such-ns-umv",
-            ],
-        ),
+        &d.cli(&[
+            "endpoint",
+            "add",
+            "e4",
+            "--network",
+            "lan",
+            "--netns",
+            "no-such-ns-umv",
+        ]),
         "no-such-ns-umv",
     );
     refused(
-        &cli(
-            &d.socket,
-            &[
-                "network", "create", "pt", "--parent", "par", "--mode", "passthru",
-            ],
-        ),
+        &d.cli(&[
+            "network", "create", "pt", "--parent", "par", "--mode", "passthru",
+        ]),
         "cannot use mode passthru, macvlan network 'lan' is already using parent interface par",
     );
     refused(
-        &cli(
-            &d.socket,
-            &["network", "create", "x", "--parent", "nosuchif0"],
-        ),
+        &d.cli(&["network", "create", "x", "--parent", "nosuchif0"]),
         "nosuchif0",
     );
     refused(
-        &cli(
-            &d.socket,
-            &[
-                "network", "create", "v", "--parent", "par", "--vlan", "5000",
-            ],
-        ),
+        &d.cli(&[
+            "network", "create", "v", "--parent", "par", "--vlan", "5000",
+        ]),
         "network 'v'.vlan: 5000 is out of range",
     );
-    refused(
-        &cli(&d.socket, &["network", "rm", "lan"]),
-        "still has endpoints",
-    );
+    refused(&d.cli(&["network", "rm", "lan"]), "still has endpoints");
     // A parent the daemon must not use: the loopback device.
     refused(
-        &cli(
-            &d.socket,
-            &["network", "create", "lo-net", "--parent", "lo"],
-        ),
+        &d.cli(&["network", "create", "lo-net", "--parent", "lo"]),
         "lo is not an Ethernet device",
     );
     // A second endpoint on a passthru network (on a parent of its own: a fresh veth).
-    t.lab.ip(
-        &t.host,
-        &[
-            "link", "add", "ptpar", "type", "veth", "peer", "name", "ptwire",
-        ],
-    );
-    t.lab.ip(&t.host, &["link", "set", "ptpar", "up"]);
-    t.lab.ip(&t.host, &["link", "set", "ptwire", "up"]);
-    ok(&cli(
-        &d.socket,
-        &[
-            "network", "create", "pt", "--parent", "ptpar", "--mode", "passthru",
-        ],
-    ));
-    ok(&cli(
-        &d.socket,
-        &[
+    t.lab.veth(&t.host, "ptpar", "ptwire");
+    ok(&d.cli(&[
+        "network", "create", "pt", "--parent", "ptpar", "--mode", "passthru",
+    ]));
+    ok(&d.cli(&[
+        "endpoint",
+        "add",
+        "p1",
+        "--network",
+        "pt",
+        "--netns",
+        &t.eps[2],
+        "--ifname",
+        "pt0",
+    ]));
+    let ls = ok(&d.cli(&["endpoint", "ls"]));
+    refused(
+        &d.cli(&[
             "endpoint",
             "add",
-            "p1",
+            "p2",
             "--network",
             "pt",
             "--netns",
             &t.eps[2],
             "--ifname",
-            "pt0",
-        ],
-    ));
-    let ls = ok(&cli(&d.socket, &["endpoint", "ls"]));
-    refused(
-        &cli(
-            &d.socket,
-            &[
-                "endpoint",
-                "add",
-                "p2",
-                "--network",
-                "pt",
-                "--netns",
-                &t.eps[2],
-                "--ifname",
-                "pt1",
-            ],
-        ),
+            "pt1",
+        ]),
         "cannot add endpoint 'p2': parent ptpar is in passthru mode, owned by endpoint 'p1'",
     );
     assert_eq!(
         ls,
-        ok(&cli(&d.socket, &["endpoint", "ls"])),
+        ok(&d.cli(&["endpoint", "ls"])),
         "the refused passthru endpoint changed something"
     );
-    ok(&cli(&d.socket, &["endpoint", "rm", "p1"]));
-    ok(&cli(&d.socket, &["network", "rm", "pt"]));
+    ok(&d.cli(&["endpoint", "rm", "p1"]));
+    ok(&d.cli(&["network", "rm", "pt"]));
     assert_eq!(
         before,
-        ok(&cli(&d.socket, &["endpoint", "ls"])),
+        ok(&d.cli(&["endpoint", "ls"])),
         "a refused request changed the endpoints"
     );
     assert!(ping(1, 3), "still forwarding after the refusals");
@@ -446,8 +296,7 @@ fn daemon_runs_a_config_takes_hot_changes_and_cleans_up_on_sigterm() {
     }
 
     // Stats, as JSON.
-    let stats: serde_json::Value =
-        serde_json::from_str(&ok(&cli(&d.socket, &["stats", "--json"]))).unwrap();
+    let stats: serde_json::Value = serde_json::from_str(&ok(&d.cli(&["stats", "--json"]))).unwrap();
     let ports = stats[0]["ports"].as_array().unwrap();
     let e3s = ports
         .iter()
@@ -457,14 +306,13 @@ fn daemon_runs_a_config_takes_hot_changes_and_cleans_up_on_sigterm() {
     assert_eq!(stats[0]["parent"], "par");
 
     // Hot remove, then SIGTERM: everything the daemon made is gone.
-    ok(&cli(&d.socket, &["endpoint", "rm", "e3"]));
+    ok(&d.cli(&["endpoint", "rm", "e3"]));
     assert!(!ping(1, 3), "e3 still reachable after endpoint rm");
     assert!(ping(1, 2));
-    let status = sigterm(&mut d);
-    assert!(status.success(), "daemon exit status {status}");
+    let socket = d.socket.clone();
+    d.stop();
     assert!(!socket.exists(), "the control socket was left behind");
     assert_nothing_left(&t);
-    let _ = std::fs::remove_file(&cfg);
 }
 
 #[test]
@@ -473,26 +321,14 @@ fn daemon_recovers_after_kill_9() {
         return;
     }
     let t = Topo::new("umvk", false, 1);
-    let socket = std::env::temp_dir().join(format!("umvk-{}.sock", std::process::id()));
-    let cfg = std::env::temp_dir().join(format!("umvk-{}.toml", std::process::id()));
-    std::fs::write(
-        &cfg,
-        format!(
-            "[[network]]\nname = 'lan'\nparent = 'par'\n\n[[network.endpoint]]\nname = 'e1'\nnetns = '{}'\nip = '{}/24'\nmac = '02:00:00:00:00:01'\n",
-            t.eps[0],
-            ep_ip(1),
-        ),
-    )
-    .unwrap();
-    let mut d = start_daemon(&t, &cfg, &socket);
+    let config = lan_config(&t, 1, &[1]);
+    let mut d = DaemonProc::start_logged(&t.host, "umvk", &config);
     assert!(t.ping("e1", "ext"), "e1 → ext from the config");
     assert!(t.ping("ext", "e1"), "ext → e1 from the config");
 
     // kill -9: no cleanup runs. Everything the daemon made is still there.
-    d.child.kill().unwrap();
-    let status = d.child.wait().unwrap();
+    let status = d.kill9();
     assert!(!status.success(), "killed: {status}");
-    drop(d);
     let links = host_links(&t);
     assert!(
         links.contains("prog/xdp"),
@@ -513,19 +349,14 @@ fn daemon_recovers_after_kill_9() {
     );
 
     // The next start removes the leftovers and restores the configured network.
-    let mut d = start_daemon(&t, &cfg, &socket);
+    let d = d.restart();
     assert!(t.ping("e1", "ext"), "e1 → ext after the restart");
     assert!(t.ping("ext", "e1"), "ext → e1 after the restart");
-    let eps = ok(&cli(&d.socket, &["endpoint", "ls"]));
+    let eps = ok(&d.cli(&["endpoint", "ls"]));
     assert!(eps.contains("e1"), "{eps}");
 
-    let status = sigterm(&mut d);
-    let mut log = String::new();
-    if let Some(mut e) = d.child.stderr.take() {
-        use std::io::Read;
-        let _ = e.read_to_string(&mut log);
-    }
-    assert!(status.success(), "daemon exit status {status}\n{log}");
+    let socket = d.socket.clone();
+    let log = d.stop();
     for what in [
         "removed a leftover of an earlier run: XDP program steer",
         "removed a leftover of an earlier run: tc ingress filter running mirror",
@@ -543,5 +374,4 @@ fn daemon_recovers_after_kill_9() {
         !qdiscs.contains("clsact"),
         "a clsact qdisc was left:\n{qdiscs}"
     );
-    let _ = std::fs::remove_file(&cfg);
 }

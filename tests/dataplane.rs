@@ -7,8 +7,9 @@ mod common;
 use std::net::Ipv4Addr;
 use std::sync::mpsc;
 
-use common::require_root;
-use common::topo::{ep_ip, ep_mac, Topo, EXT_IP};
+use common::switch::{with_switch, with_switch_then};
+use common::topo::{ep_ip, ep_mac, ping_in_background, Topo, EXT_IP};
+use common::{in_ns, require_root};
 use umacvlan::app::Responder;
 use umacvlan::dataplane::{Dataplane, DataplaneConfig, EndpointNet};
 use umacvlan::link::Netns;
@@ -25,38 +26,12 @@ const APP_IP: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 64);
 /// then the per-port counters are returned.
 fn with_dataplane(
     t: &Topo,
-    setup: impl FnOnce(&mut Dataplane) -> Result<(), String> + Send + 'static,
+    setup: impl FnOnce(&mut Dataplane) -> Result<(), String> + Send,
     body: impl FnOnce(),
 ) -> Vec<(String, PortStats)> {
-    let host = Netns::open(&t.host).unwrap();
-    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
-    let (stop_tx, stop_rx) = mpsc::channel::<()>();
-    let th = std::thread::spawn(move || {
-        host.enter().unwrap();
-        let mut dp = match Dataplane::start(DataplaneConfig::new("par")) {
-            Ok(dp) => dp,
-            Err(e) => {
-                ready_tx.send(Err(e.to_string())).unwrap();
-                return Vec::new();
-            }
-        };
-        if let Err(e) = setup(&mut dp) {
-            ready_tx.send(Err(e)).unwrap();
-            return Vec::new();
-        }
-        ready_tx.send(Ok(())).unwrap();
-        let _ = stop_rx.recv();
-        let stats = dp.stats().unwrap();
-        dp.stop();
-        stats
-    });
-    ready_rx
-        .recv()
-        .unwrap()
-        .unwrap_or_else(|e| panic!("dataplane setup: {e}"));
-    body();
-    stop_tx.send(()).unwrap();
-    th.join().unwrap()
+    with_switch(&t.host, DataplaneConfig::new("par"), setup, body)
+        .unwrap_or_else(|e| panic!("dataplane setup: {e}"))
+        .1
 }
 
 fn endpoint(t: &Topo, n: usize, mode: Mode) -> (EndpointConfig, EndpointNet) {
@@ -231,9 +206,7 @@ fn a_parent_with_a_foreign_xdp_program_is_refused() {
         return;
     }
     let t = Topo::new("umvd", false, 1);
-    let host = Netns::open(&t.host).unwrap();
-    let err = std::thread::spawn(move || {
-        host.enter().unwrap();
+    let err = in_ns(&t.host, || {
         let first = Dataplane::start(DataplaneConfig::new("par")).expect("first dataplane");
         let second = Dataplane::start(DataplaneConfig::new("par"));
         let msg = second.err().map(|e| e.to_string());
@@ -249,9 +222,7 @@ fn a_parent_with_a_foreign_xdp_program_is_refused() {
             "a missing parent is named"
         );
         (msg, prog, still)
-    })
-    .join()
-    .unwrap();
+    });
     let (msg, prog, still) = err;
     let msg = msg.expect("a second switch on the same parent must be refused");
     assert!(
@@ -313,6 +284,26 @@ fn passthru_refuses_a_second_endpoint_on_real_interfaces() {
     );
 }
 
+/// Adds and removes endpoint `c3` 20 times, and checks that every UMEM frame of the
+/// removed sockets came back.
+fn churn(dp: &mut Dataplane, c3: EndpointConfig, n3: EndpointNet) -> Result<(), String> {
+    let before = dp.umem_accounting().map_err(|e| e.to_string())?;
+    for i in 0..20 {
+        dp.add_endpoint(c3.clone(), n3.clone())
+            .map_err(|e| format!("add #{i}: {e}"))?;
+        dp.remove_endpoint("e3")
+            .map_err(|e| format!("remove #{i}: {e}"))?;
+    }
+    // Every frame of the removed sockets came back: none is stuck with a closed socket.
+    let after = dp.umem_accounting().map_err(|e| e.to_string())?;
+    if after.free + after.lent + after.held != after.total || after.lent > before.lent {
+        return Err(format!(
+            "UMEM frames leaked by endpoint churn: before {before:?}, after {after:?}"
+        ));
+    }
+    Ok(())
+}
+
 #[test]
 fn endpoints_come_and_go_while_traffic_flows() {
     if !require_root("endpoints_come_and_go_while_traffic_flows") {
@@ -322,56 +313,34 @@ fn endpoints_come_and_go_while_traffic_flows() {
     let (c1, n1) = endpoint(&t, 1, Mode::Bridge);
     let (c2, n2) = endpoint(&t, 2, Mode::Bridge);
     let (c3, n3) = endpoint(&t, 3, Mode::Bridge);
-    let host = Netns::open(&t.host).unwrap();
-    let (ready_tx, ready_rx) = mpsc::channel::<()>();
-    let (go_tx, go_rx) = mpsc::channel::<()>();
-    let churn = std::thread::spawn(move || -> Result<(), String> {
-        host.enter().map_err(|e| e.to_string())?;
-        let mut dp = Dataplane::start(DataplaneConfig::new("par")).map_err(|e| e.to_string())?;
-        dp.add_endpoint(c1, n1).map_err(|e| e.to_string())?;
-        dp.add_endpoint(c2, n2).map_err(|e| e.to_string())?;
-        ready_tx.send(()).unwrap();
-        go_rx.recv().unwrap();
-        let before = dp.umem_accounting().map_err(|e| e.to_string())?;
-        for i in 0..20 {
-            dp.add_endpoint(c3.clone(), n3.clone())
-                .map_err(|e| format!("add #{i}: {e}"))?;
-            dp.remove_endpoint("e3")
-                .map_err(|e| format!("remove #{i}: {e}"))?;
-        }
-        // Every frame of the removed sockets came back: none is stuck with a closed socket.
-        let after = dp.umem_accounting().map_err(|e| e.to_string())?;
-        if after.free + after.lent + after.held != after.total || after.lent > before.lent {
-            return Err(format!(
-                "UMEM frames leaked by endpoint churn: before {before:?}, after {after:?}"
+    let (pinger_tx, pinger_rx) = mpsc::channel();
+    let ((), (churned, out)) = with_switch_then(
+        &t.host,
+        DataplaneConfig::new("par"),
+        move |dp| {
+            dp.add_endpoint(c1, n1).map_err(|e| e.to_string())?;
+            dp.add_endpoint(c2, n2).map_err(|e| e.to_string())?;
+            Ok(())
+        },
+        || {
+            // Warm the ARP caches, then ping continuously while e3 comes and goes.
+            assert!(t.lab.try_exec(
+                &t.eps[0],
+                &["ping", "-q", "-n", "-c", "1", "-W", "1", &ep_ip(2)]
             ));
-        }
-        // Keep switching until the pinger is done.
-        go_rx.recv().unwrap();
-        dp.stop();
-        Ok(())
-    });
-    ready_rx.recv().unwrap();
-    // Warm the ARP caches, then ping continuously while e3 comes and goes.
-    assert!(t.lab.try_exec(
-        &t.eps[0],
-        &["ping", "-q", "-n", "-c", "1", "-W", "1", &ep_ip(2)]
-    ));
-    let e1 = t.eps[0].clone();
-    let target = ep_ip(2);
-    let pinger = std::thread::spawn(move || {
-        std::process::Command::new("ip")
-            .args([
-                "netns", "exec", &e1, "ping", "-n", "-q", "-c", "100", "-i", "0.02", "-W", "1",
-                &target,
-            ])
-            .output()
-            .unwrap()
-    });
-    go_tx.send(()).unwrap();
-    let out = pinger.join().unwrap();
-    go_tx.send(()).unwrap();
-    churn.join().unwrap().unwrap();
+            pinger_tx
+                .send(ping_in_background(&t.eps[0], &ep_ip(2), 100))
+                .unwrap();
+        },
+        move |dp| {
+            let churned = churn(dp, c3, n3);
+            // Keep switching until the pinger is done.
+            let out = pinger_rx.recv().unwrap().join().unwrap();
+            (churned, out)
+        },
+    )
+    .unwrap_or_else(|e| panic!("dataplane setup: {e}"));
+    churned.unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("100 received"),
@@ -385,70 +354,53 @@ fn two_workers_switch_every_pair() {
         return;
     }
     let t = Topo::new("umvd", false, 3);
-    let host = Netns::open(&t.host).unwrap();
     let eps: Vec<(EndpointConfig, EndpointNet)> =
         (1..=3).map(|n| endpoint(&t, n, Mode::Bridge)).collect();
-    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
-    let (stop_tx, stop_rx) = mpsc::channel::<()>();
-    let th = std::thread::spawn(move || {
-        host.enter().unwrap();
-        let mut cfg = DataplaneConfig::new("par");
-        cfg.queues = 2;
-        cfg.workers = 2;
-        let run = || -> Result<Dataplane, String> {
-            let mut dp = Dataplane::start(cfg).map_err(|e| e.to_string())?;
+    let mut cfg = DataplaneConfig::new("par");
+    cfg.queues = 2;
+    cfg.workers = 2;
+    let (failed, acc) = with_switch_then(
+        &t.host,
+        cfg,
+        |dp| {
             for (c, n) in eps {
                 dp.add_endpoint(c, n).map_err(|e| e.to_string())?;
             }
-            Ok(dp)
-        };
-        match run() {
-            Ok(dp) => {
-                ready_tx.send(Ok(())).unwrap();
-                stop_rx.recv().unwrap();
-                let acc = dp.umem_accounting().unwrap();
-                dp.stop();
-                Some(acc)
+            Ok(())
+        },
+        || {
+            let mut failed = Vec::new();
+            for (a, b) in [
+                ("e1", "e2"),
+                ("e2", "e3"),
+                ("e3", "e1"),
+                ("e1", "ext"),
+                ("ext", "e2"),
+                ("e3", "ext"),
+            ] {
+                let ns = match a {
+                    "ext" => t.ext.clone(),
+                    e => t.eps[e[1..].parse::<usize>().unwrap() - 1].clone(),
+                };
+                let ip = match b {
+                    "ext" => EXT_IP.to_string(),
+                    e => ep_ip(e[1..].parse().unwrap()),
+                };
+                // Several flows (ping identifiers) so both queues, hence both workers, carry some.
+                for _ in 0..3 {
+                    if !t.lab.try_exec(
+                        &ns,
+                        &["ping", "-q", "-n", "-c", "2", "-i", "0.2", "-W", "1", &ip],
+                    ) {
+                        failed.push(format!("{a}→{b}"));
+                    }
+                }
             }
-            Err(e) => {
-                ready_tx.send(Err(e)).unwrap();
-                None
-            }
-        }
-    });
-    ready_rx
-        .recv()
-        .unwrap()
-        .unwrap_or_else(|e| panic!("two workers: {e}"));
-    let mut failed = Vec::new();
-    for (a, b) in [
-        ("e1", "e2"),
-        ("e2", "e3"),
-        ("e3", "e1"),
-        ("e1", "ext"),
-        ("ext", "e2"),
-        ("e3", "ext"),
-    ] {
-        let ns = match a {
-            "ext" => t.ext.clone(),
-            e => t.eps[e[1..].parse::<usize>().unwrap() - 1].clone(),
-        };
-        let ip = match b {
-            "ext" => EXT_IP.to_string(),
-            e => ep_ip(e[1..].parse().unwrap()),
-        };
-        // Several flows (ping identifiers) so both queues, hence both workers, carry some.
-        for _ in 0..3 {
-            if !t.lab.try_exec(
-                &ns,
-                &["ping", "-q", "-n", "-c", "2", "-i", "0.2", "-W", "1", &ip],
-            ) {
-                failed.push(format!("{a}→{b}"));
-            }
-        }
-    }
-    stop_tx.send(()).unwrap();
-    let acc = th.join().unwrap().expect("ran");
+            failed
+        },
+        |dp| dp.umem_accounting().unwrap(),
+    )
+    .unwrap_or_else(|e| panic!("two workers: {e}"));
     assert!(
         failed.is_empty(),
         "unreachable with two workers: {failed:?}"

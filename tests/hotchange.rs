@@ -3,9 +3,9 @@
 
 mod common;
 
-use common::daemon::DaemonProc;
+use common::daemon::{lan_config, DaemonProc};
 use common::require_root;
-use common::topo::{ep_ip, Topo};
+use common::topo::{ep_ip, ping_in_background, Topo};
 
 #[test]
 fn a_ping_loses_nothing_while_an_endpoint_comes_and_goes_20_times() {
@@ -13,13 +13,7 @@ fn a_ping_loses_nothing_while_an_endpoint_comes_and_goes_20_times() {
         return;
     }
     let t = Topo::new("umvg", false, 3);
-    let config = format!(
-        "[[network]]\nname = 'lan'\nparent = 'par'\n\n[[network.endpoint]]\nname = 'e1'\nnetns = '{}'\nip = '{}/24'\n\n[[network.endpoint]]\nname = 'e2'\nnetns = '{}'\nip = '{}/24'\n",
-        t.eps[0],
-        ep_ip(1),
-        t.eps[1],
-        ep_ip(2)
-    );
+    let config = lan_config(&t, 2, &[]);
     let d = DaemonProc::start(&t.host, "umvg", &config);
     assert!(
         t.lab.try_exec(
@@ -28,17 +22,8 @@ fn a_ping_loses_nothing_while_an_endpoint_comes_and_goes_20_times() {
         ),
         "warm-up ping"
     );
-    let (e1, target) = (t.eps[0].clone(), ep_ip(2));
     // 150 pings, 20 ms apart: about 3 s, longer than the 20 add/remove cycles.
-    let pinger = std::thread::spawn(move || {
-        std::process::Command::new("ip")
-            .args([
-                "netns", "exec", &e1, "ping", "-n", "-q", "-c", "150", "-i", "0.02", "-W", "1",
-                &target,
-            ])
-            .output()
-            .unwrap()
-    });
+    let pinger = ping_in_background(&t.eps[0], &ep_ip(2), 150);
     let ip3 = format!("{}/24", ep_ip(3));
     for i in 0..20 {
         let add = d.cli(&[

@@ -6,12 +6,10 @@
 
 mod common;
 
-use std::sync::mpsc;
-
 use common::require_root;
+use common::switch::with_switch;
 use common::topo::{ep_ip, ep_mac, measure, Matrix, Topo};
-use umacvlan::dataplane::{Dataplane, DataplaneConfig, EndpointNet};
-use umacvlan::link::Netns;
+use umacvlan::dataplane::{DataplaneConfig, EndpointNet};
 use umacvlan::mode::Mode;
 use umacvlan::topology::EndpointConfig;
 
@@ -38,53 +36,43 @@ fn kernel(name: &str, modes: &[&str], hairpin: bool) -> Matrix {
 /// on a thread inside the host namespace for the duration of the measurement.
 fn umacvlan(name: &str, modes: &[&str], hairpin: bool) -> Matrix {
     let t = Topo::new("umvu", hairpin, modes.len());
-    let host = Netns::open(&t.host).unwrap();
-    let eps = t.eps.clone();
     let modes: Vec<Mode> = modes.iter().map(|m| m.parse().unwrap()).collect();
-    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
-    let (stop_tx, stop_rx) = mpsc::channel::<()>();
-    let th = std::thread::spawn(move || {
-        host.enter().unwrap();
-        let mut dp = match Dataplane::start(DataplaneConfig::new("par")) {
-            Ok(dp) => dp,
-            Err(e) => return ready_tx.send(Err(e.to_string())).unwrap(),
-        };
-        for (i, mode) in modes.iter().enumerate() {
-            let n = i + 1;
-            let cfg =
-                EndpointConfig::new(format!("e{n}"), *mode).with_mac(ep_mac(n).parse().unwrap());
-            let net = EndpointNet {
-                netns: eps[i].clone(),
-                ifname: "eth0".into(),
-                addrs: vec![format!("{}/24", ep_ip(n)).parse().unwrap()],
-            };
-            if let Err(e) = dp.add_endpoint(cfg, net) {
-                return ready_tx.send(Err(format!("endpoint e{n}: {e}"))).unwrap();
+    let (m, stats) = with_switch(
+        &t.host,
+        DataplaneConfig::new("par"),
+        |dp| {
+            for (i, mode) in modes.iter().enumerate() {
+                let n = i + 1;
+                let cfg = EndpointConfig::new(format!("e{n}"), *mode)
+                    .with_mac(ep_mac(n).parse().unwrap());
+                let net = EndpointNet {
+                    netns: t.eps[i].clone(),
+                    ifname: "eth0".into(),
+                    addrs: vec![format!("{}/24", ep_ip(n)).parse().unwrap()],
+                };
+                dp.add_endpoint(cfg, net)
+                    .map_err(|e| format!("endpoint e{n}: {e}"))?;
             }
-        }
-        ready_tx.send(Ok(())).unwrap();
-        let _ = stop_rx.recv();
-        for (port, s) in dp.stats().unwrap() {
+            Ok(())
+        },
+        || {
+            let m = measure(&t);
             println!(
-                "  {port:<8} rx {:>5} tx {:>5} drops {:?}",
-                s.rx_packets,
-                s.tx_packets,
-                s.drop_reasons().collect::<Vec<_>>()
+                "umacvlan {name:<8} hairpin={:<3} {m}",
+                if hairpin { "on" } else { "off" }
             );
-        }
-        dp.stop();
-    });
-    ready_rx
-        .recv()
-        .unwrap()
-        .unwrap_or_else(|e| panic!("umacvlan {name}: {e}"));
-    let m = measure(&t);
-    println!(
-        "umacvlan {name:<8} hairpin={:<3} {m}",
-        if hairpin { "on" } else { "off" }
-    );
-    stop_tx.send(()).unwrap();
-    th.join().unwrap();
+            m
+        },
+    )
+    .unwrap_or_else(|e| panic!("umacvlan {name}: {e}"));
+    for (port, s) in stats {
+        println!(
+            "  {port:<8} rx {:>5} tx {:>5} drops {:?}",
+            s.rx_packets,
+            s.tx_packets,
+            s.drop_reasons().collect::<Vec<_>>()
+        );
+    }
     m
 }
 

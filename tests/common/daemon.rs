@@ -1,28 +1,74 @@
 //! Running the real `umacvlan` daemon in a test namespace.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use super::topo::{ep_ip, ep_mac, Topo};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_umacvlan");
 
+/// A config of one network `lan` on the topology's parent `par` with endpoints e1..=e`n`
+/// in their namespaces at their addresses; those in `with_mac` also with their MAC.
+pub fn lan_config(t: &Topo, n: usize, with_mac: &[usize]) -> String {
+    let mut config = "[[network]]\nname = 'lan'\nparent = 'par'\n".to_string();
+    for i in 1..=n {
+        config += &format!(
+            "\n[[network.endpoint]]\nname = 'e{i}'\nnetns = '{}'\nip = '{}/24'\n",
+            t.eps[i - 1],
+            ep_ip(i)
+        );
+        if with_mac.contains(&i) {
+            config += &format!("mac = '{}'\n", ep_mac(i));
+        }
+    }
+    config
+}
+
 /// A daemon process started with `ip netns exec NS umacvlan run`, killed on drop.
 pub struct DaemonProc {
     /// The process (the daemon itself: `ip netns exec` execs it).
-    pub child: Child,
+    child: Child,
     /// Its control socket.
     pub socket: PathBuf,
-    config: PathBuf,
+    /// The namespace it runs in.
+    ns: String,
+    /// Its config file, removed on drop; `None` once handed to a restarted daemon.
+    config: Option<PathBuf>,
+    /// Whether it was stopped with SIGTERM: then removing the socket was its job, and
+    /// drop leaves the check to the test.
+    stopped: bool,
+    /// Whether its log (stderr) is captured for [`DaemonProc::stop`] rather than
+    /// passed through to the test's stderr.
+    logged: bool,
 }
 
 impl DaemonProc {
-    /// Writes `config` to a temporary file and starts the daemon in namespace `ns`,
-    /// waiting (bounded) until its control socket answers.
+    /// Writes `config` to `<tmp>/<tag>-<pid>.toml` and starts the daemon in namespace
+    /// `ns` on the control socket `<tmp>/<tag>-<pid>.sock`, its log on the test's
+    /// stderr; waits (bounded) until it answers on the socket, i.e. its configuration
+    /// is applied.
     pub fn start(ns: &str, tag: &str, config: &str) -> DaemonProc {
+        Self::write_and_spawn(ns, tag, config, false)
+    }
+
+    /// [`DaemonProc::start`], with the daemon's log (stderr) captured: an early exit
+    /// shows it and [`DaemonProc::stop`] returns it.
+    pub fn start_logged(ns: &str, tag: &str, config: &str) -> DaemonProc {
+        Self::write_and_spawn(ns, tag, config, true)
+    }
+
+    fn write_and_spawn(ns: &str, tag: &str, config: &str, logged: bool) -> DaemonProc {
         let base = std::env::temp_dir().join(format!("{tag}-{}", std::process::id()));
         let (cfg, socket) = (base.with_extension("toml"), base.with_extension("sock"));
         std::fs::write(&cfg, config).unwrap();
+        Self::spawn(ns, cfg, socket, logged)
+    }
+
+    /// Starts the daemon in `ns` on the existing config file `config` and the control
+    /// socket `socket`, and waits (bounded) until it answers there.
+    fn spawn(ns: &str, config: PathBuf, socket: PathBuf, logged: bool) -> DaemonProc {
         let child = Command::new("ip")
             .args([
                 "netns",
@@ -31,27 +77,36 @@ impl DaemonProc {
                 BIN,
                 "run",
                 "--config",
-                cfg.to_str().unwrap(),
+                config.to_str().unwrap(),
                 "--socket",
                 socket.to_str().unwrap(),
             ])
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(if logged {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
             .spawn()
             .unwrap();
         let mut d = DaemonProc {
             child,
             socket,
-            config: cfg,
+            ns: ns.to_string(),
+            config: Some(config),
+            stopped: false,
+            logged,
         };
         let t0 = Instant::now();
-        while std::os::unix::net::UnixStream::connect(&d.socket).is_err() {
+        // A socket file may be a killed daemon's, and the daemon binds its socket
+        // before it applies its configuration: wait for an answer, not for the file.
+        while !(d.socket.exists() && d.cli(&["endpoint", "ls"]).status.success()) {
             assert!(
                 t0.elapsed() < Duration::from_secs(20),
                 "the daemon did not come up"
             );
             if let Some(st) = d.child.try_wait().unwrap() {
-                panic!("the daemon exited early: {st}");
+                panic!("the daemon exited early: {st}\n{}", d.log());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -63,26 +118,58 @@ impl DaemonProc {
         cli(&self.socket, args)
     }
 
-    /// Sends SIGTERM and waits (bounded) for a clean exit.
-    pub fn stop(mut self) {
+    /// `kill -9`: no cleanup runs. Returns the exit status.
+    pub fn kill9(&mut self) -> ExitStatus {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap()
+    }
+
+    /// Starts a new daemon in the same namespace on the same config file and control
+    /// socket (killing this one first if it still runs), and waits (bounded) until it
+    /// answers. The new one removes the config file on drop.
+    pub fn restart(mut self) -> DaemonProc {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let config = self.config.take().expect("a config file");
+        Self::spawn(&self.ns, config, self.socket.clone(), self.logged)
+    }
+
+    /// Sends SIGTERM, waits (bounded) for the daemon to exit, checks that it exited
+    /// cleanly, and returns its log (empty unless started with
+    /// [`DaemonProc::start_logged`]).
+    pub fn stop(mut self) -> String {
         let pid = self.child.id().to_string();
+        // `ip netns exec` replaces itself with the daemon (exec), so the pid is the daemon's.
         assert!(Command::new("kill")
             .args(["-TERM", &pid])
             .status()
             .unwrap()
             .success());
         let t0 = Instant::now();
-        loop {
+        let st = loop {
             if let Some(st) = self.child.try_wait().unwrap() {
-                assert!(st.success(), "daemon exit status {st}");
-                break;
+                break st;
             }
             assert!(
                 t0.elapsed() < Duration::from_secs(20),
                 "the daemon did not stop on SIGTERM"
             );
             std::thread::sleep(Duration::from_millis(100));
+        };
+        self.stopped = true;
+        let log = self.log();
+        assert!(st.success(), "daemon exit status {st}\n{log}");
+        log
+    }
+
+    /// The captured log of a daemon that exited (empty if it was not captured).
+    fn log(&mut self) -> String {
+        let mut log = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut log);
         }
+        log
     }
 }
 
@@ -90,7 +177,13 @@ impl Drop for DaemonProc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.config);
+        if let Some(config) = self.config.take() {
+            let _ = std::fs::remove_file(config);
+            if !self.stopped {
+                // A killed daemon's socket.
+                let _ = std::fs::remove_file(&self.socket);
+            }
+        }
     }
 }
 

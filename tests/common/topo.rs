@@ -8,6 +8,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::process::{Command, Output};
+use std::thread::JoinHandle;
 
 use super::Lab;
 
@@ -244,6 +246,21 @@ impl Topo {
             .map(|(k, v)| (k.clone(), v - before[&k]))
             .collect()
     }
+}
+
+/// Starts `count` pings from namespace `ns` to `target`, 20 ms apart, on a thread
+/// that returns ping's output (its `-q` summary, e.g. `150 received`).
+pub fn ping_in_background(ns: &str, target: &str, count: u32) -> JoinHandle<Output> {
+    let (ns, target, count) = (ns.to_string(), target.to_string(), count.to_string());
+    std::thread::spawn(move || {
+        Command::new("ip")
+            .args([
+                "netns", "exec", &ns, "ping", "-n", "-q", "-c", &count, "-i", "0.02", "-W", "1",
+                &target,
+            ])
+            .output()
+            .unwrap()
+    })
 }
 
 /// The measured behaviour of one configuration.
