@@ -17,6 +17,9 @@ command -v clang >/dev/null 2>&1 || pkgs+=(clang)
 command -v ping >/dev/null 2>&1 || pkgs+=(iputils-ping)
 command -v ip >/dev/null 2>&1 || pkgs+=(iproute2)
 command -v ethtool >/dev/null 2>&1 || pkgs+=(ethtool)
+# sysctl and kill (the tests set per-namespace sysctls and signal the daemon).
+{ [ -x /usr/sbin/sysctl ] || [ -x /sbin/sysctl ]; } && [ -x /usr/bin/kill ] || pkgs+=(procps)
+command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
 command -v pkg-config >/dev/null 2>&1 || pkgs+=(pkg-config)
 for p in libelf-dev zlib1g-dev; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || pkgs+=("$p")
