@@ -6,7 +6,7 @@
 //! kernel's macvlan and umacvlan on identical fresh topologies; the output gives each
 //! round and the medians and the paired ratio (umacvlan / kernel, per round).
 //!
-//! Privileges: root. Builds and removes its own namespaces (`umvrt-<pid>-*`).
+//! Privileges: root. Builds and removes its own namespaces (`umvrt-<k|u>-<pid>-*`).
 //! `UMACVLAN_XDP=generic` runs umacvlan's XDP in generic mode.
 //! Run: `cargo run --release --example e2e_rate -- [ROUNDS] [SECONDS]`
 
@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use umacvlan::dataplane::{Dataplane, DataplaneConfig, EndpointNet};
+use umacvlan::demo::Namespaces;
 use umacvlan::link::Netns;
 use umacvlan::mode::Mode;
 use umacvlan::port::{FramePool, Port};
@@ -24,15 +25,6 @@ use umacvlan::xsk::{Umem, XskConfig, XskPort, XskSocket};
 
 const C1: &str = "02:42:0a:1e:00:0b";
 const C2: &str = "02:42:0a:1e:00:0c";
-
-struct Spaces(Vec<String>);
-impl Drop for Spaces {
-    fn drop(&mut self) {
-        for n in self.0.drain(..) {
-            let _ = Netns::delete(&n);
-        }
-    }
-}
 
 fn ip(args: &[&str]) -> Result<()> {
     let o = Command::new("ip").args(args).output()?;
@@ -103,24 +95,19 @@ fn generate(c1: &Netns, secs: f64) -> Result<u64> {
 }
 
 struct Topo {
-    _spaces: Spaces,
-    host: Netns,
+    _spaces: Namespaces,
     c1: Netns,
     c2: Netns,
     names: Vec<String>,
 }
 
 fn topo(tag: &str) -> Result<Topo> {
-    let p = format!("umvrt-{}-{tag}-", std::process::id());
+    // `umvrt-<tag>-<pid>-*`, removed on drop and, if a run was killed, on the next.
+    let mut spaces = Namespaces::new(&format!("umvrt-{tag}"));
     let names: Vec<String> = ["host", "ext", "c1", "c2"]
         .iter()
-        .map(|n| format!("{p}{n}"))
-        .collect();
-    let mut spaces = Spaces(Vec::new());
-    for n in &names {
-        Netns::create(n)?;
-        spaces.0.push(n.clone());
-    }
+        .map(|n| spaces.create(n))
+        .collect::<Result<_, _>>()?;
     ip(&[
         "-n", &names[0], "link", "add", "par", "type", "veth", "peer", "name", "eth0", "netns",
         &names[1],
@@ -128,7 +115,6 @@ fn topo(tag: &str) -> Result<Topo> {
     ip(&["-n", &names[0], "link", "set", "par", "up"])?;
     ip(&["-n", &names[1], "link", "set", "eth0", "up"])?;
     Ok(Topo {
-        host: Netns::open(&names[0])?,
         c1: Netns::open(&names[2])?,
         c2: Netns::open(&names[3])?,
         _spaces: spaces,
@@ -220,7 +206,6 @@ fn umacvlan_round(secs: f64) -> Result<(u64, u64)> {
 }
 
 fn measure(t: &Topo, secs: f64) -> Result<(u64, u64)> {
-    let _ = &t.host;
     let before = rx_packets(&t.c2, "eth0")?;
     let sent = generate(&t.c1, secs)?;
     std::thread::sleep(Duration::from_millis(100));

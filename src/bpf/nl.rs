@@ -100,6 +100,12 @@ impl Rtnl {
 
     /// Whether `ifindex` has a clsact (or legacy ingress) qdisc.
     pub(super) fn has_clsact(&self, ifindex: u32) -> io::Result<bool> {
+        self.has_ingress_qdisc(ifindex, &["clsact", "ingress"])
+    }
+
+    /// Whether `ifindex` has a qdisc at the clsact/ingress handle whose kind is one
+    /// of `kinds`.
+    fn has_ingress_qdisc(&self, ifindex: u32, kinds: &[&str]) -> io::Result<bool> {
         let req = self.handle.qdisc().get().index(ifindex as i32).execute();
         let qdiscs: Vec<TcMessage> = self
             .rt
@@ -111,7 +117,7 @@ impl Rtnl {
                 && q.header.parent.minor == TC_H_MIN_INGRESS
                 && q.attributes
                     .iter()
-                    .any(|a| matches!(a, TcAttribute::Kind(k) if k == "clsact" || k == "ingress"))
+                    .any(|a| matches!(a, TcAttribute::Kind(k) if kinds.contains(&k.as_str())))
         }))
     }
 
@@ -209,19 +215,7 @@ impl Rtnl {
 
     /// Whether `ifindex` has a qdisc of kind `clsact` (not the legacy `ingress`).
     pub(super) fn has_clsact_kind(&self, ifindex: u32) -> io::Result<bool> {
-        let req = self.handle.qdisc().get().index(ifindex as i32).execute();
-        let qdiscs: Vec<TcMessage> = self
-            .rt
-            .block_on(async { req.try_collect().await })
-            .map_err(other)?;
-        Ok(qdiscs.iter().any(|q| {
-            q.header.index == ifindex as i32
-                && q.header.parent.major == TC_H_CLSACT_MAJOR
-                && q.header.parent.minor == TC_H_MIN_INGRESS
-                && q.attributes
-                    .iter()
-                    .any(|a| matches!(a, TcAttribute::Kind(k) if k == "clsact"))
-        }))
+        self.has_ingress_qdisc(ifindex, &["clsact"])
     }
 }
 
