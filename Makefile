@@ -28,8 +28,12 @@ fuzz:
 	  $(FUZZ_ENV) cargo fuzz run -s none -a $$t corpus/$$t $$(test -d seeds/$$t && echo seeds/$$t) -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 || exit 1; \
 	done
 
-bench:
-	cargo bench --bench main
+## Criterion micro-benchmarks, then the throughput benchmark against the kernel's
+## macvlan, a Docker-style bridge, Open vSwitch AF_XDP and a raw AF_XDP forwarder
+## (BENCHMARKS.md; about 25 minutes; results in target/bench/).
+bench: setup
+	cargo bench --bench main -- --warm-up-time 1 --measurement-time 2
+	cargo run --release --quiet -- bench run --out target/bench
 
 lint:
 	cargo fmt --all -- --check

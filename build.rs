@@ -1,5 +1,7 @@
-//! Builds the eBPF steering program (`bpf/steer.bpf.c`) with clang and generates its
-//! libbpf-rs skeleton into `OUT_DIR` (`steer.bpf.o`, `steer.skel.rs`).
+//! Builds the eBPF programs with clang and generates their libbpf-rs skeletons into
+//! `OUT_DIR`: the steering program (`bpf/steer.bpf.c` → `steer.bpf.o`,
+//! `steer.skel.rs`) and the benchmark sink (`bpf/sink.bpf.c` → `sink.bpf.o`,
+//! `sink.skel.rs`).
 //!
 //! The build is vmlinux-free: it uses the distribution's UAPI headers
 //! (`/usr/include/linux`, plus the multiarch directory for `<asm/types.h>`) and the
@@ -11,7 +13,8 @@ use std::process::Command;
 
 use libbpf_cargo::SkeletonBuilder;
 
-const SRC: &str = "bpf/steer.bpf.c";
+/// (source, object and skeleton stem) of each program.
+const PROGRAMS: [(&str, &str); 2] = [("bpf/steer.bpf.c", "steer"), ("bpf/sink.bpf.c", "sink")];
 const HEADER: &str = "bpf/steer.h";
 
 /// The Debian multiarch triple (`x86_64-linux-gnu`) whose include directory holds
@@ -29,7 +32,9 @@ fn multiarch() -> String {
 }
 
 fn main() {
-    println!("cargo:rerun-if-changed={SRC}");
+    for (src, _) in PROGRAMS {
+        println!("cargo:rerun-if-changed={src}");
+    }
     println!("cargo:rerun-if-changed={HEADER}");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=CLANG");
@@ -38,18 +43,20 @@ fn main() {
     let clang = env::var_os("CLANG").unwrap_or_else(|| "clang".into());
     let include = format!("-I/usr/include/{}", multiarch());
 
-    // libbpf-cargo adds `-g -O2 -target bpf -c`, `-D__TARGET_ARCH_<arch>`,
-    // `-fno-stack-protector` and `-I<extracted libbpf headers>` itself.
-    let result = SkeletonBuilder::new()
-        .source(SRC)
-        .obj(out.join("steer.bpf.o"))
-        .clang(&clang)
-        .clang_args([include.as_str(), "-Wall", "-Werror"])
-        .build_and_generate(out.join("steer.skel.rs"));
-    if let Err(e) = result {
-        panic!(
-            "building {SRC} failed (needs clang with the bpf target, libelf, and the \
-             kernel UAPI headers; set CLANG to pick a compiler): {e:#}"
-        );
+    for (src, stem) in PROGRAMS {
+        // libbpf-cargo adds `-g -O2 -target bpf -c`, `-D__TARGET_ARCH_<arch>`,
+        // `-fno-stack-protector` and `-I<extracted libbpf headers>` itself.
+        let result = SkeletonBuilder::new()
+            .source(src)
+            .obj(out.join(format!("{stem}.bpf.o")))
+            .clang(&clang)
+            .clang_args([include.as_str(), "-Wall", "-Werror"])
+            .build_and_generate(out.join(format!("{stem}.skel.rs")));
+        if let Err(e) = result {
+            panic!(
+                "building {src} failed (needs clang with the bpf target, libelf, and the \
+                 kernel UAPI headers; set CLANG to pick a compiler): {e:#}"
+            );
+        }
     }
 }

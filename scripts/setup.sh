@@ -21,6 +21,12 @@ command -v ethtool >/dev/null 2>&1 || pkgs+=(ethtool)
 { [ -x /usr/sbin/sysctl ] || [ -x /sbin/sysctl ]; } && [ -x /usr/bin/kill ] || pkgs+=(procps)
 command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
 command -v pkg-config >/dev/null 2>&1 || pkgs+=(pkg-config)
+# Open vSwitch (userspace datapath, AF_XDP ports): a competitor in `umacvlan bench`.
+# Only its tools are used, by a private instance the bench starts and stops; the
+# package's own service is not needed.
+command -v ovs-vswitchd >/dev/null 2>&1 || pkgs+=(openvswitch-switch)
+# unshare (util-linux): the bench's threaded-NAPI option mounts a private sysfs.
+command -v unshare >/dev/null 2>&1 || pkgs+=(util-linux)
 for p in libelf-dev zlib1g-dev; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || pkgs+=("$p")
 done

@@ -87,6 +87,7 @@
 #![warn(missing_docs)]
 
 pub mod app;
+pub mod bench;
 #[allow(unsafe_code)]
 pub mod bpf;
 pub mod config;

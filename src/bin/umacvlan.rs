@@ -49,6 +49,11 @@ enum Cmd {
     Endpoint(EndpointCmd),
     /// A self-contained tour: builds a netns topology, switches it, pings, cleans up.
     Demo,
+    /// Throughput benchmarks: `bench run` (umacvlan against kernel macvlan, a
+    /// Docker-style bridge, Open vSwitch AF_XDP and a raw AF_XDP forwarder), `bench
+    /// gen` (traffic generator), `bench sink` (counting sink). See BENCHMARKS.md.
+    #[command(subcommand)]
+    Bench(umacvlan::bench::cli::BenchCmd),
     /// Per-port counters: packets, bytes, drops by reason; FDB size.
     Stats {
         /// Print JSON.
@@ -180,9 +185,15 @@ fn main() {
 }
 
 fn dispatch(cmd: Cmd) -> Result<()> {
-    // Logs go to stderr; `RUST_LOG=debug` (or `warn`, ...) sets the level, info by default.
+    // Logs go to stderr; `RUST_LOG=debug` (or `warn`, ...) sets the level, info by
+    // default (warn for the bench, which starts a dataplane per measurement).
+    let default = if matches!(cmd, Cmd::Bench(_)) {
+        "warn"
+    } else {
+        "info"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -195,6 +206,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         } => simulate(frames, seed, &modes),
         Cmd::Run { config, socket } => run(config.as_deref(), socket),
         Cmd::Demo => Ok(umacvlan::demo::run(&mut std::io::stdout())?),
+        Cmd::Bench(c) => umacvlan::bench::cli::main(c),
         Cmd::Stats { json, socket } => {
             let v = request(&socket.path, Request::Stats)?;
             if json {

@@ -65,12 +65,14 @@
 mod error;
 mod leftover;
 mod nl;
+mod sink;
 mod skel;
 #[cfg(test)]
 mod tests;
 mod types;
 
 pub use error::Error;
+pub use sink::{Sink, SinkCount, SinkHook};
 pub use types::{
     Counter, DevVal, FdbKey, FdbVal, COUNTERS, DEV_F_PASSTHRU, FDB_F_HOST_SUPPRESS, MAX_DEVS,
     MAX_FDB, MAX_XSKS, META_LEN, META_PASSTHRU, ROLE_PARENT, ROLE_PORT, VLAN_MAX,

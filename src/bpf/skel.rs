@@ -11,3 +11,8 @@
 )]
 
 include!(concat!(env!("OUT_DIR"), "/steer.skel.rs"));
+
+/// The skeleton of `bpf/sink.bpf.c` (the benchmark sink).
+pub(crate) mod sink {
+    include!(concat!(env!("OUT_DIR"), "/sink.skel.rs"));
+}

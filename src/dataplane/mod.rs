@@ -37,7 +37,7 @@ use crate::mode::Mode;
 use crate::port::{Bundle, Frame, Port, PortId, PortTable};
 use crate::switch::{PortStats, Switch, Worker, WorkerConfig, WorkerGone};
 use crate::topology::{ControlError, EndpointConfig, ParentConfig, Topology, HOST, UPLINK};
-use crate::xsk::{Umem, XskConfig, XskPort};
+use crate::xsk::{SocketTuning, Umem, XskConfig, XskPort};
 
 /// A port of the dataplane: AF_XDP sockets, or an in-process endpoint.
 #[non_exhaustive]
@@ -96,6 +96,8 @@ pub struct DataplaneConfig {
     pub xsk: XskConfig,
     /// The worker thread.
     pub worker: WorkerConfig,
+    /// Kernel tuning of every socket (transmit budget, busy polling); none by default.
+    pub tuning: SocketTuning,
 }
 
 impl DataplaneConfig {
@@ -118,6 +120,7 @@ impl DataplaneConfig {
             frames: 16384,
             xsk,
             worker: WorkerConfig::default(),
+            tuning: SocketTuning::default(),
         }
     }
 }
@@ -194,11 +197,14 @@ fn open_port(
     id: PortId,
     socks: Vec<(u32, u32)>,
     xsk: XskConfig,
+    tuning: SocketTuning,
 ) -> Result<Vec<OwnedFd>> {
     let r = worker.exec(move |sw: &mut Sw| -> Result<Vec<OwnedFd>> {
         let mut ports = Vec::new();
         for (ifindex, queue) in socks {
-            ports.push(XskPort::open(sw.pool_mut(), ifindex, queue, &xsk)?);
+            let p = XskPort::open(sw.pool_mut(), ifindex, queue, &xsk)?;
+            p.socket().tune(&tuning)?;
+            ports.push(p);
         }
         let fds = ports
             .iter()
@@ -321,7 +327,7 @@ impl Dataplane {
                 .map(|qi| (parent.index, qi))
                 .collect();
             socks.push((mirror_b.index, w));
-            let fds = open_port(worker, UPLINK, socks.clone(), cfg.xsk.clone())?;
+            let fds = open_port(worker, UPLINK, socks.clone(), cfg.xsk.clone(), cfg.tuning)?;
             for ((dev, qi), fd) in socks.iter().zip(&fds) {
                 let slot = if *dev == parent.index { *qi } else { q + qi };
                 steering.set_xsk(slot, fd.as_fd())?;
@@ -476,6 +482,7 @@ impl Dataplane {
                 id,
                 vec![(host_ifindex, w as u32)],
                 self.cfg.xsk.clone(),
+                self.cfg.tuning,
             )?;
             self.steering.set_xsk(slot + w as u32, fds[0].as_fd())?;
         }

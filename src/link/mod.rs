@@ -401,6 +401,32 @@ impl Links {
         self.nl("create bridge", name, req.execute())
     }
 
+    /// Creates a kernel macvlan `name` on the parent `parent_index` in `mode`
+    /// (the kernel's own macvlan: the benchmark's and the parity tests' reference).
+    ///
+    /// # Errors
+    /// [`Error::Netlink`].
+    pub fn add_macvlan(
+        &self,
+        name: &str,
+        parent_index: u32,
+        mode: crate::mode::Mode,
+    ) -> Result<()> {
+        use netlink_packet_route::link::MacVlanMode;
+        let m = match mode {
+            crate::mode::Mode::Bridge => MacVlanMode::Bridge,
+            crate::mode::Mode::Vepa => MacVlanMode::Vepa,
+            crate::mode::Mode::Private => MacVlanMode::Private,
+            crate::mode::Mode::Passthru => MacVlanMode::Passthrough,
+            crate::mode::Mode::Source => MacVlanMode::Source,
+        };
+        let req = self
+            .handle
+            .link()
+            .add(rtnetlink::LinkMacVlan::new(name, parent_index, m).build());
+        self.nl("create macvlan", name, req.execute())
+    }
+
     /// Makes interface `index` a port of bridge `controller`.
     ///
     /// # Errors

@@ -77,6 +77,31 @@ mod tests;
 
 pub use port::{PortCounters, XskPort};
 pub use socket::XskSocket;
+
+/// `setsockopt(SOL_XDP, XDP_MAX_TX_SKB_BUDGET)` (Linux 6.17): frames one copy-mode
+/// `sendto` may transmit (the kernel's default is 32).
+pub(crate) const XDP_MAX_TX_SKB_BUDGET: i32 = 9;
+
+/// Optional per-socket kernel tuning, applied by [`XskSocket::tune`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SocketTuning {
+    /// Copy-mode transmit budget per `sendto` (`XDP_MAX_TX_SKB_BUDGET`); `None`
+    /// keeps the kernel's 32.
+    pub tx_budget: Option<u32>,
+    /// Preferred busy polling (`SO_PREFER_BUSY_POLL`, `SO_BUSY_POLL`,
+    /// `SO_BUSY_POLL_BUDGET`); `None` leaves it off.
+    pub busy_poll: Option<BusyPoll>,
+}
+
+/// Busy-poll settings of a socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BusyPoll {
+    /// `SO_BUSY_POLL`: microseconds to busy-poll in a blocking call.
+    pub usecs: u32,
+    /// `SO_BUSY_POLL_BUDGET`: frames per busy-poll round.
+    pub budget: u32,
+}
+
 pub use umem::{Accounting, Umem};
 
 pub use crate::sys::XDP_PACKET_HEADROOM;

@@ -114,6 +114,11 @@ impl XskPort {
         &self.sock
     }
 
+    /// Frames handed to the kernel for transmission and not yet completed.
+    pub fn tx_in_flight(&self) -> u32 {
+        self.tx_lent
+    }
+
     /// The socket's fd, for the XSKMAP; see [`XskSocket::as_fd`].
     pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.sock.as_fd()

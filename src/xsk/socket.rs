@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::ring::{ConsRing, ProdRing};
 use super::umem::Umem;
-use super::{BindMode, Error, Statistics, XskConfig, XskMode};
+use super::{BindMode, Error, SocketTuning, Statistics, XskConfig, XskMode, XDP_MAX_TX_SKB_BUDGET};
 use crate::sys::{
     self, sockaddr_xdp, xdp_desc, xdp_mmap_offsets, xdp_options, xdp_ring_offset, xdp_statistics,
     xdp_umem_reg, SysError, AF_XDP, SOL_XDP, XDP_COPY, XDP_MMAP_OFFSETS, XDP_OPTIONS,
@@ -379,6 +379,48 @@ impl XskSocket {
     /// socket is dropped, which assumes that closes it.
     pub fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.fd()
+    }
+
+    /// Applies [`SocketTuning`]: the copy-mode transmit budget per `sendto` and
+    /// preferred busy polling.
+    ///
+    /// # Errors
+    /// [`Error::Socket`] naming the option the kernel refused (`XDP_MAX_TX_SKB_BUDGET`
+    /// needs Linux 6.17; busy polling needs `CONFIG_NET_RX_BUSY_POLL`).
+    pub fn tune(&self, t: &SocketTuning) -> Result<(), Error> {
+        let target = Target {
+            ifindex: self.ifindex,
+            queue: self.queue,
+        };
+        let fd = self.as_fd();
+        if let Some(budget) = t.tx_budget {
+            sys::setsockopt(
+                fd,
+                SOL_XDP,
+                XDP_MAX_TX_SKB_BUDGET,
+                &budget,
+                "setsockopt(XDP_MAX_TX_SKB_BUDGET)",
+            )
+            .map_err(|e| target.err(e))?;
+        }
+        if let Some(bp) = t.busy_poll {
+            for (name, v, call) in [
+                (
+                    libc::SO_PREFER_BUSY_POLL,
+                    1,
+                    "setsockopt(SO_PREFER_BUSY_POLL)",
+                ),
+                (libc::SO_BUSY_POLL, bp.usecs, "setsockopt(SO_BUSY_POLL)"),
+                (
+                    libc::SO_BUSY_POLL_BUDGET,
+                    bp.budget,
+                    "setsockopt(SO_BUSY_POLL_BUDGET)",
+                ),
+            ] {
+                sys::setsockopt(fd, libc::SOL_SOCKET, name, &v, call).map_err(|e| target.err(e))?;
+            }
+        }
+        Ok(())
     }
 
     /// The interface index it is bound to.

@@ -1,0 +1,342 @@
+//! `umacvlan bench ...`: the benchmark driver, the generator and the sink on the
+//! command line.
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use super::report::{self, Machine};
+use super::{BenchConfig, FrameSpec, Generator, Limit, Measurement, Scenario, System};
+use crate::bpf::{Sink, SinkHook, XdpMode};
+use crate::link::Netns;
+use crate::wire::MacAddr;
+
+/// `umacvlan bench` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchCmd {
+    /// Measure umacvlan and its competitors, interleaved round by round, in
+    /// namespaces the bench builds and removes; print a table, write JSON and SVG.
+    Run(RunArgs),
+    /// Send UDP frames from an interface through a copy-mode AF_XDP socket.
+    Gen(GenArgs),
+    /// Count and drop every frame arriving on an interface (BPF), printing the rate.
+    Sink(SinkArgs),
+}
+
+/// Options of `bench run`.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Scenarios: ep-ep, wire-ep, ep-wire.
+    #[arg(long, value_delimiter = ',', default_value = "ep-ep,wire-ep,ep-wire")]
+    scenarios: Vec<Scenario>,
+    /// Frame sizes in bytes, FCS included (64..=1518).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "64,128,256,512,1024,1518"
+    )]
+    sizes: Vec<usize>,
+    /// Systems, measured in this order each round: umacvlan, macvlan, bridge, ovs,
+    /// l2fwd, each optionally with `:opt,opt` (generic, native, core=N, sleep=USECS,
+    /// ring=N, budget=N, busypoll=USECS, napi=CORE). Give one several times with different
+    /// options to compare tunings in one run.
+    #[arg(
+        long,
+        value_delimiter = ';',
+        default_value = "umacvlan;macvlan;bridge;ovs;l2fwd"
+    )]
+    systems: Vec<System>,
+    /// Rounds.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Seconds of the flat-out measurement.
+    #[arg(long, default_value_t = 2.0)]
+    seconds: f64,
+    /// Zero-loss binary-search trials (0: skip the search).
+    #[arg(long, default_value_t = 6)]
+    zero_loss_steps: u32,
+    /// Seconds of one zero-loss trial.
+    #[arg(long, default_value_t = 0.5)]
+    zero_loss_seconds: f64,
+    /// The generator's core.
+    #[arg(long, default_value_t = 0)]
+    gen_core: usize,
+    /// Sink hook: tc (ingress) or xdp.
+    #[arg(long, default_value = "tc")]
+    sink: String,
+    /// Directory for results.json, plot.svg and table.md.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// Options of `bench gen`.
+#[derive(clap::Args, Debug)]
+pub struct GenArgs {
+    /// Namespace of the interface (default: the current one).
+    #[arg(long)]
+    netns: Option<String>,
+    /// Interface to send from.
+    #[arg(long)]
+    dev: String,
+    /// Destination MAC.
+    #[arg(long)]
+    dst_mac: MacAddr,
+    /// Source MAC (default: the interface's).
+    #[arg(long)]
+    src_mac: Option<MacAddr>,
+    /// Frame size in bytes, FCS included (64..=1518).
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Frames per second (default: as fast as possible).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Stop after this many frames.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Source IPv4 address.
+    #[arg(long, default_value = "10.30.0.1")]
+    src_ip: Ipv4Addr,
+    /// Destination IPv4 address.
+    #[arg(long, default_value = "10.30.0.2")]
+    dst_ip: Ipv4Addr,
+    /// UDP source port.
+    #[arg(long, default_value_t = 1024)]
+    sport: u16,
+    /// UDP destination port.
+    #[arg(long, default_value_t = 9)]
+    dport: u16,
+    /// Pin to this core.
+    #[arg(long)]
+    core: Option<usize>,
+}
+
+/// Options of `bench sink`.
+#[derive(clap::Args, Debug)]
+pub struct SinkArgs {
+    /// Namespace of the interface (default: the current one).
+    #[arg(long)]
+    netns: Option<String>,
+    /// Interface to count on.
+    #[arg(long)]
+    dev: String,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Hook: tc (ingress), xdp (native) or xdp-generic.
+    #[arg(long, default_value = "tc")]
+    hook: String,
+    /// Count only IPv4/UDP frames to this destination port (the generator's
+    /// default is 9); others are reported apart. Default: count everything.
+    #[arg(long)]
+    udp_port: Option<u16>,
+}
+
+fn parse_hook(s: &str) -> Result<SinkHook> {
+    Ok(match s {
+        "tc" => SinkHook::TcIngress,
+        "xdp" => SinkHook::Xdp(XdpMode::Native),
+        "xdp-generic" => SinkHook::Xdp(XdpMode::Generic),
+        _ => bail!("unknown sink hook {s:?}: use tc, xdp or xdp-generic"),
+    })
+}
+
+fn secs(s: f64, what: &str) -> Result<Duration> {
+    if !(s.is_finite() && s > 0.0 && s < 86_400.0) {
+        bail!("{what} must be a positive number of seconds below a day, got {s}");
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+/// Runs `f` in namespace `ns` (or here).
+fn in_ns<R: Send + 'static>(
+    ns: &Option<String>,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> Result<R> {
+    match ns {
+        Some(n) => Ok(Netns::open(n)?.run(f)?),
+        None => Ok(f()),
+    }
+}
+
+fn ifindex(dev: &str) -> Result<u32> {
+    crate::sys::if_nametoindex(dev).with_context(|| format!("no interface {dev:?}"))
+}
+
+/// Runs a `bench` subcommand.
+///
+/// # Errors
+/// Bad options, or any step failing; the message says which.
+pub fn main(cmd: BenchCmd) -> Result<()> {
+    match cmd {
+        BenchCmd::Run(a) => run(a),
+        BenchCmd::Gen(a) => {
+            if a.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+                bail!("--rate must be a positive number of frames per second");
+            }
+            let dur = secs(a.seconds, "--seconds")?;
+            let dev = a.dev.clone();
+            let src = match a.src_mac {
+                Some(m) => m,
+                None => in_ns(&a.netns, move || -> Result<MacAddr> {
+                    let s = std::fs::read_to_string(format!("/sys/class/net/{dev}/address"))
+                        .with_context(|| format!("no interface {dev:?}"))?;
+                    Ok(s.trim().parse()?)
+                })??,
+            };
+            let spec = FrameSpec {
+                size: a.size,
+                dst_mac: a.dst_mac,
+                src_mac: src,
+                src_ip: a.src_ip,
+                dst_ip: a.dst_ip,
+                sport: a.sport,
+                dport: a.dport,
+            };
+            spec.bytes()?;
+            let dev = a.dev.clone();
+            let mut gen = in_ns(&a.netns, move || -> Result<Generator> {
+                Ok(Generator::open(ifindex(&dev)?, &spec)?)
+            })??;
+            if let Some(c) = a.core {
+                core_affinity::set_for_current(core_affinity::CoreId { id: c });
+            }
+            let r = gen.run(Limit {
+                count: a.count,
+                duration: dur,
+                rate: a.rate,
+            });
+            println!(
+                "sent {} frames of {} bytes in {:.3} s: {:.0} frames/s",
+                r.sent,
+                a.size,
+                r.elapsed.as_secs_f64(),
+                r.rate()
+            );
+            Ok(())
+        }
+        BenchCmd::Sink(a) => {
+            let hook = parse_hook(&a.hook)?;
+            let dur = secs(a.seconds, "--seconds")?;
+            let dev = a.dev.clone();
+            let sink = in_ns(&a.netns, move || -> Result<Sink> {
+                Ok(Sink::attach(ifindex(&dev)?, hook)?)
+            })??;
+            if let Some(p) = a.udp_port {
+                sink.count_only_udp_port(p)?;
+            }
+            let start = Instant::now();
+            let mut last = sink.count()?;
+            while start.elapsed() < dur {
+                std::thread::sleep(Duration::from_secs(1).min(dur.saturating_sub(start.elapsed())));
+                let c = sink.count()?;
+                println!(
+                    "{:>12} frames/s {:>14} bytes/s",
+                    c.frames - last.frames,
+                    c.bytes - last.bytes
+                );
+                last = c;
+            }
+            println!(
+                "total {} frames, {} bytes ({} other frames dropped)",
+                last.frames, last.bytes, last.other
+            );
+            Ok(())
+        }
+    }
+}
+
+fn run(a: RunArgs) -> Result<()> {
+    let cfg = BenchConfig {
+        scenarios: a.scenarios,
+        sizes: a.sizes,
+        systems: a.systems,
+        rounds: a.rounds,
+        seconds: secs(a.seconds, "--seconds")?,
+        zero_loss_steps: a.zero_loss_steps,
+        zero_loss_seconds: secs(a.zero_loss_seconds, "--zero-loss-seconds")?,
+        gen_core: a.gen_core,
+        sink: parse_hook(&a.sink)?,
+    };
+    let mut labels = std::collections::HashSet::new();
+    for s in &cfg.systems {
+        if !labels.insert(&s.label) {
+            bail!("system {} is listed twice", s.label);
+        }
+    }
+    if let Some(dir) = &a.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    let machine = Machine::here();
+    println!(
+        "umacvlan bench: {} on {} ({} cores); {} round(s), {} s flat out, zero-loss {} × {} s",
+        machine.kernel,
+        machine.cpu,
+        machine.cores,
+        cfg.rounds,
+        cfg.seconds.as_secs_f64(),
+        cfg.zero_loss_steps,
+        cfg.zero_loss_seconds.as_secs_f64()
+    );
+    let mut progress = |m: &Measurement| {
+        if let Some(why) = &m.skipped {
+            if m.round == 1 {
+                println!(
+                    "{:8} {:5} B  {:28} skipped: {why}",
+                    m.scenario.name(),
+                    m.size,
+                    m.system
+                );
+            }
+            return;
+        }
+        println!(
+            "{:8} {:5} B  round {}  {:28} sent {:>9.0}/s delivered {:>9.0}/s  zero-loss {:>9}  cpu {:>6} ns/frame",
+            m.scenario.name(),
+            m.size,
+            m.round,
+            m.system,
+            m.max.sent_rate(),
+            m.max.rate(),
+            m.zero_loss.map_or("-".into(), |z| format!("{z:.0}/s")),
+            m.max.cpu_per_frame().map_or("-".into(), |c| format!("{c:.0}")),
+        );
+        let _ = std::io::stdout().flush();
+    };
+    let ms = super::run(&cfg, &mut progress)?;
+    let rows = report::summarize(&cfg, &ms);
+    let refsys = report::reference(&cfg);
+    let table = report::table(&rows, refsys.as_deref());
+    println!("{table}");
+    let mut versus = String::new();
+    for s in cfg
+        .systems
+        .iter()
+        .filter(|s| s.kind == super::SystemKind::Umacvlan)
+    {
+        versus.push_str(&format!("\nPaired ratios of {} (median of per-round ratios):\n\n| scenario | size | against | ratio | rounds |\n|---|---|---|---|---|\n", s.label));
+        for (sc, size, other, r, n) in report::versus(&cfg, &ms, &s.label) {
+            versus.push_str(&format!(
+                "| {} | {size} | {other} | {r:.2} | {n} |\n",
+                sc.name()
+            ));
+        }
+    }
+    println!("{versus}");
+    if let Some(dir) = &a.out {
+        let j = report::json(&cfg, &ms, &machine);
+        std::fs::write(dir.join("results.json"), serde_json::to_string_pretty(&j)?)?;
+        std::fs::write(dir.join("plot.svg"), report::svg(&cfg, &rows))?;
+        std::fs::write(dir.join("table.md"), format!("{table}\n{versus}"))?;
+        println!(
+            "wrote {0}/results.json, {0}/plot.svg, {0}/table.md",
+            dir.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,369 @@
+//! The benchmark's network: namespaces built per measurement and removed after it.
+//!
+//! ```text
+//!   ext ns: eth0 ──veth── host ns: par (the parent NIC)
+//!                                   │ the system under test: umacvlan on par, kernel
+//!                                   │ macvlans on par, a bridge over par + veths,
+//!                                   │ OVS over par + veths, or l2fwd between two of them
+//!   c1 ns: eth0 ───────────────────┤
+//!   c2 ns: eth0 ───────────────────┘
+//! ```
+//!
+//! Every system gives c1, c2 and ext the same MACs, so one generator/sink placement
+//! per scenario fits them all.
+
+use std::time::Duration;
+
+use super::{Error, Scenario, System, SystemKind};
+use crate::bpf::XdpMode;
+use crate::dataplane::{Dataplane, DataplaneConfig, EndpointNet};
+use crate::demo::Namespaces;
+use crate::link::{Links, Netns};
+use crate::mode::Mode;
+use crate::topology::EndpointConfig;
+use crate::wire::MacAddr;
+
+/// c1's MAC (the endpoint that sends in endpoint→endpoint and endpoint→wire).
+pub const C1_MAC: MacAddr = MacAddr([0x02, 0x42, 0x0a, 0x1e, 0x00, 0x0b]);
+/// c2's MAC (the endpoint that receives in endpoint→endpoint and wire→endpoint).
+pub const C2_MAC: MacAddr = MacAddr([0x02, 0x42, 0x0a, 0x1e, 0x00, 0x0c]);
+/// The external host's MAC, on the far side of the parent.
+pub const EXT_MAC: MacAddr = MacAddr([0x02, 0x42, 0x0a, 0x1e, 0x00, 0xfe]);
+
+/// Namespace prefix tag: `umvb-<pid>-*`; a killed run's sets go at the next start.
+pub const NS_TAG: &str = "umvb";
+
+/// A built network with a system running on it. Dropping it stops the system and
+/// removes every namespace.
+pub struct Lab {
+    /// Holds what runs the system (a dataplane thread, l2fwd, OVS daemons).
+    running: Option<Running>,
+    /// Namespace names: host, ext, c1, c2.
+    pub host: String,
+    /// The external host's namespace.
+    pub ext: String,
+    /// Endpoint 1's namespace.
+    pub c1: String,
+    /// Endpoint 2's namespace.
+    pub c2: String,
+    _spaces: Namespaces,
+}
+
+impl std::fmt::Debug for Lab {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lab")
+            .field("host", &self.host)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What runs the system; held only for its `Drop`.
+#[allow(dead_code)]
+enum Running {
+    Umacvlan(DpThread),
+    L2fwd(super::l2fwd::L2fwd),
+    Ovs(super::ovs::Ovs),
+}
+
+/// Where a scenario's generator and sink sit: (namespace, src MAC, dst MAC) of the
+/// generator, and the sink's namespace. Both use `eth0`.
+pub struct Placement {
+    /// Generator namespace.
+    pub gen_ns: String,
+    /// Generator's source MAC.
+    pub src: MacAddr,
+    /// Destination MAC.
+    pub dst: MacAddr,
+    /// Sink namespace.
+    pub sink_ns: String,
+}
+
+impl Lab {
+    /// Builds the network and starts `system` on it for `scenario` (l2fwd forwards
+    /// one direction only; the others serve every scenario).
+    ///
+    /// # Errors
+    /// Any kernel step; what was built is removed again.
+    pub fn build(system: &System, scenario: Scenario) -> Result<Lab, Error> {
+        // `umvb-<pid>-<n><name>`: several labs may live at once in one process.
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut spaces = Namespaces::new(NS_TAG);
+        let [host, ext, c1, c2] =
+            ["h", "x", "c1", "c2"].map(|name| spaces.create(&format!("{n}{name}")));
+        let (host, ext, c1, c2) = (host?, ext?, c1?, c2?);
+        let mut lab = Lab {
+            running: None,
+            host,
+            ext,
+            c1,
+            c2,
+            _spaces: spaces,
+        };
+        // No IPv6: its autoconfiguration chatter (DAD, MLD, router solicitations)
+        // would reach the sink through the flooding systems and blur the counts.
+        for ns in [&lab.host, &lab.ext, &lab.c1, &lab.c2] {
+            Netns::open(ns)?
+                .run(|| {
+                    for k in ["all", "default"] {
+                        std::fs::write(format!("/proc/sys/net/ipv6/conf/{k}/disable_ipv6"), "1\n")?;
+                    }
+                    Ok::<(), std::io::Error>(())
+                })?
+                .map_err(|e| Error::Config(format!("cannot disable IPv6 in {ns}: {e}")))?;
+        }
+        let hl = Links::open_in(&Netns::open(&lab.host)?)?;
+        hl.add_veth("par", "xpeer")?;
+        let par = hl.require("par")?;
+        hl.set_up(par.index, "par", true)?;
+        place(&hl, "xpeer", &lab.ext, EXT_MAC)?;
+        let veths = || -> Result<(), Error> {
+            for (v, p, ns, mac) in [("v1", "p1", &lab.c1, C1_MAC), ("v2", "p2", &lab.c2, C2_MAC)] {
+                hl.add_veth(v, p)?;
+                let i = hl.require(v)?;
+                hl.set_up(i.index, v, true)?;
+                place(&hl, p, ns, mac)?;
+            }
+            Ok(())
+        };
+        match system.kind {
+            SystemKind::Macvlan => {
+                for (v, ns, mac) in [("mv1", &lab.c1, C1_MAC), ("mv2", &lab.c2, C2_MAC)] {
+                    hl.add_macvlan(v, par.index, Mode::Bridge)?;
+                    place(&hl, v, ns, mac)?;
+                }
+            }
+            SystemKind::Bridge => {
+                veths()?;
+                hl.add_bridge("br0")?;
+                let br = hl.require("br0")?;
+                for p in ["par", "v1", "v2"] {
+                    hl.set_controller(hl.require(p)?.index, p, br.index)?;
+                }
+                hl.set_up(br.index, "br0", true)?;
+                // Docker's setting: bridged IPv4 goes through iptables.
+                let h = Netns::open(&lab.host)?;
+                h.run(|| std::fs::write("/proc/sys/net/bridge/bridge-nf-call-iptables", "1\n"))?
+                    .map_err(|e| {
+                        Error::Config(format!(
+                            "cannot set net.bridge.bridge-nf-call-iptables=1 (is br_netfilter \
+                         loaded? `modprobe br_netfilter`): {e}"
+                        ))
+                    })?;
+            }
+            SystemKind::L2fwd => {
+                veths()?;
+                let (from, to) = match scenario {
+                    Scenario::EpToEp => ("v1", "v2"),
+                    Scenario::WireToEp => ("par", "v2"),
+                    Scenario::EpToWire => ("v1", "par"),
+                };
+                let fwd = super::l2fwd::L2fwd::start(super::l2fwd::L2fwdConfig {
+                    netns: lab.host.clone(),
+                    from: from.into(),
+                    to: to.into(),
+                    xdp_mode: system.tuning.xdp_mode,
+                    core: Some(system.tuning.core),
+                    burst: 32,
+                    xsk: DataplaneConfig::new("par").xsk,
+                    tuning: system.tuning.socket,
+                })?;
+                if let Some(core) = system.tuning.napi_core {
+                    threaded_napi(&lab.host, core)?;
+                }
+                lab.running = Some(Running::L2fwd(fwd));
+            }
+            SystemKind::Ovs => {
+                veths()?;
+                lab.running = Some(Running::Ovs(super::ovs::Ovs::start(
+                    &lab.host,
+                    &["par", "v1", "v2"],
+                    system.tuning.xdp_mode,
+                    system.tuning.core,
+                )?));
+            }
+            SystemKind::Umacvlan => {
+                let dp = DpThread::start(&lab, system)?;
+                if let Some(core) = system.tuning.napi_core {
+                    threaded_napi(&lab.host, core)?;
+                }
+                lab.running = Some(Running::Umacvlan(dp));
+            }
+        }
+        Ok(lab)
+    }
+
+    /// The generator's and the sink's places for `scenario`.
+    pub fn placement(&self, scenario: Scenario) -> Placement {
+        let (gen_ns, src, dst, sink_ns) = match scenario {
+            Scenario::EpToEp => (&self.c1, C1_MAC, C2_MAC, &self.c2),
+            Scenario::WireToEp => (&self.ext, EXT_MAC, C2_MAC, &self.c2),
+            Scenario::EpToWire => (&self.c1, C1_MAC, EXT_MAC, &self.ext),
+        };
+        Placement {
+            gen_ns: gen_ns.clone(),
+            src,
+            dst,
+            sink_ns: sink_ns.clone(),
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // Stop the system before its interfaces go.
+        self.running.take();
+    }
+}
+
+/// Gives `dev` (in `hl`'s namespace) `mac`, moves it to `ns`, names it `eth0` there
+/// and brings it up.
+fn place(hl: &Links, dev: &str, ns: &str, mac: MacAddr) -> Result<(), Error> {
+    let i = hl.require(dev)?;
+    hl.set_mac(i.index, dev, mac)?;
+    let target = Netns::open(ns)?;
+    hl.move_to(i.index, dev, &target)?;
+    let tl = Links::open_in(&target)?;
+    let i = tl.require(dev)?;
+    tl.rename(i.index, "eth0")?;
+    tl.set_up(i.index, "eth0", true)?;
+    Ok(())
+}
+
+/// A dataplane on `par` in the host namespace, owned by a thread living there (a
+/// `Dataplane` is used and dropped in its own namespace).
+struct DpThread {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl DpThread {
+    fn start(lab: &Lab, system: &System) -> Result<DpThread, Error> {
+        let host = Netns::open(&lab.host)?;
+        let eps = [(lab.c1.clone(), C1_MAC), (lab.c2.clone(), C2_MAC)];
+        let t = system.tuning.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), Error>>();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let run = || -> Result<Dataplane, Error> {
+                host.enter()?;
+                let mut cfg = DataplaneConfig::new("par");
+                cfg.worker.core = Some(t.core);
+                cfg.worker.idle_sleep = t.idle_sleep;
+                cfg.xdp_mode = t.xdp_mode;
+                cfg.tuning = t.socket;
+                if let Some(r) = t.ring {
+                    cfg.xsk.rx_size = r;
+                    cfg.xsk.tx_size = r;
+                    cfg.xsk.fill_size = r;
+                    cfg.xsk.comp_size = r;
+                    cfg.xsk.fill_level = r / 2;
+                }
+                let mut dp = Dataplane::start(cfg)?;
+                for (i, (ns, mac)) in eps.into_iter().enumerate() {
+                    let c = EndpointConfig::new(format!("c{}", i + 1), Mode::Bridge).with_mac(mac);
+                    dp.add_endpoint(
+                        c,
+                        EndpointNet {
+                            netns: ns,
+                            ifname: "eth0".into(),
+                            addrs: vec![],
+                        },
+                    )?;
+                }
+                Ok(dp)
+            };
+            match run() {
+                Ok(dp) => {
+                    let _ = ready_tx.send(Ok(()));
+                    let _ = stop_rx.recv();
+                    dp.stop();
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            }
+        });
+        match ready_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(())) => Ok(DpThread {
+                stop: Some(stop_tx),
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => Err(Error::Config("the umacvlan dataplane did not start".into())),
+        }
+    }
+}
+
+impl Drop for DpThread {
+    fn drop(&mut self) {
+        self.stop.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Switches every interface of namespace `ns` to threaded NAPI and pins the NAPI
+/// kthreads to `core`.
+///
+/// sysfs shows the namespace of whoever mounted it, so the switch is made by a
+/// child in a private mount namespace (`unshare -m`) that mounts its own sysfs.
+fn threaded_napi(ns: &str, core: usize) -> Result<(), Error> {
+    let script = "mount -t sysfs sysfs /sys && for d in /sys/class/net/*; do \
+                  [ -w $d/threaded ] && echo 1 > $d/threaded && echo ${d##*/}; done; true";
+    let out = Netns::open(ns)?.run(move || {
+        std::process::Command::new("unshare")
+            .args(["-m", "sh", "-c", script])
+            .output()
+    })??;
+    if !out.status.success() {
+        return Err(Error::Tool {
+            tool: "unshare",
+            output: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
+    }
+    let devs: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    // NAPI kthreads are named `napi/<dev>-<napi id>`.
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(core);
+    let mut pinned = 0;
+    for e in std::fs::read_dir("/proc")?.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+        let Some(dev) = comm
+            .trim()
+            .strip_prefix("napi/")
+            .and_then(|r| r.rsplit_once('-'))
+            .map(|(d, _)| d)
+        else {
+            continue;
+        };
+        if devs.iter().any(|d| d.starts_with(dev)) {
+            if let Some(p) = rustix::process::Pid::from_raw(pid) {
+                rustix::thread::sched_setaffinity(Some(p), &set)
+                    .map_err(|e| Error::Config(format!("pin napi kthread {pid}: {e}")))?;
+                pinned += 1;
+            }
+        }
+    }
+    if pinned == 0 {
+        return Err(Error::Config(format!(
+            "threaded NAPI: no NAPI kthread found for {devs:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// XDP mode name for reports.
+pub fn xdp_name(m: XdpMode) -> &'static str {
+    m.name()
+}

@@ -1,0 +1,605 @@
+//! Throughput benchmarks: a generator and a sink, the systems they measure, and a
+//! driver that interleaves them round by round (`umacvlan bench`).
+//!
+//! # Method
+//! For each scenario, frame size and round, every system is measured in turn on a
+//! freshly built network ([`lab`]): A B C D A B C D … so that slow drift of the
+//! shared machine hits all systems alike, and each system's figure can be divided
+//! by the same round's kernel-macvlan figure (the *paired ratio*).
+//!
+//! One measurement:
+//! 1. build the namespaces, start the system, attach the [`Sink`] (BPF, tc ingress,
+//!    count and drop) to the receiving interface, open the [`Generator`] (AF_XDP,
+//!    copy mode, pinned to the generator core);
+//! 2. warm up: a few frames each way, so learning bridges know both MACs;
+//! 3. **maximum delivered rate**: send flat out for `seconds`, count at the sink;
+//!    CPU time of the whole machine (`/proc/stat`) per delivered frame;
+//! 4. **zero-loss rate** (RFC 2544 style): binary search on the offered rate
+//!    between 0 and the flat-out sending rate, `zero_loss_steps` trials of
+//!    `zero_loss_seconds`; a trial passes if every frame sent arrived.
+//!
+//! [`Sink`]: crate::bpf::Sink
+
+pub mod cli;
+pub mod gen;
+pub mod l2fwd;
+pub mod lab;
+pub mod ovs;
+pub mod report;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+pub use gen::{FrameSpec, GenReport, Generator, Limit};
+
+use crate::bpf::{Sink, SinkHook, XdpMode};
+use crate::link::Netns;
+use crate::xsk::{BusyPoll, SocketTuning};
+
+/// Why a benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A bad option.
+    #[error("{0}")]
+    Config(String),
+    /// A competitor is not installed.
+    #[error("{0}")]
+    Unavailable(String),
+    /// An external tool failed.
+    #[error("{tool} failed: {output}")]
+    Tool {
+        /// The tool.
+        tool: &'static str,
+        /// What it printed.
+        output: String,
+    },
+    /// Interfaces or namespaces.
+    #[error(transparent)]
+    Link(#[from] crate::link::Error),
+    /// BPF programs.
+    #[error(transparent)]
+    Bpf(#[from] crate::bpf::Error),
+    /// AF_XDP sockets.
+    #[error(transparent)]
+    Xsk(#[from] crate::xsk::Error),
+    /// The umacvlan dataplane.
+    #[error(transparent)]
+    Dataplane(#[from] crate::dataplane::Error),
+    /// Namespace set.
+    #[error(transparent)]
+    Demo(#[from] crate::demo::Error),
+    /// Writing results.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Where traffic enters and leaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+pub enum Scenario {
+    /// Endpoint c1 → endpoint c2, bridge mode (local switching).
+    #[serde(rename = "ep-ep")]
+    EpToEp,
+    /// The external host → endpoint c2, through the parent.
+    #[serde(rename = "wire-ep")]
+    WireToEp,
+    /// Endpoint c1 → the external host, through the parent.
+    #[serde(rename = "ep-wire")]
+    EpToWire,
+}
+
+impl Scenario {
+    /// Every scenario.
+    pub const ALL: [Scenario; 3] = [Scenario::EpToEp, Scenario::WireToEp, Scenario::EpToWire];
+
+    /// Short name: `ep-ep`, `wire-ep`, `ep-wire`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::EpToEp => "ep-ep",
+            Scenario::WireToEp => "wire-ep",
+            Scenario::EpToWire => "ep-wire",
+        }
+    }
+
+    /// Human title.
+    pub fn title(self) -> &'static str {
+        match self {
+            Scenario::EpToEp => "endpoint → endpoint",
+            Scenario::WireToEp => "wire → endpoint",
+            Scenario::EpToWire => "endpoint → wire",
+        }
+    }
+}
+
+impl FromStr for Scenario {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Scenario::ALL
+            .into_iter()
+            .find(|x| x.name() == s)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "unknown scenario {s:?}: use ep-ep, wire-ep or ep-wire"
+                ))
+            })
+    }
+}
+
+/// The kind of system under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum SystemKind {
+    /// This project.
+    Umacvlan,
+    /// The kernel's macvlan, bridge mode (the reference of every paired ratio).
+    Macvlan,
+    /// A Linux bridge with veth pairs, as Docker builds it (`bridge-nf-call-iptables=1`).
+    Bridge,
+    /// Open vSwitch, userspace datapath, `afxdp` ports.
+    Ovs,
+    /// The raw AF_XDP forwarder ([`l2fwd`]).
+    L2fwd,
+}
+
+/// Knobs of the AF_XDP systems (umacvlan, l2fwd; OVS takes the XDP mode and core).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Tuning {
+    /// XDP mode on the interfaces the switch receives from.
+    #[serde(serialize_with = "ser_xdp")]
+    pub xdp_mode: XdpMode,
+    /// The switch's core (the generator runs on [`BenchConfig::gen_core`]).
+    pub core: usize,
+    /// Sleep when idle (zero: busy-poll).
+    #[serde(serialize_with = "ser_dur")]
+    pub idle_sleep: Duration,
+    /// All four ring sizes (`None`: the dataplane's defaults, 1024).
+    pub ring: Option<u32>,
+    /// Copy-mode transmit budget and busy polling.
+    #[serde(serialize_with = "ser_tuning")]
+    pub socket: SocketTuning,
+    /// Threaded NAPI on the switch's host-side interfaces, the kthreads pinned to
+    /// this core: moves the kernel's receive work (XDP and the copy into the UMEM)
+    /// off the sender's core.
+    pub napi_core: Option<usize>,
+}
+
+fn ser_xdp<S: serde::Serializer>(m: &XdpMode, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(m.name())
+}
+fn ser_dur<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_micros() as u64)
+}
+fn ser_tuning<S: serde::Serializer>(t: &SocketTuning, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeStruct;
+    let mut st = s.serialize_struct("SocketTuning", 2)?;
+    st.serialize_field("tx_budget", &t.tx_budget)?;
+    st.serialize_field("busy_poll_usecs", &t.busy_poll.map(|b| b.usecs))?;
+    st.end()
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            xdp_mode: XdpMode::Native,
+            core: 1,
+            idle_sleep: Duration::ZERO,
+            ring: None,
+            socket: SocketTuning::default(),
+            napi_core: None,
+        }
+    }
+}
+
+/// One system under test, with its label in reports.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct System {
+    /// What it is.
+    pub kind: SystemKind,
+    /// How it was asked for, e.g. `umacvlan:generic,budget=256`.
+    pub label: String,
+    /// Its knobs.
+    pub tuning: Tuning,
+}
+
+impl FromStr for System {
+    type Err = Error;
+    /// `NAME[:OPT,OPT...]`; NAME is umacvlan, macvlan, bridge, ovs or l2fwd; OPTs
+    /// (for umacvlan, l2fwd and, where they apply, ovs): `generic`, `native`,
+    /// `core=N`, `sleep=USECS`, `ring=N`, `budget=N`, `busypoll=USECS`, `napi=CORE`.
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let (name, opts) = s.split_once(':').unwrap_or((s, ""));
+        let kind = match name {
+            "umacvlan" => SystemKind::Umacvlan,
+            "macvlan" => SystemKind::Macvlan,
+            "bridge" => SystemKind::Bridge,
+            "ovs" => SystemKind::Ovs,
+            "l2fwd" => SystemKind::L2fwd,
+            _ => {
+                return Err(Error::Config(format!(
+                    "unknown system {name:?}: use umacvlan, macvlan, bridge, ovs or l2fwd"
+                )))
+            }
+        };
+        let mut t = Tuning::default();
+        for o in opts.split(',').filter(|o| !o.is_empty()) {
+            if matches!(kind, SystemKind::Macvlan | SystemKind::Bridge) {
+                return Err(Error::Config(format!(
+                    "{name} takes no options (got {o:?})"
+                )));
+            }
+            let (k, v) = o.split_once('=').unwrap_or((o, ""));
+            let num = || {
+                v.parse::<u32>().map_err(|_| {
+                    Error::Config(format!("option {k} of {name} needs a number, got {v:?}"))
+                })
+            };
+            match k {
+                "generic" => t.xdp_mode = XdpMode::Generic,
+                "native" => t.xdp_mode = XdpMode::Native,
+                "core" => t.core = num()? as usize,
+                "sleep" if kind == SystemKind::Umacvlan => {
+                    t.idle_sleep = Duration::from_micros(u64::from(num()?))
+                }
+                "ring" if kind != SystemKind::Ovs => {
+                    let r = num()?;
+                    if !r.is_power_of_two() || r < 64 {
+                        return Err(Error::Config(format!(
+                            "ring={r}: a power of two, at least 64"
+                        )));
+                    }
+                    t.ring = Some(r);
+                }
+                "budget" if kind != SystemKind::Ovs => t.socket.tx_budget = Some(num()?),
+                "napi" if kind != SystemKind::Ovs => t.napi_core = Some(num()? as usize),
+                "busypoll" if kind != SystemKind::Ovs => {
+                    t.socket.busy_poll = Some(BusyPoll {
+                        usecs: num()?,
+                        budget: 64,
+                    })
+                }
+                _ => return Err(Error::Config(format!("unknown option {o:?} for {name}"))),
+            }
+        }
+        Ok(System {
+            kind,
+            label: s.to_string(),
+            tuning: t,
+        })
+    }
+}
+
+impl fmt::Display for System {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.label)
+    }
+}
+
+/// What to measure.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchConfig {
+    /// Scenarios, in order.
+    pub scenarios: Vec<Scenario>,
+    /// Frame sizes (FCS included), in order.
+    pub sizes: Vec<usize>,
+    /// Systems, in the order of each round. The reference of paired ratios is the
+    /// first `macvlan`.
+    pub systems: Vec<System>,
+    /// Rounds.
+    pub rounds: usize,
+    /// Length of the flat-out measurement.
+    #[serde(serialize_with = "ser_secs")]
+    pub seconds: Duration,
+    /// Zero-loss search trials (0: no search).
+    pub zero_loss_steps: u32,
+    /// Length of one zero-loss trial.
+    #[serde(serialize_with = "ser_secs")]
+    pub zero_loss_seconds: Duration,
+    /// Core of the generator.
+    pub gen_core: usize,
+    /// Where the sink hooks in.
+    #[serde(skip)]
+    pub sink: SinkHook,
+}
+
+fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        BenchConfig {
+            scenarios: Scenario::ALL.to_vec(),
+            sizes: vec![64, 128, 256, 512, 1024, 1518],
+            systems: ["umacvlan", "macvlan", "bridge", "ovs", "l2fwd"]
+                .iter()
+                .map(|s| s.parse().expect("valid"))
+                .collect(),
+            rounds: 3,
+            seconds: Duration::from_secs(2),
+            zero_loss_steps: 6,
+            zero_loss_seconds: Duration::from_millis(500),
+            gen_core: 0,
+            sink: SinkHook::TcIngress,
+        }
+    }
+}
+
+/// One trial: frames sent and delivered, and CPU time used.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Trial {
+    /// Offered rate (`None`: flat out).
+    pub offered: Option<f64>,
+    /// Frames the generator sent.
+    pub sent: u64,
+    /// Frames the sink counted.
+    pub delivered: u64,
+    /// Sending time in seconds.
+    pub seconds: f64,
+    /// Busy CPU time of the whole machine during the trial, nanoseconds.
+    pub cpu_ns: u64,
+    /// Frames the sink dropped without counting (not the generator's flow).
+    pub stray: u64,
+}
+
+impl Trial {
+    /// Delivered frames per second.
+    pub fn rate(&self) -> f64 {
+        self.delivered as f64 / self.seconds.max(1e-9)
+    }
+
+    /// Sent frames per second.
+    pub fn sent_rate(&self) -> f64 {
+        self.sent as f64 / self.seconds.max(1e-9)
+    }
+
+    /// Machine CPU nanoseconds per delivered frame.
+    pub fn cpu_per_frame(&self) -> Option<f64> {
+        (self.delivered > 0).then(|| self.cpu_ns as f64 / self.delivered as f64)
+    }
+
+    /// Every frame sent arrived.
+    pub fn lossless(&self) -> bool {
+        self.sent > 0 && self.delivered >= self.sent
+    }
+}
+
+/// One measurement of one system.
+#[derive(Clone, Debug, Serialize)]
+pub struct Measurement {
+    /// Scenario.
+    pub scenario: Scenario,
+    /// Frame size, FCS included.
+    pub size: usize,
+    /// The system's label.
+    pub system: String,
+    /// Round, from 1.
+    pub round: usize,
+    /// The flat-out trial.
+    pub max: Trial,
+    /// Highest rate of a lossless zero-loss trial (delivered frames/s), if searched.
+    pub zero_loss: Option<f64>,
+    /// The zero-loss trials.
+    pub zero_loss_trials: Vec<Trial>,
+    /// Why it was not measured (e.g. OVS missing); the trials are then empty.
+    pub skipped: Option<String>,
+}
+
+/// Busy and total jiffies of all CPUs (`/proc/stat`).
+fn cpu_busy_ns() -> u64 {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = s.lines().find(|l| l.starts_with("cpu ")) else {
+        return 0;
+    };
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let busy: u64 = v
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, x)| x)
+        .sum();
+    // USER_HZ is 100 on Linux: one jiffy is 10 ms.
+    busy * 10_000_000
+}
+
+/// Runs one trial on an open generator and sink.
+fn trial(
+    gen: &mut Generator,
+    sink: &Sink,
+    rate: Option<f64>,
+    secs: Duration,
+) -> Result<Trial, Error> {
+    let c0 = sink.count()?;
+    let cpu0 = cpu_busy_ns();
+    let start = Instant::now();
+    let r = gen.run(Limit {
+        count: None,
+        duration: secs,
+        rate,
+    });
+    let send_secs = start.elapsed().as_secs_f64().min(secs.as_secs_f64() + 0.2);
+    // Let queues drain before counting.
+    std::thread::sleep(Duration::from_millis(50));
+    let cpu1 = cpu_busy_ns();
+    let c1 = sink.count()?;
+    Ok(Trial {
+        offered: rate,
+        sent: r.sent,
+        delivered: c1.frames - c0.frames,
+        seconds: send_secs,
+        cpu_ns: cpu1.saturating_sub(cpu0),
+        stray: c1.other - c0.other,
+    })
+}
+
+/// Binary search for the highest lossless offered rate in (0, `hi`]. `run` does
+/// one trial at an offered rate. Returns the best lossless trial's delivered rate
+/// (0 if none passed) and every trial.
+pub fn zero_loss_search(
+    hi: f64,
+    steps: u32,
+    mut run: impl FnMut(f64) -> Result<Trial, Error>,
+) -> Result<(f64, Vec<Trial>), Error> {
+    let (mut lo, mut hi) = (0.0f64, hi);
+    let mut best = 0.0f64;
+    let mut trials = Vec::new();
+    for _ in 0..steps {
+        let mid = if trials.is_empty() {
+            hi
+        } else {
+            (lo + hi) / 2.0
+        };
+        let t = run(mid)?;
+        if t.lossless() {
+            best = best.max(t.rate());
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+        trials.push(t);
+        if trials.len() == 1 && t.lossless() {
+            break; // lossless at the top: nothing above to find
+        }
+    }
+    Ok((best, trials))
+}
+
+/// Measures one system once.
+pub fn measure(
+    cfg: &BenchConfig,
+    system: &System,
+    scenario: Scenario,
+    size: usize,
+    round: usize,
+) -> Result<Measurement, Error> {
+    let mut m = Measurement {
+        scenario,
+        size,
+        system: system.label.clone(),
+        round,
+        max: Trial::default(),
+        zero_loss: None,
+        zero_loss_trials: Vec::new(),
+        skipped: None,
+    };
+    if system.kind == SystemKind::Ovs {
+        if let Some(why) = ovs::Ovs::unavailable() {
+            m.skipped = Some(why);
+            return Ok(m);
+        }
+    }
+    let lab = lab::Lab::build(system, scenario)?;
+    let p = lab.placement(scenario);
+    let sink_hook = cfg.sink;
+    let sink = Netns::open(&p.sink_ns)?.run(move || -> Result<Sink, Error> {
+        Ok(Sink::attach(
+            crate::sys::if_nametoindex("eth0").map_err(|e| Error::Config(e.to_string()))?,
+            sink_hook,
+        )?)
+    })??;
+    let mut spec = FrameSpec::new(p.src, p.dst);
+    spec.size = size;
+    // Count the generator's flow only: a stray frame (say, a flooded warm-up
+    // frame) must not pass for a delivered one.
+    sink.count_only_udp_port(spec.dport)?;
+    let fwd = spec.clone();
+    let mut gen = Netns::open(&p.gen_ns)?.run(move || -> Result<Generator, Error> {
+        Generator::open(
+            crate::sys::if_nametoindex("eth0").map_err(|e| Error::Config(e.to_string()))?,
+            &fwd,
+        )
+    })??;
+    // Warm-up: the receiver speaks first (learning bridges learn its MAC), then a
+    // few frames forward, then settle.
+    let mut back = FrameSpec::new(p.dst, p.src);
+    back.src_ip = spec.dst_ip;
+    back.dst_ip = spec.src_ip;
+    let mut reply = Netns::open(&p.sink_ns)?.run(move || -> Result<Generator, Error> {
+        Generator::open(
+            crate::sys::if_nametoindex("eth0").map_err(|e| Error::Config(e.to_string()))?,
+            &back,
+        )
+    })??;
+    let few = |n| Limit {
+        count: Some(n),
+        duration: Duration::from_millis(200),
+        rate: None,
+    };
+    reply.run(few(8));
+    drop(reply);
+    gen.run(few(8));
+    std::thread::sleep(Duration::from_millis(100));
+
+    m.max = trial(&mut gen, &sink, None, cfg.seconds)?;
+    if cfg.zero_loss_steps > 0 && m.max.sent > 0 {
+        let (zl, trials) = zero_loss_search(m.max.sent_rate(), cfg.zero_loss_steps, |r| {
+            trial(&mut gen, &sink, Some(r), cfg.zero_loss_seconds)
+        })?;
+        m.zero_loss = Some(zl);
+        m.zero_loss_trials = trials;
+    }
+    drop(gen);
+    drop(sink);
+    drop(lab);
+    Ok(m)
+}
+
+/// Runs the whole benchmark: scenario × size × round × system, each measurement
+/// reported to `progress` as it completes.
+///
+/// # Errors
+/// A bad configuration, or a measurement that failed (not a missing competitor,
+/// which is recorded as skipped).
+pub fn run(
+    cfg: &BenchConfig,
+    progress: &mut dyn FnMut(&Measurement),
+) -> Result<Vec<Measurement>, Error> {
+    if cfg.systems.is_empty() || cfg.sizes.is_empty() || cfg.scenarios.is_empty() || cfg.rounds == 0
+    {
+        return Err(Error::Config(
+            "nothing to measure: give systems, sizes, scenarios and rounds ≥ 1".into(),
+        ));
+    }
+    for &s in &cfg.sizes {
+        if !(gen::MIN_FRAME..=gen::MAX_FRAME).contains(&s) {
+            return Err(Error::Config(format!(
+                "frame size {s} is outside 64..=1518"
+            )));
+        }
+    }
+    let cores = core_affinity::get_core_ids().map_or(1, |c| c.len());
+    for s in &cfg.systems {
+        if s.tuning.core >= cores
+            || cfg.gen_core >= cores
+            || s.tuning.napi_core.is_some_and(|c| c >= cores)
+        {
+            return Err(Error::Config(format!(
+                "{s}: core {} or generator core {} does not exist ({cores} cores)",
+                s.tuning.core, cfg.gen_core
+            )));
+        }
+    }
+    core_affinity::set_for_current(core_affinity::CoreId { id: cfg.gen_core });
+    let mut out = Vec::new();
+    for &scenario in &cfg.scenarios {
+        for &size in &cfg.sizes {
+            for round in 1..=cfg.rounds {
+                for system in &cfg.systems {
+                    let m = measure(cfg, system, scenario, size, round)?;
+                    progress(&m);
+                    out.push(m);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
