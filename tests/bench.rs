@@ -117,7 +117,7 @@ fn every_system_forwards_in_every_scenario() {
             assert!(m.skipped.is_some());
             continue;
         }
-        assert!(m.skipped.is_none(), "{}: skipped", m.system);
+        assert!(m.skipped.is_none(), "{}: {:?}", m.system, m.skipped);
         let t = m.max;
         assert!(
             t.delivered > 10_000 && t.delivered <= t.sent,
@@ -127,7 +127,12 @@ fn every_system_forwards_in_every_scenario() {
             t.sent,
             t.delivered
         );
-        assert!(t.cpu_ns > 0, "{}: CPU time measured", m.system);
+        assert!(
+            t.cpu_ns.is_some_and(|c| c > 0),
+            "{}: CPU time measured",
+            m.system
+        );
+        assert_eq!(t.unfinished, 0, "{}: every frame completed", m.system);
         let zl = m.zero_loss.expect("searched");
         assert!(
             zl <= t.sent_rate() * 1.05,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::Error;
 use crate::port::{Frame, FramePool, Port};
 use crate::wire::{emit_header, EtherType, MacAddr};
-use crate::xsk::{Umem, XskConfig, XskPort, XskSocket};
+use crate::xsk::{BindMode, Umem, XskConfig, XskPort, XskSocket};
 
 /// Smallest frame size: 64 bytes with the FCS (RFC 2544), 60 handed to the kernel.
 pub const MIN_FRAME: usize = 64;
@@ -130,6 +130,9 @@ pub struct GenReport {
     pub sent: u64,
     /// Time from the first frame to the last completion.
     pub elapsed: Duration,
+    /// Frames still with the kernel when the run gave up waiting (200 ms): neither
+    /// counted as sent nor known to be lost.
+    pub unfinished: u64,
 }
 
 impl GenReport {
@@ -143,6 +146,7 @@ impl GenReport {
 pub struct Generator {
     umem: Umem,
     port: XskPort,
+    spec: FrameSpec,
     len: u16,
     batch: Vec<Frame>,
     /// Frames per transmit call.
@@ -160,7 +164,8 @@ impl std::fmt::Debug for Generator {
 
 impl Generator {
     /// Opens the generator on queue 0 of `ifindex` (in the calling thread's
-    /// namespace) and writes `spec`'s frame into every UMEM frame.
+    /// namespace), always in copy mode (the kernel builds an skb per frame, as for a
+    /// container's own traffic), and writes `spec`'s frame into every UMEM frame.
     ///
     /// # Errors
     /// [`Error::Config`] for a bad spec, [`Error::Xsk`] if the socket cannot be made.
@@ -172,6 +177,7 @@ impl Generator {
             rx_size: 64,
             fill_level: 16,
             fill_batch: 16,
+            bind_mode: BindMode::Copy,
             ..XskConfig::default()
         };
         // A socket just closed on this queue releases it from a kernel work item a
@@ -187,19 +193,50 @@ impl Generator {
             }
         };
         let port = XskPort::new(sock, &cfg)?;
-        // Stamp the template into every free frame, then give them all back.
-        let mut all = Vec::new();
-        while let Some(f) = umem.alloc_with(&bytes) {
-            all.push(f);
-        }
-        all.into_iter().for_each(|f| umem.free(f));
-        Ok(Generator {
+        let mut g = Generator {
             umem,
             port,
+            spec: spec.clone(),
             len: bytes.len() as u16,
             batch: Vec::with_capacity(64),
             burst: 64,
-        })
+        };
+        g.stamp(&bytes);
+        Ok(g)
+    }
+
+    /// Writes `bytes` into every free UMEM frame.
+    fn stamp(&mut self, bytes: &[u8]) {
+        let mut all = Vec::new();
+        while let Some(f) = self.umem.alloc_with(bytes) {
+            all.push(f);
+        }
+        all.into_iter().for_each(|f| self.umem.free(f));
+    }
+
+    /// Changes the UDP destination port of every frame (so that a sink filtering on
+    /// it tells this flow's frames from earlier ones still in flight).
+    ///
+    /// # Errors
+    /// [`Error::Config`] if frames are still with the kernel (they would keep the
+    /// old port).
+    pub fn set_dport(&mut self, dport: u16) -> Result<(), Error> {
+        self.port.maintain(&mut self.umem);
+        if self.port.tx_in_flight() > 0 {
+            return Err(Error::Config(format!(
+                "{} frames are still being transmitted; cannot re-stamp",
+                self.port.tx_in_flight()
+            )));
+        }
+        self.spec.dport = dport;
+        let bytes = self.spec.bytes()?;
+        self.stamp(&bytes);
+        Ok(())
+    }
+
+    /// The flow it sends.
+    pub fn spec(&self) -> &FrameSpec {
+        &self.spec
     }
 
     /// Sends until `limit` is reached, then waits (at most 200 ms) for every frame
@@ -242,6 +279,7 @@ impl Generator {
         GenReport {
             sent: queued - unfinished,
             elapsed: start.elapsed(),
+            unfinished,
         }
     }
 }

@@ -22,6 +22,7 @@ use crate::link::{Links, Netns};
 use crate::mode::Mode;
 use crate::topology::EndpointConfig;
 use crate::wire::MacAddr;
+use crate::xsk::XskConfig;
 
 /// c1's MAC (the endpoint that sends in endpoint→endpoint and endpoint→wire).
 pub const C1_MAC: MacAddr = MacAddr([0x02, 0x42, 0x0a, 0x1e, 0x00, 0x0b]);
@@ -165,7 +166,7 @@ impl Lab {
                     xdp_mode: system.tuning.xdp_mode,
                     core: Some(system.tuning.core),
                     burst: 32,
-                    xsk: DataplaneConfig::new("par").xsk,
+                    xsk: xsk_config(&system.tuning),
                     tuning: system.tuning.socket,
                 })?;
                 if let Some(core) = system.tuning.napi_core {
@@ -230,6 +231,20 @@ fn place(hl: &Links, dev: &str, ns: &str, mac: MacAddr) -> Result<(), Error> {
     Ok(())
 }
 
+/// The dataplane's socket configuration, with `tuning.ring` applied to every ring.
+fn xsk_config(t: &super::Tuning) -> XskConfig {
+    let mut x = DataplaneConfig::new("par").xsk;
+    if let Some(r) = t.ring {
+        x.rx_size = r;
+        x.tx_size = r;
+        x.fill_size = r;
+        x.comp_size = r;
+        x.fill_level = r / 2;
+        x.fill_batch = x.fill_batch.min(r / 2);
+    }
+    x
+}
+
 /// A dataplane on `par` in the host namespace, owned by a thread living there (a
 /// `Dataplane` is used and dropped in its own namespace).
 struct DpThread {
@@ -252,13 +267,7 @@ impl DpThread {
                 cfg.worker.idle_sleep = t.idle_sleep;
                 cfg.xdp_mode = t.xdp_mode;
                 cfg.tuning = t.socket;
-                if let Some(r) = t.ring {
-                    cfg.xsk.rx_size = r;
-                    cfg.xsk.tx_size = r;
-                    cfg.xsk.fill_size = r;
-                    cfg.xsk.comp_size = r;
-                    cfg.xsk.fill_level = r / 2;
-                }
+                cfg.xsk = xsk_config(&t);
                 let mut dp = Dataplane::start(cfg)?;
                 for (i, (ns, mac)) in eps.into_iter().enumerate() {
                     let c = EndpointConfig::new(format!("c{}", i + 1), Mode::Bridge).with_mac(mac);
@@ -315,6 +324,7 @@ impl Drop for DpThread {
 fn threaded_napi(ns: &str, core: usize) -> Result<(), Error> {
     let script = "mount -t sysfs sysfs /sys && for d in /sys/class/net/*; do \
                   [ -w $d/threaded ] && echo 1 > $d/threaded && echo ${d##*/}; done; true";
+    let before = napi_kthreads();
     let out = Netns::open(ns)?.run(move || {
         std::process::Command::new("unshare")
             .args(["-m", "sh", "-c", script])
@@ -330,37 +340,39 @@ fn threaded_napi(ns: &str, core: usize) -> Result<(), Error> {
         .lines()
         .map(str::to_owned)
         .collect();
-    // NAPI kthreads are named `napi/<dev>-<napi id>`.
-    let mut set = rustix::thread::CpuSet::new();
-    set.set(core);
-    let mut pinned = 0;
-    for e in std::fs::read_dir("/proc")?.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else {
-            continue;
-        };
-        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
-        let Some(dev) = comm
-            .trim()
-            .strip_prefix("napi/")
-            .and_then(|r| r.rsplit_once('-'))
-            .map(|(d, _)| d)
-        else {
-            continue;
-        };
-        if devs.iter().any(|d| d.starts_with(dev)) {
-            if let Some(p) = rustix::process::Pid::from_raw(pid) {
-                rustix::thread::sched_setaffinity(Some(p), &set)
-                    .map_err(|e| Error::Config(format!("pin napi kthread {pid}: {e}")))?;
-                pinned += 1;
-            }
-        }
-    }
-    if pinned == 0 {
+    // Pin only the NAPI kthreads (`napi/<dev>-<id>`) that appeared just now.
+    let fresh: Vec<i32> = napi_kthreads()
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    if fresh.is_empty() {
         return Err(Error::Config(format!(
-            "threaded NAPI: no NAPI kthread found for {devs:?}"
+            "threaded NAPI: no new NAPI kthread appeared for {devs:?}"
         )));
     }
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(core);
+    for pid in fresh {
+        if let Some(p) = rustix::process::Pid::from_raw(pid) {
+            rustix::thread::sched_setaffinity(Some(p), &set)
+                .map_err(|e| Error::Config(format!("pin NAPI kthread {pid}: {e}")))?;
+        }
+    }
     Ok(())
+}
+
+/// Pids of the kernel's NAPI kthreads.
+fn napi_kthreads() -> Vec<i32> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<i32>().ok()?;
+            let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+            comm.starts_with("napi/").then_some(pid)
+        })
+        .collect()
 }
 
 /// XDP mode name for reports.

@@ -20,7 +20,6 @@
 //!
 //! [`Sink`]: crate::bpf::Sink
 
-pub mod cli;
 pub mod gen;
 pub mod l2fwd;
 pub mod lab;
@@ -237,6 +236,11 @@ impl FromStr for System {
                     Error::Config(format!("option {k} of {name} needs a number, got {v:?}"))
                 })
             };
+            if matches!(k, "generic" | "native") && !v.is_empty() {
+                return Err(Error::Config(format!(
+                    "option {k} of {name} takes no value"
+                )));
+            }
             match k {
                 "generic" => t.xdp_mode = XdpMode::Generic,
                 "native" => t.xdp_mode = XdpMode::Native,
@@ -246,9 +250,9 @@ impl FromStr for System {
                 }
                 "ring" if kind != SystemKind::Ovs => {
                     let r = num()?;
-                    if !r.is_power_of_two() || r < 64 {
+                    if !r.is_power_of_two() || !(128..=16384).contains(&r) {
                         return Err(Error::Config(format!(
-                            "ring={r}: a power of two, at least 64"
+                            "ring={r}: a power of two from 128 to 16384"
                         )));
                     }
                     t.ring = Some(r);
@@ -301,8 +305,16 @@ pub struct BenchConfig {
     /// Core of the generator.
     pub gen_core: usize,
     /// Where the sink hooks in.
-    #[serde(skip)]
+    #[serde(serialize_with = "ser_hook")]
     pub sink: SinkHook,
+}
+
+fn ser_hook<S: serde::Serializer>(h: &SinkHook, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(match h {
+        SinkHook::Xdp(XdpMode::Generic) => "xdp-generic",
+        SinkHook::Xdp(_) => "xdp",
+        _ => "tc",
+    })
 }
 
 fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -339,10 +351,14 @@ pub struct Trial {
     pub delivered: u64,
     /// Sending time in seconds.
     pub seconds: f64,
-    /// Busy CPU time of the whole machine during the trial, nanoseconds.
-    pub cpu_ns: u64,
-    /// Frames the sink dropped without counting (not the generator's flow).
+    /// Busy CPU time of the whole machine while sending, nanoseconds (`None` if
+    /// `/proc/stat` could not be read).
+    pub cpu_ns: Option<u64>,
+    /// Frames the sink dropped without counting (not this trial's flow).
     pub stray: u64,
+    /// Frames still with the kernel when the generator stopped waiting: such a
+    /// trial cannot be called lossless.
+    pub unfinished: u64,
 }
 
 impl Trial {
@@ -358,12 +374,14 @@ impl Trial {
 
     /// Machine CPU nanoseconds per delivered frame.
     pub fn cpu_per_frame(&self) -> Option<f64> {
-        (self.delivered > 0).then(|| self.cpu_ns as f64 / self.delivered as f64)
+        let ns = self.cpu_ns?;
+        (self.delivered > 0).then(|| ns as f64 / self.delivered as f64)
     }
 
-    /// Every frame sent arrived.
+    /// Every frame sent arrived (each trial has its own flow, so nothing from an
+    /// earlier trial can make up for a loss).
     pub fn lossless(&self) -> bool {
-        self.sent > 0 && self.delivered >= self.sent
+        self.sent > 0 && self.unfinished == 0 && self.delivered >= self.sent
     }
 }
 
@@ -388,56 +406,61 @@ pub struct Measurement {
     pub skipped: Option<String>,
 }
 
-/// Busy and total jiffies of all CPUs (`/proc/stat`).
-fn cpu_busy_ns() -> u64 {
-    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(line) = s.lines().find(|l| l.starts_with("cpu ")) else {
-        return 0;
-    };
+/// Busy CPU time of all CPUs since boot, in nanoseconds (`/proc/stat`: user, nice,
+/// system, irq and softirq; idle, iowait and the hypervisor's steal left out).
+fn cpu_busy_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = s.lines().find(|l| l.starts_with("cpu "))?;
     let v: Vec<u64> = line
         .split_whitespace()
         .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
     // user nice system idle iowait irq softirq steal ...
-    let busy: u64 = v
-        .iter()
-        .take(8)
-        .enumerate()
-        .filter(|(i, _)| *i != 3 && *i != 4)
-        .map(|(_, x)| x)
-        .sum();
-    // USER_HZ is 100 on Linux: one jiffy is 10 ms.
-    busy * 10_000_000
+    let busy: u64 = [0, 1, 2, 5, 6].iter().filter_map(|&i| v.get(i)).sum();
+    let hz = rustix::param::clock_ticks_per_second().max(1);
+    Some(busy * (1_000_000_000 / hz))
 }
 
-/// Runs one trial on an open generator and sink.
+/// Runs one trial on an open generator and sink: the generator's frames get UDP
+/// destination port `port` and the sink counts only those.
 fn trial(
     gen: &mut Generator,
     sink: &Sink,
+    port: u16,
     rate: Option<f64>,
     secs: Duration,
 ) -> Result<Trial, Error> {
+    gen.set_dport(port)?;
+    sink.count_only_udp_port(port)?;
     let c0 = sink.count()?;
     let cpu0 = cpu_busy_ns();
-    let start = Instant::now();
     let r = gen.run(Limit {
         count: None,
         duration: secs,
         rate,
     });
-    let send_secs = start.elapsed().as_secs_f64().min(secs.as_secs_f64() + 0.2);
-    // Let queues drain before counting.
-    std::thread::sleep(Duration::from_millis(50));
     let cpu1 = cpu_busy_ns();
-    let c1 = sink.count()?;
+    // Let queues drain: until two readings 10 ms apart agree (at most 500 ms).
+    let mut last = sink.count()?;
+    let deadline = Instant::now() + Duration::from_millis(500);
+    loop {
+        std::thread::sleep(Duration::from_millis(10));
+        let c = sink.count()?;
+        if c == last || Instant::now() > deadline {
+            last = c;
+            break;
+        }
+        last = c;
+    }
     Ok(Trial {
         offered: rate,
         sent: r.sent,
-        delivered: c1.frames - c0.frames,
-        seconds: send_secs,
-        cpu_ns: cpu1.saturating_sub(cpu0),
-        stray: c1.other - c0.other,
+        delivered: last.frames - c0.frames,
+        seconds: r.elapsed.as_secs_f64().min(secs.as_secs_f64() + 0.2),
+        cpu_ns: cpu0.zip(cpu1).map(|(a, b)| b.saturating_sub(a)),
+        stray: last.other - c0.other,
+        unfinished: r.unfinished,
     })
 }
 
@@ -473,14 +496,15 @@ pub fn zero_loss_search(
     Ok((best, trials))
 }
 
-/// Measures one system once.
+/// Measures one system once. A failure in the middle (a competitor that would not
+/// start, say) is recorded in [`Measurement::skipped`] rather than ending the run.
 pub fn measure(
     cfg: &BenchConfig,
     system: &System,
     scenario: Scenario,
     size: usize,
     round: usize,
-) -> Result<Measurement, Error> {
+) -> Measurement {
     let mut m = Measurement {
         scenario,
         size,
@@ -494,41 +518,47 @@ pub fn measure(
     if system.kind == SystemKind::Ovs {
         if let Some(why) = ovs::Ovs::unavailable() {
             m.skipped = Some(why);
-            return Ok(m);
+            return m;
         }
     }
+    if let Err(e) = measure_into(cfg, system, scenario, size, &mut m) {
+        m.skipped = Some(format!("failed: {e}"));
+    }
+    m
+}
+
+fn open_in<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce(u32) -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    Netns::open(ns)?.run(move || {
+        let idx = crate::sys::if_nametoindex("eth0")
+            .map_err(|e| Error::Config(format!("eth0 in the lab: {e}")))?;
+        f(idx)
+    })?
+}
+
+fn measure_into(
+    cfg: &BenchConfig,
+    system: &System,
+    scenario: Scenario,
+    size: usize,
+    m: &mut Measurement,
+) -> Result<(), Error> {
     let lab = lab::Lab::build(system, scenario)?;
     let p = lab.placement(scenario);
-    let sink_hook = cfg.sink;
-    let sink = Netns::open(&p.sink_ns)?.run(move || -> Result<Sink, Error> {
-        Ok(Sink::attach(
-            crate::sys::if_nametoindex("eth0").map_err(|e| Error::Config(e.to_string()))?,
-            sink_hook,
-        )?)
-    })??;
+    let hook = cfg.sink;
+    let sink = open_in(&p.sink_ns, move |i| Ok(Sink::attach(i, hook)?))?;
     let mut spec = FrameSpec::new(p.src, p.dst);
     spec.size = size;
-    // Count the generator's flow only: a stray frame (say, a flooded warm-up
-    // frame) must not pass for a delivered one.
-    sink.count_only_udp_port(spec.dport)?;
     let fwd = spec.clone();
-    let mut gen = Netns::open(&p.gen_ns)?.run(move || -> Result<Generator, Error> {
-        Generator::open(
-            crate::sys::if_nametoindex("eth0").map_err(|e| Error::Config(e.to_string()))?,
-            &fwd,
-        )
-    })??;
+    let mut gen = open_in(&p.gen_ns, move |i| Generator::open(i, &fwd))?;
     // Warm-up: the receiver speaks first (learning bridges learn its MAC), then a
     // few frames forward, then settle.
     let mut back = FrameSpec::new(p.dst, p.src);
     back.src_ip = spec.dst_ip;
     back.dst_ip = spec.src_ip;
-    let mut reply = Netns::open(&p.sink_ns)?.run(move || -> Result<Generator, Error> {
-        Generator::open(
-            crate::sys::if_nametoindex("eth0").map_err(|e| Error::Config(e.to_string()))?,
-            &back,
-        )
-    })??;
+    let mut reply = open_in(&p.sink_ns, move |i| Generator::open(i, &back))?;
     let few = |n| Limit {
         count: Some(n),
         duration: Duration::from_millis(200),
@@ -539,10 +569,17 @@ pub fn measure(
     gen.run(few(8));
     std::thread::sleep(Duration::from_millis(100));
 
-    m.max = trial(&mut gen, &sink, None, cfg.seconds)?;
+    // Each trial its own UDP destination port: late frames of one trial are
+    // strays to the next.
+    let mut port = 10_000u16;
+    let mut next_port = || {
+        port += 1;
+        port
+    };
+    m.max = trial(&mut gen, &sink, next_port(), None, cfg.seconds)?;
     if cfg.zero_loss_steps > 0 && m.max.sent > 0 {
         let (zl, trials) = zero_loss_search(m.max.sent_rate(), cfg.zero_loss_steps, |r| {
-            trial(&mut gen, &sink, Some(r), cfg.zero_loss_seconds)
+            trial(&mut gen, &sink, next_port(), Some(r), cfg.zero_loss_seconds)
         })?;
         m.zero_loss = Some(zl);
         m.zero_loss_trials = trials;
@@ -550,15 +587,15 @@ pub fn measure(
     drop(gen);
     drop(sink);
     drop(lab);
-    Ok(m)
+    Ok(())
 }
 
 /// Runs the whole benchmark: scenario × size × round × system, each measurement
 /// reported to `progress` as it completes.
 ///
 /// # Errors
-/// A bad configuration, or a measurement that failed (not a missing competitor,
-/// which is recorded as skipped).
+/// A bad configuration. A measurement that fails, or a competitor that is not
+/// installed, is recorded as skipped with the reason.
 pub fn run(
     cfg: &BenchConfig,
     progress: &mut dyn FnMut(&Measurement),
@@ -576,6 +613,21 @@ pub fn run(
             )));
         }
     }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(s) = cfg.sizes.iter().find(|s| !seen.insert(**s)) {
+        return Err(Error::Config(format!("frame size {s} is listed twice")));
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(s) = cfg.scenarios.iter().find(|s| !seen.insert(**s)) {
+        return Err(Error::Config(format!(
+            "scenario {} is listed twice",
+            s.name()
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(s) = cfg.systems.iter().find(|s| !seen.insert(s.label.as_str())) {
+        return Err(Error::Config(format!("system {s} is listed twice")));
+    }
     let cores = core_affinity::get_core_ids().map_or(1, |c| c.len());
     for s in &cfg.systems {
         if s.tuning.core >= cores
@@ -588,13 +640,15 @@ pub fn run(
             )));
         }
     }
+    // OVS daemons of a bench run that was killed (namespaces go by themselves).
+    ovs::remove_stale();
     core_affinity::set_for_current(core_affinity::CoreId { id: cfg.gen_core });
     let mut out = Vec::new();
     for &scenario in &cfg.scenarios {
         for &size in &cfg.sizes {
             for round in 1..=cfg.rounds {
                 for system in &cfg.systems {
-                    let m = measure(cfg, system, scenario, size, round)?;
+                    let m = measure(cfg, system, scenario, size, round);
                     progress(&m);
                     out.push(m);
                 }

@@ -33,10 +33,8 @@ pub struct Ovs {
 }
 
 fn which(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| {
-        std::env::split_paths(&p).any(|d| d.join(tool).is_file())
-            || Path::new("/usr/sbin").join(tool).is_file()
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }
 
 impl Ovs {
@@ -72,6 +70,9 @@ impl Ovs {
     pub fn start(host: &str, ports: &[&str], mode: XdpMode, core: usize) -> Result<Ovs, Error> {
         if let Some(why) = Self::unavailable() {
             return Err(Error::Unavailable(why));
+        }
+        if core >= 64 {
+            return Err(Error::Config(format!("OVS PMD core {core}: at most 63")));
         }
         remove_stale();
         static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -238,7 +239,11 @@ fn stop_dir(dir: &Path) {
         while pidfile.exists() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        if pidfile.exists() {
+        // Only a daemon of this very instance: its command line names the directory
+        // (a stale pidfile's number may belong to anyone by now).
+        let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&dir.display().to_string()));
+        if pidfile.exists() && ours {
             if let Some(p) = rustix::process::Pid::from_raw(pid) {
                 let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
             }
@@ -248,7 +253,7 @@ fn stop_dir(dir: &Path) {
 }
 
 /// Stops instances left by a bench run that was killed (their pid is gone).
-fn remove_stale() {
+pub fn remove_stale() {
     let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) else {
         return;
     };

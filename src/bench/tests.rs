@@ -75,6 +75,8 @@ fn systems_parse_with_options_and_refuse_nonsense() {
         ("docker", "unknown system"),
         ("macvlan:generic", "takes no options"),
         ("umacvlan:ring=1000", "power of two"),
+        ("umacvlan:ring=64", "from 128"),
+        ("umacvlan:generic=no", "takes no value"),
         ("umacvlan:budget=lots", "needs a number"),
         ("ovs:budget=64", "unknown option"),
         ("l2fwd:sleep=5", "unknown option"),
@@ -96,8 +98,9 @@ fn fake_trial(capacity: f64) -> impl FnMut(f64) -> Result<Trial, Error> {
             sent,
             delivered,
             seconds: 1.0,
-            cpu_ns: 0,
+            cpu_ns: Some(0),
             stray: 0,
+            unfinished: 0,
         })
     }
 }
@@ -110,6 +113,28 @@ fn zero_loss_search_converges_below_the_capacity() {
     // The first trial is at the top, then halving: resolution 1e6 / 2^7.
     assert!(best > 600_000.0 - 1_000_000.0 / 128.0, "{best}");
     assert!(trials.iter().all(|t| t.lossless() == (t.sent <= 600_000)));
+}
+
+#[test]
+fn a_trial_with_frames_still_in_flight_is_not_lossless() {
+    let t = Trial {
+        offered: Some(1000.0),
+        sent: 1000,
+        delivered: 1000,
+        seconds: 1.0,
+        cpu_ns: None,
+        stray: 0,
+        unfinished: 3,
+    };
+    assert!(!t.lossless());
+    assert_eq!(t.cpu_per_frame(), None, "no CPU figure without /proc/stat");
+    assert!(Trial { unfinished: 0, ..t }.lossless());
+    assert!(!Trial {
+        unfinished: 0,
+        delivered: 999,
+        ..t
+    }
+    .lossless());
 }
 
 #[test]
@@ -135,8 +160,9 @@ fn medians_and_paired_ratios() {
             sent: delivered,
             delivered,
             seconds: 1.0,
-            cpu_ns: delivered * 1000,
+            cpu_ns: Some(delivered * 1000),
             stray: 0,
+            unfinished: 0,
         },
         zero_loss: Some(delivered as f64 / 2.0),
         zero_loss_trials: vec![],

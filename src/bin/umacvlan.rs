@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
+
+#[path = "umacvlan/bench.rs"]
+mod bench;
 use serde_json::Value;
 use umacvlan::config::{Config, NetworkSection, DEFAULT_SOCKET};
 use umacvlan::ctl::{self, EndpointAdd, Request, Response};
@@ -53,7 +56,7 @@ enum Cmd {
     /// Docker-style bridge, Open vSwitch AF_XDP and a raw AF_XDP forwarder), `bench
     /// gen` (traffic generator), `bench sink` (counting sink). See BENCHMARKS.md.
     #[command(subcommand)]
-    Bench(umacvlan::bench::cli::BenchCmd),
+    Bench(bench::BenchCmd),
     /// Per-port counters: packets, bytes, drops by reason; FDB size.
     Stats {
         /// Print JSON.
@@ -206,7 +209,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         } => simulate(frames, seed, &modes),
         Cmd::Run { config, socket } => run(config.as_deref(), socket),
         Cmd::Demo => Ok(umacvlan::demo::run(&mut std::io::stdout())?),
-        Cmd::Bench(c) => umacvlan::bench::cli::main(c),
+        Cmd::Bench(c) => bench::main(c),
         Cmd::Stats { json, socket } => {
             let v = request(&socket.path, Request::Stats)?;
             if json {

@@ -5,10 +5,10 @@ use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{MapCore, MapFlags, TcHook, Xdp, TC_EGRESS, TC_INGRESS};
+use libbpf_rs::{MapCore, MapFlags, TcHook, Xdp, XdpFlags, TC_INGRESS};
 
 use super::skel::sink::{SinkSkel, SinkSkelBuilder};
-use super::{check_ifindex, nl, Error, NetnsRef, XdpMode};
+use super::{check_ifindex, destroy_clsact, detach_tc_link, nl, Error, NetnsRef, TcLink, XdpMode};
 
 /// Where the [`Sink`] takes frames.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,11 +36,17 @@ pub struct SinkCount {
 /// A counting, dropping receiver on one interface.
 ///
 /// Each `Sink` loads its own copy of the program (its own counters) and removes
-/// itself on drop, in the namespace it was attached in.
+/// itself on drop, in the namespace it was attached in: its own tc filter (and the
+/// clsact qdisc if it created it), or its own XDP program. It never replaces or
+/// removes anyone else's.
 pub struct Sink {
     skel: SinkSkel<'static>,
     ifindex: u32,
     hook: SinkHook,
+    /// Kernel id of the program attached.
+    prog_id: u32,
+    /// The tc attachment, for [`SinkHook::TcIngress`].
+    tc: Option<TcLink>,
     netns: NetnsRef,
 }
 
@@ -54,13 +60,14 @@ impl std::fmt::Debug for Sink {
 }
 
 impl Sink {
-    /// Loads the sink and attaches it to `ifindex` in the calling thread's namespace.
-    /// For [`SinkHook::TcIngress`] the interface must not have a clsact qdisc yet
-    /// (the sink creates it and removes it again on drop).
+    /// Loads the sink and attaches it to `ifindex` in the calling thread's namespace:
+    /// a tc filter ahead of any already there (creating the clsact qdisc if there is
+    /// none), or an XDP program if the interface has none.
     ///
     /// # Errors
     /// [`Error::Load`] or [`Error::PermissionDenied`] if loading fails,
-    /// [`Error::Interface`] if attaching fails.
+    /// [`Error::Netlink`] if the qdisc query fails, [`Error::Interface`] if attaching
+    /// fails (e.g. the interface already carries an XDP program).
     pub fn attach(ifindex: u32, hook: SinkHook) -> Result<Sink, Error> {
         let idx = check_ifindex(ifindex)?;
         // As for `Steering`: the skeleton's object slot must outlive it.
@@ -79,26 +86,56 @@ impl Sink {
                 source,
             }
         };
+        let (fd, mut tc) = match hook {
+            SinkHook::TcIngress => (skel.progs.sink_tc.as_fd(), None),
+            SinkHook::Xdp(_) => (skel.progs.sink_xdp.as_fd(), None),
+        };
+        let prog_id = libbpf_rs::Program::id_from_fd(fd)
+            .map_err(|e| Error::load("query id of program sink", e))?;
         match hook {
             SinkHook::TcIngress => {
-                let mut h = TcHook::new(skel.progs.sink_tc.as_fd());
+                let existed =
+                    nl::with_rtnl(|r| r.has_clsact(ifindex)).map_err(|source| Error::Netlink {
+                        op: "list qdiscs",
+                        ifname: nl::ifname(ifindex),
+                        ifindex,
+                        source,
+                    })?;
+                let mut h = TcHook::new(fd);
                 h.ifindex(idx).attach_point(TC_INGRESS).replace(false);
-                h.create().map_err(iface_err("create clsact qdisc"))?;
-                if let Err(e) = h.attach() {
-                    let _ = h.destroy();
-                    return Err(iface_err("attach sink at tc ingress")(e));
+                if !existed {
+                    h.create().map_err(iface_err("create clsact qdisc"))?;
+                }
+                match h.attach() {
+                    Ok(h) => {
+                        tc = Some(TcLink {
+                            ifindex,
+                            handle: h.get_handle(),
+                            priority: h.get_priority(),
+                            created_qdisc: !existed,
+                            netns: NetnsRef::current(),
+                        })
+                    }
+                    Err(e) => {
+                        if !existed {
+                            let _ = destroy_clsact(fd, idx);
+                        }
+                        return Err(iface_err("attach sink at tc ingress")(e));
+                    }
                 }
             }
             SinkHook::Xdp(mode) => {
-                Xdp::new(skel.progs.sink_xdp.as_fd())
-                    .attach(idx, mode.flags())
-                    .map_err(iface_err("attach sink XDP"))?;
+                Xdp::new(fd)
+                    .attach(idx, mode.flags() | XdpFlags::UPDATE_IF_NOEXIST)
+                    .map_err(iface_err("attach sink XDP (is another XDP program there?)"))?;
             }
         }
         Ok(Sink {
             skel,
             ifindex,
             hook,
+            prog_id,
+            tc,
             netns: NetnsRef::current(),
         })
     }
@@ -159,27 +196,30 @@ impl Sink {
 }
 
 impl Drop for Sink {
-    /// Detaches, best effort: removes the clsact qdisc it created, or its XDP program.
+    /// Detaches, best effort: only what this sink attached.
     fn drop(&mut self) {
         let Ok(idx) = check_ifindex(self.ifindex) else {
             return;
         };
-        let hook = self.hook;
-        let (tc_fd, xdp_fd) = (
-            self.skel.progs.sink_tc.as_fd(),
-            self.skel.progs.sink_xdp.as_fd(),
-        );
-        self.netns.run(|| match hook {
-            SinkHook::TcIngress => {
-                // Both hooks: destroying the clsact qdisc itself, not just its
-                // ingress filters.
-                let mut h = TcHook::new(tc_fd);
-                h.ifindex(idx).attach_point(TC_INGRESS | TC_EGRESS);
-                let _ = h.destroy();
-            }
-            SinkHook::Xdp(mode) => {
-                let _ = Xdp::new(xdp_fd).detach(idx, mode.flags());
-            }
-        });
+        let prog_id = self.prog_id;
+        if let Some(link) = self.tc.take() {
+            let fd = self.skel.progs.sink_tc.as_fd();
+            link.netns.run(|| {
+                let _ = detach_tc_link(fd, &link, prog_id);
+            });
+        }
+        if let SinkHook::Xdp(mode) = self.hook {
+            let fd = self.skel.progs.sink_xdp.as_fd();
+            self.netns.run(|| {
+                let xdp = Xdp::new(fd);
+                let ours = xdp.query(idx, XdpFlags::NONE).is_ok_and(|q| match mode {
+                    XdpMode::Generic => q.skb_prog_id == prog_id,
+                    _ => q.drv_prog_id == prog_id,
+                });
+                if ours {
+                    let _ = xdp.detach(idx, mode.flags());
+                }
+            });
+        }
     }
 }

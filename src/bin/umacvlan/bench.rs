@@ -8,11 +8,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::report::{self, Machine};
-use super::{BenchConfig, FrameSpec, Generator, Limit, Measurement, Scenario, System};
-use crate::bpf::{Sink, SinkHook, XdpMode};
-use crate::link::Netns;
-use crate::wire::MacAddr;
+use umacvlan::bench::report::{self, Machine};
+use umacvlan::bench::{
+    BenchConfig, FrameSpec, Generator, Limit, Measurement, Scenario, System, SystemKind,
+};
+use umacvlan::bpf::{Sink, SinkHook, XdpMode};
+use umacvlan::link::Netns;
+use umacvlan::wire::MacAddr;
 
 /// `umacvlan bench` subcommands.
 #[derive(clap::Subcommand, Debug)]
@@ -75,9 +77,14 @@ pub struct RunArgs {
 /// Options of `bench gen`.
 #[derive(clap::Args, Debug)]
 pub struct GenArgs {
-    /// Namespace of the interface (default: the current one).
+    /// Namespace of the interface (a test namespace: the host's own namespace is
+    /// refused unless --allow-host-interface).
     #[arg(long)]
     netns: Option<String>,
+    /// Allow an interface of the host's own (initial) network namespace: traffic
+    /// then leaves on a real network.
+    #[arg(long)]
+    allow_host_interface: bool,
     /// Interface to send from.
     #[arg(long)]
     dev: String,
@@ -119,9 +126,14 @@ pub struct GenArgs {
 /// Options of `bench sink`.
 #[derive(clap::Args, Debug)]
 pub struct SinkArgs {
-    /// Namespace of the interface (default: the current one).
+    /// Namespace of the interface (a test namespace: the host's own namespace is
+    /// refused unless --allow-host-interface).
     #[arg(long)]
     netns: Option<String>,
+    /// Allow an interface of the host's own (initial) network namespace: every
+    /// frame it receives is dropped while the sink runs.
+    #[arg(long)]
+    allow_host_interface: bool,
     /// Interface to count on.
     #[arg(long)]
     dev: String,
@@ -153,6 +165,31 @@ fn secs(s: f64, what: &str) -> Result<Duration> {
     Ok(Duration::from_secs_f64(s))
 }
 
+/// Refuses the initial network namespace unless `allow`: the generator floods and
+/// the sink drops everything, which is for test namespaces.
+fn check_target(ns: &Option<String>, allow: bool) -> Result<()> {
+    if allow {
+        return Ok(());
+    }
+    let inode = |p: &str| std::fs::metadata(p).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+    let target = match ns {
+        Some(n) => Netns::path_of(n),
+        None => "/proc/thread-self/ns/net".into(),
+    };
+    let (t, init) = (
+        inode(&target.to_string_lossy())
+            .with_context(|| format!("namespace {}", target.display()))?,
+        inode("/proc/1/ns/net").context("the initial network namespace")?,
+    );
+    if t == init {
+        bail!(
+            "refusing an interface of the host's own network namespace (it floods, or drops \
+             everything): give --netns of a test namespace, or --allow-host-interface"
+        );
+    }
+    Ok(())
+}
+
 /// Runs `f` in namespace `ns` (or here).
 fn in_ns<R: Send + 'static>(
     ns: &Option<String>,
@@ -165,7 +202,7 @@ fn in_ns<R: Send + 'static>(
 }
 
 fn ifindex(dev: &str) -> Result<u32> {
-    crate::sys::if_nametoindex(dev).with_context(|| format!("no interface {dev:?}"))
+    umacvlan::sys::if_nametoindex(dev).with_context(|| format!("no interface {dev:?}"))
 }
 
 /// Runs a `bench` subcommand.
@@ -176,6 +213,7 @@ pub fn main(cmd: BenchCmd) -> Result<()> {
     match cmd {
         BenchCmd::Run(a) => run(a),
         BenchCmd::Gen(a) => {
+            check_target(&a.netns, a.allow_host_interface)?;
             if a.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
                 bail!("--rate must be a positive number of frames per second");
             }
@@ -221,6 +259,7 @@ pub fn main(cmd: BenchCmd) -> Result<()> {
             Ok(())
         }
         BenchCmd::Sink(a) => {
+            check_target(&a.netns, a.allow_host_interface)?;
             let hook = parse_hook(&a.hook)?;
             let dur = secs(a.seconds, "--seconds")?;
             let dev = a.dev.clone();
@@ -263,12 +302,6 @@ fn run(a: RunArgs) -> Result<()> {
         gen_core: a.gen_core,
         sink: parse_hook(&a.sink)?,
     };
-    let mut labels = std::collections::HashSet::new();
-    for s in &cfg.systems {
-        if !labels.insert(&s.label) {
-            bail!("system {} is listed twice", s.label);
-        }
-    }
     if let Some(dir) = &a.out {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     }
@@ -308,7 +341,7 @@ fn run(a: RunArgs) -> Result<()> {
         );
         let _ = std::io::stdout().flush();
     };
-    let ms = super::run(&cfg, &mut progress)?;
+    let ms = umacvlan::bench::run(&cfg, &mut progress)?;
     let rows = report::summarize(&cfg, &ms);
     let refsys = report::reference(&cfg);
     let table = report::table(&rows, refsys.as_deref());
@@ -317,7 +350,7 @@ fn run(a: RunArgs) -> Result<()> {
     for s in cfg
         .systems
         .iter()
-        .filter(|s| s.kind == super::SystemKind::Umacvlan)
+        .filter(|s| s.kind == SystemKind::Umacvlan)
     {
         versus.push_str(&format!("\nPaired ratios of {} (median of per-round ratios):\n\n| scenario | size | against | ratio | rounds |\n|---|---|---|---|---|\n", s.label));
         for (sc, size, other, r, n) in report::versus(&cfg, &ms, &s.label) {
