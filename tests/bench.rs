@@ -201,7 +201,7 @@ fn bench_command_writes_table_json_and_plot_and_refuses_bad_options() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("| umacvlan |") && stdout.contains("paired vs macvlan"),
+        stdout.contains("| umacvlan |") && stdout.contains("paired ratio vs macvlan"),
         "{stdout}"
     );
     let j: serde_json::Value =

@@ -163,7 +163,7 @@ impl Lab {
                     netns: lab.host.clone(),
                     from: from.into(),
                     to: to.into(),
-                    xdp_mode: system.tuning.xdp_mode,
+                    xdp_mode: system.tuning.xdp_mode.unwrap_or(XdpMode::Generic),
                     core: Some(system.tuning.core),
                     burst: 32,
                     xsk: xsk_config(&system.tuning),
@@ -179,7 +179,7 @@ impl Lab {
                 lab.running = Some(Running::Ovs(super::ovs::Ovs::start(
                     &lab.host,
                     &["par", "v1", "v2"],
-                    system.tuning.xdp_mode,
+                    system.tuning.xdp_mode.unwrap_or(XdpMode::Native),
                     system.tuning.core,
                 )?));
             }
@@ -234,6 +234,7 @@ fn place(hl: &Links, dev: &str, ns: &str, mac: MacAddr) -> Result<(), Error> {
 /// The dataplane's socket configuration, with `tuning.ring` applied to every ring.
 fn xsk_config(t: &super::Tuning) -> XskConfig {
     let mut x = DataplaneConfig::new("par").xsk;
+    x.need_wakeup = t.need_wakeup;
     if let Some(r) = t.ring {
         x.rx_size = r;
         x.tx_size = r;
@@ -265,7 +266,10 @@ impl DpThread {
                 let mut cfg = DataplaneConfig::new("par");
                 cfg.worker.core = Some(t.core);
                 cfg.worker.idle_sleep = t.idle_sleep;
-                cfg.xdp_mode = t.xdp_mode;
+                if let Some(m) = t.xdp_mode {
+                    cfg.xdp_mode = m;
+                    cfg.endpoint_xdp_mode = m;
+                }
                 cfg.tuning = t.socket;
                 cfg.xsk = xsk_config(&t);
                 let mut dp = Dataplane::start(cfg)?;
@@ -373,9 +377,4 @@ fn napi_kthreads() -> Vec<i32> {
             comm.starts_with("napi/").then_some(pid)
         })
         .collect()
-}
-
-/// XDP mode name for reports.
-pub fn xdp_name(m: XdpMode) -> &'static str {
-    m.name()
 }

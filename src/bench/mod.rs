@@ -147,9 +147,11 @@ pub enum SystemKind {
 /// Knobs of the AF_XDP systems (umacvlan, l2fwd; OVS takes the XDP mode and core).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Tuning {
-    /// XDP mode on the interfaces the switch receives from.
+    /// XDP mode on every interface the switch receives from (`None`: the system's
+    /// default — umacvlan: native on the parent, generic on the endpoints' veths;
+    /// l2fwd: generic, the faster mode on veth; OVS: native).
     #[serde(serialize_with = "ser_xdp")]
-    pub xdp_mode: XdpMode,
+    pub xdp_mode: Option<XdpMode>,
     /// The switch's core (the generator runs on [`BenchConfig::gen_core`]).
     pub core: usize,
     /// Sleep when idle (zero: busy-poll).
@@ -160,14 +162,16 @@ pub struct Tuning {
     /// Copy-mode transmit budget and busy polling.
     #[serde(serialize_with = "ser_tuning")]
     pub socket: SocketTuning,
+    /// Bind with `XDP_USE_NEED_WAKEUP` (`nowakeup` turns it off).
+    pub need_wakeup: bool,
     /// Threaded NAPI on the switch's host-side interfaces, the kthreads pinned to
     /// this core: moves the kernel's receive work (XDP and the copy into the UMEM)
     /// off the sender's core.
     pub napi_core: Option<usize>,
 }
 
-fn ser_xdp<S: serde::Serializer>(m: &XdpMode, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(m.name())
+fn ser_xdp<S: serde::Serializer>(m: &Option<XdpMode>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(m.map_or("default", |m| m.name()))
 }
 fn ser_dur<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(d.as_micros() as u64)
@@ -183,12 +187,13 @@ fn ser_tuning<S: serde::Serializer>(t: &SocketTuning, s: S) -> Result<S::Ok, S::
 impl Default for Tuning {
     fn default() -> Self {
         Tuning {
-            xdp_mode: XdpMode::Native,
+            xdp_mode: None,
             core: 1,
             idle_sleep: Duration::ZERO,
             ring: None,
             socket: SocketTuning::default(),
             napi_core: None,
+            need_wakeup: true,
         }
     }
 }
@@ -208,7 +213,8 @@ impl FromStr for System {
     type Err = Error;
     /// `NAME[:OPT,OPT...]`; NAME is umacvlan, macvlan, bridge, ovs or l2fwd; OPTs
     /// (for umacvlan, l2fwd and, where they apply, ovs): `generic`, `native`,
-    /// `core=N`, `sleep=USECS`, `ring=N`, `budget=N`, `busypoll=USECS`, `napi=CORE`.
+    /// `core=N`, `sleep=USECS`, `ring=N`, `budget=N`, `busypoll=USECS`, `napi=CORE`,
+    /// `nowakeup`.
     fn from_str(s: &str) -> Result<Self, Error> {
         let (name, opts) = s.split_once(':').unwrap_or((s, ""));
         let kind = match name {
@@ -236,14 +242,15 @@ impl FromStr for System {
                     Error::Config(format!("option {k} of {name} needs a number, got {v:?}"))
                 })
             };
-            if matches!(k, "generic" | "native") && !v.is_empty() {
+            if matches!(k, "generic" | "native" | "nowakeup") && !v.is_empty() {
                 return Err(Error::Config(format!(
                     "option {k} of {name} takes no value"
                 )));
             }
             match k {
-                "generic" => t.xdp_mode = XdpMode::Generic,
-                "native" => t.xdp_mode = XdpMode::Native,
+                "generic" => t.xdp_mode = Some(XdpMode::Generic),
+                "native" => t.xdp_mode = Some(XdpMode::Native),
+                "nowakeup" if kind != SystemKind::Ovs => t.need_wakeup = false,
                 "core" => t.core = num()? as usize,
                 "sleep" if kind == SystemKind::Umacvlan => {
                     t.idle_sleep = Duration::from_micros(u64::from(num()?))

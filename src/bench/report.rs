@@ -398,3 +398,91 @@ pub fn by_cell(rows: &[Row]) -> BTreeMap<(Scenario, usize), Vec<&Row>> {
     }
     m
 }
+
+/// The compact Markdown summary: per scenario, systems × frame sizes for the
+/// delivered rate (with the paired ratio), the zero-loss rate and the CPU cost,
+/// then each umacvlan variant's paired ratios against every other system.
+pub fn summary(cfg: &BenchConfig, ms: &[Measurement], rows: &[Row]) -> String {
+    let mut s = String::new();
+    let refname = reference(cfg).unwrap_or_else(|| "-".into());
+    let header = |s: &mut String, first: &str| {
+        let _ = write!(s, "| {first} |");
+        for z in &cfg.sizes {
+            let _ = write!(s, " {z} B |");
+        }
+        let _ = write!(s, "\n|---|");
+        for _ in &cfg.sizes {
+            let _ = write!(s, "---|");
+        }
+        s.push('\n');
+    };
+    let row_of = |sc: Scenario, z: usize, sys: &str| {
+        rows.iter()
+            .find(|r| r.scenario == sc && r.size == z && r.system == sys)
+    };
+    type Cell<'a> = &'a dyn Fn(&Row) -> String;
+    let delivered: Cell = &|r| match r.paired {
+        Some(p) => format!("{} ({p:.2})", mpps(r.median)),
+        None => mpps(r.median),
+    };
+    let zero_loss: Cell = &|r| r.zero_loss.map_or("-".into(), mpps);
+    let cpu: Cell = &|r| r.cpu_ns_per_frame.map_or("-".into(), |c| format!("{c:.0}"));
+    for &sc in &cfg.scenarios {
+        let _ = writeln!(s, "\n### {}\n", sc.title());
+        for (title, cell) in [
+            (
+                format!("Delivered Mpps, median of the rounds (paired ratio vs {refname})"),
+                delivered,
+            ),
+            ("Zero-loss Mpps, median".to_string(), zero_loss),
+            (
+                "CPU ns per delivered frame, whole machine, at full load".to_string(),
+                cpu,
+            ),
+        ] {
+            let _ = writeln!(s, "{title}:\n");
+            header(&mut s, "system");
+            for sys in &cfg.systems {
+                let _ = write!(s, "| {} |", sys.label);
+                for &z in &cfg.sizes {
+                    let c = match row_of(sc, z, &sys.label) {
+                        Some(r) if r.skipped.is_some() || r.rounds == 0 => "skipped".into(),
+                        Some(r) => cell(r),
+                        None => "-".into(),
+                    };
+                    let _ = write!(s, " {c} |");
+                }
+                s.push('\n');
+            }
+            s.push('\n');
+        }
+    }
+    for subject in cfg
+        .systems
+        .iter()
+        .filter(|x| x.kind == super::SystemKind::Umacvlan)
+    {
+        let v = versus(cfg, ms, &subject.label);
+        for &sc in &cfg.scenarios {
+            let _ = writeln!(
+                s,
+                "\n{} against each system, {} (median of per-round ratios):\n",
+                subject.label,
+                sc.title()
+            );
+            header(&mut s, "against");
+            for other in cfg.systems.iter().filter(|o| o.label != subject.label) {
+                let _ = write!(s, "| {} |", other.label);
+                for &z in &cfg.sizes {
+                    let c = v
+                        .iter()
+                        .find(|(vs, vz, vo, _, _)| *vs == sc && *vz == z && *vo == other.label)
+                        .map_or("-".into(), |(_, _, _, r, _)| format!("{r:.2}"));
+                    let _ = write!(s, " {c} |");
+                }
+                s.push('\n');
+            }
+        }
+    }
+    s
+}

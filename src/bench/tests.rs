@@ -62,7 +62,7 @@ fn systems_parse_with_options_and_refuse_nonsense() {
         .parse()
         .unwrap();
     assert_eq!(s.kind, SystemKind::Umacvlan);
-    assert_eq!(s.tuning.xdp_mode, XdpMode::Generic);
+    assert_eq!(s.tuning.xdp_mode, Some(XdpMode::Generic));
     assert_eq!(s.tuning.socket.tx_budget, Some(256));
     assert_eq!(s.tuning.ring, Some(4096));
     assert_eq!(s.tuning.idle_sleep, Duration::from_micros(20));
@@ -198,6 +198,12 @@ fn medians_and_paired_ratios() {
     assert!(
         t.contains("| umacvlan | 0.001 | 0.001–0.002 | 0.80 |"),
         "{t}"
+    );
+    let sum = report::summary(&cfg, &ms, &rows);
+    assert!(sum.contains("| umacvlan | 0.001 (0.80) |"), "{sum}");
+    assert!(
+        sum.contains("| macvlan | 0.80 |"),
+        "umacvlan against macvlan: {sum}"
     );
     let svg = report::svg(&cfg, &rows);
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));

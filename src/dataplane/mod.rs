@@ -88,8 +88,15 @@ pub struct DataplaneConfig {
     /// `q % workers == w` and queue `w` of every endpoint veth and of the mirror, each
     /// worker with its own UMEM, so no frame ever crosses between workers.
     pub workers: u32,
-    /// Native or generic XDP on the parent and the endpoints' veths.
+    /// Native or generic XDP on the parent. Native is the fast mode on a real NIC;
+    /// on a veth parent generic was faster (BENCHMARKS.md).
     pub xdp_mode: XdpMode,
+    /// XDP mode on the endpoints' host-side veths. Generic by default: on veth,
+    /// native XDP must first move an skb without 256 bytes of headroom (the
+    /// container's frames, typically) into a page, and generic was as fast or
+    /// faster in 42 of 54 paired cells of the benchmark, by 8 % at the median and
+    /// up to 39 % for 1518-byte frames (BENCHMARKS.md, "Tuning").
+    pub endpoint_xdp_mode: XdpMode,
     /// UMEM frames shared by every socket.
     pub frames: u32,
     /// Ring sizes and fill policy of every socket.
@@ -101,7 +108,8 @@ pub struct DataplaneConfig {
 }
 
 impl DataplaneConfig {
-    /// Defaults for `parent`: one queue, native XDP, 16384 frames, rings of 1024.
+    /// Defaults for `parent`: one queue, native XDP on the parent and generic on the
+    /// endpoints' veths, 16384 frames, rings of 1024.
     pub fn new(parent: impl Into<String>) -> Self {
         let xsk = XskConfig {
             rx_size: 1024,
@@ -117,6 +125,7 @@ impl DataplaneConfig {
             queues: 1,
             workers: 1,
             xdp_mode: XdpMode::Native,
+            endpoint_xdp_mode: XdpMode::Generic,
             frames: 16384,
             xsk,
             worker: WorkerConfig::default(),
@@ -356,7 +365,7 @@ impl Dataplane {
         steering.attach_xdp(mirror_b.index, XdpMode::Native)?;
         steering.attach_tc_ingress(parent.index)?;
         cleanup_mirror.defuse();
-        tracing::info!(parent = %cfg.parent, queues = q, workers = n, xdp = ?cfg.xdp_mode, "dataplane started");
+        tracing::info!(parent = %cfg.parent, queues = q, workers = n, xdp = ?cfg.xdp_mode, endpoint_xdp = ?cfg.endpoint_xdp_mode, "dataplane started");
         Ok(Dataplane {
             next_slot: q + n,
             stopped: false,
@@ -487,7 +496,7 @@ impl Dataplane {
             self.steering.set_xsk(slot + w as u32, fds[0].as_fd())?;
         }
         self.steering
-            .attach_xdp(host_ifindex, self.cfg.xdp_mode)
+            .attach_xdp(host_ifindex, self.cfg.endpoint_xdp_mode)
             .map_err(Error::from)
     }
 

@@ -167,6 +167,10 @@ pub struct XskConfig {
     /// Refill granularity: the fill ring is topped up only in whole batches of this
     /// many frames.
     pub fill_batch: u32,
+    /// Bind with `XDP_USE_NEED_WAKEUP` (the default): the kernel says when it needs
+    /// a system call to go on, and the port makes one only then. Without it the
+    /// driver polls by itself (and copy-mode transmission still needs `sendto`).
+    pub need_wakeup: bool,
 }
 
 impl Default for XskConfig {
@@ -179,6 +183,7 @@ impl Default for XskConfig {
             bind_mode: BindMode::Auto,
             fill_level: 1024,
             fill_batch: 64,
+            need_wakeup: true,
         }
     }
 }

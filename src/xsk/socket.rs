@@ -222,7 +222,12 @@ impl XskSocket {
                 };
                 let mut result = Err(Error::Config("no bind mode to try".into()));
                 for (i, &mode) in tries.iter().enumerate() {
-                    result = Self::setup(umem, t, cfg, How::Register(mode | XDP_USE_NEED_WAKEUP));
+                    let wake = if cfg.need_wakeup {
+                        XDP_USE_NEED_WAKEUP
+                    } else {
+                        0
+                    };
+                    result = Self::setup(umem, t, cfg, How::Register(mode | wake));
                     let retry = i + 1 < tries.len()
                         && matches!(&result, Err(Error::Socket { cause, .. })
                             if cause.call == "bind"

@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use umacvlan::bench::report::{self, Machine};
-use umacvlan::bench::{
-    BenchConfig, FrameSpec, Generator, Limit, Measurement, Scenario, System, SystemKind,
-};
+use umacvlan::bench::{BenchConfig, FrameSpec, Generator, Limit, Measurement, Scenario, System};
 use umacvlan::bpf::{Sink, SinkHook, XdpMode};
 use umacvlan::link::Netns;
 use umacvlan::wire::MacAddr;
@@ -43,7 +41,7 @@ pub struct RunArgs {
     sizes: Vec<usize>,
     /// Systems, measured in this order each round: umacvlan, macvlan, bridge, ovs,
     /// l2fwd, each optionally with `:opt,opt` (generic, native, core=N, sleep=USECS,
-    /// ring=N, budget=N, busypoll=USECS, napi=CORE). Give one several times with different
+    /// ring=N, budget=N, busypoll=USECS, napi=CORE, nowakeup). Give one several times with different
     /// options to compare tunings in one run.
     #[arg(
         long,
@@ -345,27 +343,16 @@ fn run(a: RunArgs) -> Result<()> {
     let rows = report::summarize(&cfg, &ms);
     let refsys = report::reference(&cfg);
     let table = report::table(&rows, refsys.as_deref());
-    println!("{table}");
-    let mut versus = String::new();
-    for s in cfg
-        .systems
-        .iter()
-        .filter(|s| s.kind == SystemKind::Umacvlan)
-    {
-        versus.push_str(&format!("\nPaired ratios of {} (median of per-round ratios):\n\n| scenario | size | against | ratio | rounds |\n|---|---|---|---|---|\n", s.label));
-        for (sc, size, other, r, n) in report::versus(&cfg, &ms, &s.label) {
-            versus.push_str(&format!(
-                "| {} | {size} | {other} | {r:.2} | {n} |\n",
-                sc.name()
-            ));
-        }
-    }
-    println!("{versus}");
+    let summary = report::summary(&cfg, &ms, &rows);
+    println!("{summary}");
     if let Some(dir) = &a.out {
         let j = report::json(&cfg, &ms, &machine);
         std::fs::write(dir.join("results.json"), serde_json::to_string_pretty(&j)?)?;
         std::fs::write(dir.join("plot.svg"), report::svg(&cfg, &rows))?;
-        std::fs::write(dir.join("table.md"), format!("{table}\n{versus}"))?;
+        std::fs::write(
+            dir.join("table.md"),
+            format!("{summary}\n## Every cell\n{table}"),
+        )?;
         println!(
             "wrote {0}/results.json, {0}/plot.svg, {0}/table.md",
             dir.display()
