@@ -246,7 +246,7 @@ const COLORS: [&str; 8] = [
 /// An SVG plot: one panel per scenario, delivered Mpps (median, with min–max
 /// whiskers) against frame size, one line per system.
 pub fn svg(cfg: &BenchConfig, rows: &[Row]) -> String {
-    let (pw, ph, ml, mt, mb, gap) = (330.0, 260.0, 52.0, 40.0, 44.0, 30.0);
+    let (pw, ph, ml, mt, mb, gap) = (330.0, 260.0, 52.0, 40.0, 44.0, 56.0);
     let n = cfg.scenarios.len().max(1) as f64;
     let width = ml + n * (pw + gap) + 150.0;
     let height = mt + ph + mb + 10.0;
