@@ -30,7 +30,7 @@ fuzz:
 
 ## Criterion micro-benchmarks, then the throughput benchmark against the kernel's
 ## macvlan, a Docker-style bridge, Open vSwitch AF_XDP and a raw AF_XDP forwarder
-## (BENCHMARKS.md; about 25 minutes; results in target/bench/).
+## (BENCHMARKS.md; about 20 minutes; results in target/bench/).
 bench: setup
 	cargo bench --bench main -- --warm-up-time 1 --measurement-time 2
 	cargo run --release --quiet -- bench run --out target/bench
