@@ -235,3 +235,80 @@ fn bench_command_writes_table_json_and_plot_and_refuses_bad_options() {
         );
     }
 }
+
+#[test]
+fn an_interrupted_run_reports_what_it_measured_and_leaves_nothing_behind() {
+    if !require_root("an_interrupted_run_reports_what_it_measured_and_leaves_nothing_behind") {
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_umacvlan");
+    let dir = std::env::temp_dir().join(format!("umvb-int-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    // OVS too, when installed: its daemons must go with the run.
+    let systems = if bench::ovs::Ovs::available() {
+        "ovs;macvlan"
+    } else {
+        "macvlan"
+    };
+    let child = std::process::Command::new(bin)
+        .args([
+            "bench",
+            "run",
+            "--scenarios",
+            "ep-ep",
+            "--sizes",
+            "64",
+            "--rounds",
+            "50",
+            "--seconds",
+            "0.5",
+            "--zero-loss-steps",
+            "0",
+            "--systems",
+            systems,
+            "--out",
+        ])
+        .arg(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    std::thread::sleep(Duration::from_secs(4));
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).unwrap(),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("interrupted: reporting the"), "{stdout}");
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    let n = j["measurements"].as_array().unwrap().len();
+    assert!(n >= 1 && n < 100, "{n} measurements");
+    let _ = std::fs::remove_dir_all(&dir);
+    let netns: Vec<String> = std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&format!("umvb-{pid}-")))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(netns.is_empty(), "namespaces left: {netns:?}");
+    let ovs = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("umvb-ovs-{pid}-"))
+        });
+    assert!(!ovs, "an OVS instance was left");
+}

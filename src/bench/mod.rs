@@ -607,6 +607,19 @@ pub fn run(
     cfg: &BenchConfig,
     progress: &mut dyn FnMut(&Measurement),
 ) -> Result<Vec<Measurement>, Error> {
+    run_until(cfg, progress, &std::sync::atomic::AtomicBool::new(false))
+}
+
+/// [`run`], stopping early (after the measurement under way, whose network is
+/// removed as usual) once `stop` is set, e.g. by SIGINT; returns what was measured.
+///
+/// # Errors
+/// As [`run`].
+pub fn run_until(
+    cfg: &BenchConfig,
+    progress: &mut dyn FnMut(&Measurement),
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<Vec<Measurement>, Error> {
     if cfg.systems.is_empty() || cfg.sizes.is_empty() || cfg.scenarios.is_empty() || cfg.rounds == 0
     {
         return Err(Error::Config(
@@ -655,6 +668,9 @@ pub fn run(
         for &size in &cfg.sizes {
             for round in 1..=cfg.rounds {
                 for system in &cfg.systems {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        return Ok(out);
+                    }
                     let m = measure(cfg, system, scenario, size, round);
                     progress(&m);
                     out.push(m);

@@ -339,7 +339,19 @@ fn run(a: RunArgs) -> Result<()> {
         );
         let _ = std::io::stdout().flush();
     };
-    let ms = umacvlan::bench::run(&cfg, &mut progress)?;
+    // SIGINT/SIGTERM: finish the measurement under way (its namespaces and any OVS
+    // instance are removed as usual), then report and write what was measured.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    let ms = umacvlan::bench::run_until(&cfg, &mut progress, &stop)?;
+    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+        println!(
+            "interrupted: reporting the {} measurement(s) made",
+            ms.len()
+        );
+    }
     let rows = report::summarize(&cfg, &ms);
     let refsys = report::reference(&cfg);
     let table = report::table(&rows, refsys.as_deref());
