@@ -73,6 +73,24 @@ fn generator_and_sink_count_every_frame() {
     }
 }
 
+/// No bench namespace and no OVS directory of process `pid` is left.
+fn assert_nothing_left(pid: u32) {
+    let named = |dir: &std::path::Path, prefix: String| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(&prefix))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let netns = named("/run/netns".as_ref(), format!("umvb-{pid}-"));
+    assert!(netns.is_empty(), "namespaces left: {netns:?}");
+    let ovs = named(&std::env::temp_dir(), format!("umvb-ovs-{pid}-"));
+    assert!(ovs.is_empty(), "OVS instances left: {ovs:?}");
+}
+
 fn quick(systems: &[&str]) -> BenchConfig {
     BenchConfig {
         scenarios: Scenario::ALL.to_vec(),
@@ -141,26 +159,7 @@ fn every_system_forwards_in_every_scenario() {
         );
         assert!(!m.zero_loss_trials.is_empty());
     }
-    // Nothing left behind: no bench namespace, no OVS directory.
-    let left: Vec<String> = std::fs::read_dir("/run/netns")
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(&format!("umvb-{}-", std::process::id())))
-                .collect()
-        })
-        .unwrap_or_default();
-    assert!(left.is_empty(), "namespaces left: {left:?}");
-    let ovs_dirs = std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with(&format!("umvb-ovs-{}-", std::process::id()))
-        })
-        .count();
-    assert_eq!(ovs_dirs, 0, "OVS instances left");
+    assert_nothing_left(std::process::id());
 }
 
 #[test]
@@ -293,22 +292,5 @@ fn an_interrupted_run_reports_what_it_measured_and_leaves_nothing_behind() {
     let n = j["measurements"].as_array().unwrap().len();
     assert!((1..100).contains(&n), "{n} measurements");
     let _ = std::fs::remove_dir_all(&dir);
-    let netns: Vec<String> = std::fs::read_dir("/run/netns")
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(&format!("umvb-{pid}-")))
-                .collect()
-        })
-        .unwrap_or_default();
-    assert!(netns.is_empty(), "namespaces left: {netns:?}");
-    let ovs = std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
-        .flatten()
-        .any(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with(&format!("umvb-ovs-{pid}-"))
-        });
-    assert!(!ovs, "an OVS instance was left");
+    assert_nothing_left(pid);
 }
