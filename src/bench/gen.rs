@@ -10,6 +10,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use super::Error;
+use crate::app::checksum;
 use crate::port::{Frame, FramePool, Port};
 use crate::wire::{emit_header, EtherType, MacAddr};
 use crate::xsk::{BindMode, Umem, XskConfig, XskPort, XskSocket};
@@ -78,38 +79,26 @@ impl FrameSpec {
         ip[9] = 17; // UDP
         ip[12..16].copy_from_slice(&self.src_ip.octets());
         ip[16..20].copy_from_slice(&self.dst_ip.octets());
-        let c = !fold(sum16(ip));
+        let c = checksum(ip);
         ip[10..12].copy_from_slice(&c.to_be_bytes());
         let udp = &mut f[34..];
         udp[0..2].copy_from_slice(&self.sport.to_be_bytes());
         udp[2..4].copy_from_slice(&self.dport.to_be_bytes());
         udp[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
-        // Pseudo-header: addresses, protocol, UDP length.
-        let mut pseudo = [0u8; 12];
-        pseudo[0..4].copy_from_slice(&self.src_ip.octets());
-        pseudo[4..8].copy_from_slice(&self.dst_ip.octets());
-        pseudo[9] = 17;
-        pseudo[10..12].copy_from_slice(&(udp_len as u16).to_be_bytes());
-        let c = match !fold(sum16(&pseudo) + sum16(&f[34..])) {
+        // Over the pseudo-header (addresses, protocol, UDP length) and the datagram.
+        let mut covered = Vec::with_capacity(12 + udp_len);
+        covered.extend_from_slice(&self.src_ip.octets());
+        covered.extend_from_slice(&self.dst_ip.octets());
+        covered.extend_from_slice(&[0, 17]);
+        covered.extend_from_slice(&(udp_len as u16).to_be_bytes());
+        covered.extend_from_slice(&f[34..]);
+        let c = match checksum(&covered) {
             0 => 0xffff,
             c => c,
         };
         f[40..42].copy_from_slice(&c.to_be_bytes());
         Ok(f)
     }
-}
-
-fn sum16(b: &[u8]) -> u32 {
-    b.chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum()
-}
-
-fn fold(mut s: u32) -> u16 {
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    s as u16
 }
 
 /// When a [`Generator::run`] stops.

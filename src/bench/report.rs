@@ -1,7 +1,6 @@
 //! Summaries of a benchmark run: medians, ranges and paired ratios, as a terminal
 //! table, Markdown, JSON and an SVG plot.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -388,15 +387,6 @@ fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
-}
-
-/// Groups rows by (scenario, size) for callers that print per table.
-pub fn by_cell(rows: &[Row]) -> BTreeMap<(Scenario, usize), Vec<&Row>> {
-    let mut m: BTreeMap<(Scenario, usize), Vec<&Row>> = BTreeMap::new();
-    for r in rows {
-        m.entry((r.scenario, r.size)).or_default().push(r);
-    }
-    m
 }
 
 /// The compact Markdown summary: per scenario, systems × frame sizes for the

@@ -519,7 +519,7 @@ impl Steering {
     /// [`Error::Netlink`] if the qdisc query fails, [`Error::Interface`] if creating
     /// the qdisc or attaching fails (a qdisc created here is removed again).
     pub fn attach_tc_ingress(&mut self, ifindex: u32) -> Result<(), Error> {
-        let idx = check_ifindex(ifindex)?;
+        check_ifindex(ifindex)?;
         let here = NetnsRef::current();
         if self
             .tc
@@ -528,39 +528,9 @@ impl Steering {
         {
             return Ok(());
         }
-        let existed = nl::with_rtnl(|r| r.has_clsact(ifindex))
-            .map_err(Self::netlink_err("list qdiscs", ifindex))?;
-        let mut hook = TcHook::new(self.skel.progs.mirror.as_fd());
-        hook.ifindex(idx).attach_point(TC_INGRESS).replace(false);
-        let iface_err = |op: &'static str| {
-            move |source| Error::Interface {
-                op,
-                ifname: nl::ifname(ifindex),
-                ifindex,
-                source,
-            }
-        };
-        if !existed {
-            hook.create().map_err(iface_err("create clsact qdisc"))?;
-        }
-        match hook.attach() {
-            Ok(hook) => {
-                self.tc.push(TcLink {
-                    ifindex,
-                    handle: hook.get_handle(),
-                    priority: hook.get_priority(),
-                    created_qdisc: !existed,
-                    netns: here,
-                });
-                Ok(())
-            }
-            Err(source) => {
-                if !existed {
-                    let _ = destroy_clsact(self.skel.progs.mirror.as_fd(), idx);
-                }
-                Err(iface_err("attach tc ingress")(source))
-            }
-        }
+        let link = attach_tc_ingress(self.skel.progs.mirror.as_fd(), ifindex)?;
+        self.tc.push(link);
+        Ok(())
     }
 
     /// Detaches the tc program from `ifindex` (only a filter that runs our program),
@@ -870,6 +840,47 @@ fn detach_tc_link(
         }
     }
     Ok(detached)
+}
+
+/// Attaches program `fd` to the clsact ingress hook of `ifindex` in the calling
+/// thread's namespace, ahead of the filters already there, creating the qdisc if
+/// there is none (and removing it again if the attach fails).
+fn attach_tc_ingress(fd: BorrowedFd<'_>, ifindex: u32) -> Result<TcLink, Error> {
+    let idx = check_ifindex(ifindex)?;
+    let existed = nl::with_rtnl(|r| r.has_clsact(ifindex)).map_err(|source| Error::Netlink {
+        op: "list qdiscs",
+        ifname: nl::ifname(ifindex),
+        ifindex,
+        source,
+    })?;
+    let iface_err = |op: &'static str| {
+        move |source| Error::Interface {
+            op,
+            ifname: nl::ifname(ifindex),
+            ifindex,
+            source,
+        }
+    };
+    let mut hook = TcHook::new(fd);
+    hook.ifindex(idx).attach_point(TC_INGRESS).replace(false);
+    if !existed {
+        hook.create().map_err(iface_err("create clsact qdisc"))?;
+    }
+    match hook.attach() {
+        Ok(hook) => Ok(TcLink {
+            ifindex,
+            handle: hook.get_handle(),
+            priority: hook.get_priority(),
+            created_qdisc: !existed,
+            netns: NetnsRef::current(),
+        }),
+        Err(source) => {
+            if !existed {
+                let _ = destroy_clsact(fd, idx);
+            }
+            Err(iface_err("attach tc ingress")(source))
+        }
+    }
 }
 
 fn destroy_clsact(fd: BorrowedFd<'_>, idx: i32) -> Result<(), libbpf_rs::Error> {

@@ -5,10 +5,12 @@ use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{MapCore, MapFlags, TcHook, Xdp, XdpFlags, TC_INGRESS};
+use libbpf_rs::{MapCore, MapFlags, Xdp, XdpFlags};
 
 use super::skel::sink::{SinkSkel, SinkSkelBuilder};
-use super::{check_ifindex, destroy_clsact, detach_tc_link, nl, Error, NetnsRef, TcLink, XdpMode};
+use super::{
+    attach_tc_ingress, check_ifindex, detach_tc_link, nl, Error, NetnsRef, TcLink, XdpMode,
+};
 
 /// Where the [`Sink`] takes frames.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,37 +95,7 @@ impl Sink {
         let prog_id = libbpf_rs::Program::id_from_fd(fd)
             .map_err(|e| Error::load("query id of program sink", e))?;
         match hook {
-            SinkHook::TcIngress => {
-                let existed =
-                    nl::with_rtnl(|r| r.has_clsact(ifindex)).map_err(|source| Error::Netlink {
-                        op: "list qdiscs",
-                        ifname: nl::ifname(ifindex),
-                        ifindex,
-                        source,
-                    })?;
-                let mut h = TcHook::new(fd);
-                h.ifindex(idx).attach_point(TC_INGRESS).replace(false);
-                if !existed {
-                    h.create().map_err(iface_err("create clsact qdisc"))?;
-                }
-                match h.attach() {
-                    Ok(h) => {
-                        tc = Some(TcLink {
-                            ifindex,
-                            handle: h.get_handle(),
-                            priority: h.get_priority(),
-                            created_qdisc: !existed,
-                            netns: NetnsRef::current(),
-                        })
-                    }
-                    Err(e) => {
-                        if !existed {
-                            let _ = destroy_clsact(fd, idx);
-                        }
-                        return Err(iface_err("attach sink at tc ingress")(e));
-                    }
-                }
-            }
+            SinkHook::TcIngress => tc = Some(attach_tc_ingress(fd, ifindex)?),
             SinkHook::Xdp(mode) => {
                 Xdp::new(fd)
                     .attach(idx, mode.flags() | XdpFlags::UPDATE_IF_NOEXIST)
