@@ -19,6 +19,8 @@ test: setup unit fuzz
 
 unit:
 	cargo test --all-targets
+	# The daemon and dataplane root tests again with 1- and 4-queue parents (2 above).
+	for q in 1 4; do UMACVLAN_TEST_PARENT_QUEUES=$$q cargo test --test daemon --test dataplane || exit 1; done
 	cargo test --doc
 	cargo run --quiet --example embedded
 	cargo run --quiet -- demo

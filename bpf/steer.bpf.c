@@ -3,7 +3,8 @@
  * umacvlan steering: decides, per frame, whether the switch or the host
  * stack gets it.
  *
- * steer (XDP), on the parent and on every ROLE_PORT veth:
+ * steer (XDP; its twin steer_twin is the same), on the parent and on every
+ * ROLE_PORT veth:
  *   ROLE_PORT    every frame -> the AF_XDP socket of its rx queue.
  *   ROLE_PARENT  multicast/broadcast -> XDP_PASS (the tc program below
  *                mirrors it into the switch); passthru: every unicast ->
@@ -19,7 +20,8 @@
  *   broadcast never reaches the host stack). Everything else goes on to the
  *   next filter (TC_ACT_UNSPEC), then the host.
  *
- * A redirect to a slot without a socket falls back to XDP_PASS.
+ * A redirect to a slot without a socket, or from an rx queue the switch has
+ * no socket for, falls back to XDP_PASS, counted.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -78,17 +80,27 @@ static __always_inline int is_vlan_proto(__be16 proto)
 	return proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD);
 }
 
-/* bpf_redirect_map with the XDP_PASS fallback, counted. */
-static __always_inline int to_socket(__u32 slot)
+/*
+ * To the socket of the arrival queue: AF_XDP redirects only reach a socket bound
+ * to it. A queue beyond the device's sockets (the parent got more queues than the
+ * switch bound) is counted, never redirected into another device's slots.
+ */
+static __always_inline int to_socket(const struct dev_val *dev, __u32 queue)
 {
-	int act = bpf_redirect_map(&xsks, slot, XDP_PASS);
+	if (queue >= dev->queues) {
+		count(CNT_XDP_UNBOUND_QUEUE);
+		return XDP_PASS;
+	}
+
+	int act = bpf_redirect_map(&xsks, dev->xsk_base + queue, XDP_PASS);
 
 	count(act == XDP_REDIRECT ? CNT_XDP_REDIRECT : CNT_XDP_REDIRECT_FAIL);
 	return act;
 }
 
 /* Write the target port into 4 bytes of metadata, then redirect. */
-static __always_inline int to_switch(struct xdp_md *ctx, __u32 slot, __u32 port)
+static __always_inline int to_switch(struct xdp_md *ctx, const struct dev_val *dev,
+				     __u32 port)
 {
 	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(__u32)) == 0) {
 		void *data = (void *)(long)ctx->data;
@@ -101,11 +113,10 @@ static __always_inline int to_switch(struct xdp_md *ctx, __u32 slot, __u32 port)
 	} else {
 		count(CNT_XDP_META_FAIL);
 	}
-	return to_socket(slot);
+	return to_socket(dev, ctx->rx_queue_index);
 }
 
-SEC("xdp")
-int steer(struct xdp_md *ctx)
+static __always_inline int steer_frame(struct xdp_md *ctx)
 {
 	__u32 ifindex = ctx->ingress_ifindex;
 	struct dev_val *dev = bpf_map_lookup_elem(&devs, &ifindex);
@@ -115,11 +126,8 @@ int steer(struct xdp_md *ctx)
 		return XDP_PASS;
 	}
 
-	/* AF_XDP redirects only reach a socket bound to the arrival queue. */
-	__u32 slot = dev->xsk_base + ctx->rx_queue_index;
-
 	if (dev->role == ROLE_PORT)
-		return to_socket(slot);
+		return to_socket(dev, ctx->rx_queue_index);
 	if (dev->role != ROLE_PARENT) {
 		count(CNT_XDP_NOT_OURS);
 		return XDP_PASS;
@@ -154,7 +162,7 @@ int steer(struct xdp_md *ctx)
 	}
 
 	if (dev_flags & DEV_F_PASSTHRU)
-		return to_switch(ctx, slot, STEER_META_PASSTHRU);
+		return to_switch(ctx, dev, STEER_META_PASSTHRU);
 
 	__builtin_memcpy(key.mac, eth->h_dest, ETH_ALEN);
 	struct fdb_val *hit = bpf_map_lookup_elem(&fdb, &key);
@@ -164,7 +172,25 @@ int steer(struct xdp_md *ctx)
 		count(CNT_XDP_PASS);
 		return XDP_PASS;
 	}
-	return to_switch(ctx, slot, hit->port);
+	return to_switch(ctx, dev, hit->port);
+}
+
+SEC("xdp")
+int steer(struct xdp_md *ctx)
+{
+	return steer_frame(ctx);
+}
+
+/*
+ * The same program under a second id. Swapping one for the other on a device
+ * (XDP_FLAGS_REPLACE, atomic) makes its driver install the program anew on every
+ * receive queue it has now: veth does not run XDP on queues `ethtool -L` added
+ * while a program was attached until the program is set again.
+ */
+SEC("xdp")
+int steer_twin(struct xdp_md *ctx)
+{
+	return steer_frame(ctx);
 }
 
 /*

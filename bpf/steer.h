@@ -12,7 +12,7 @@
 #include <linux/types.h>
 
 /* Map sizes. */
-#define STEER_MAX_XSKS 1024   /* xsks: XSKMAP slots (xsk_base + rx queue) */
+#define STEER_MAX_XSKS 4096   /* xsks: XSKMAP slots (xsk_base + rx queue) */
 #define STEER_MAX_DEVS 1024   /* devs: ifindex -> dev_val */
 #define STEER_MAX_FDB 65536   /* fdb: (vlan, mac) -> fdb_val */
 
@@ -42,6 +42,7 @@ struct dev_val {
 	__u32 xsk_base;        /* xsks slot of rx queue 0; queue q uses xsk_base + q */
 	__u32 mirror_ifindex;  /* parent only: veth that gets a clone of multicast, 0 = none */
 	__u32 flags;           /* DEV_F_* */
+	__u32 queues;          /* rx queues 0..queues-1 have a socket; a frame on another is counted and passed */
 };
 
 #define ROLE_PARENT 1  /* the parent NIC */
@@ -64,7 +65,8 @@ enum steer_counter {
 	CNT_TC_MIRROR_FAIL = 7,    /* tc: bpf_clone_redirect failed */
 	CNT_TC_SUPPRESSED = 8,     /* tc: multicast from a FDB_F_HOST_SUPPRESS source dropped (W9) */
 	CNT_TC_NOT_OURS = 9,       /* tc: multicast on an ifindex missing from devs: TC_ACT_OK */
-	CNT_MAX = 10,
+	CNT_XDP_UNBOUND_QUEUE = 10, /* for the switch, but on an rx queue without a socket: XDP_PASS */
+	CNT_MAX = 11,
 };
 
 #endif /* UMACVLAN_STEER_H */

@@ -76,6 +76,7 @@ fn main() -> Result<()> {
                     netns: ns.clone(),
                     ifname: "eth0".into(),
                     addrs: vec![format!("10.20.0.{}/24", 10 + n).parse()?],
+                    queues: None,
                 };
                 dp.add_endpoint(cfg, net)?;
             }

@@ -150,6 +150,7 @@ pub fn run(out: &mut dyn Write) -> Result<(), Error> {
                     netns: n.clone(),
                     ifname: "eth0".into(),
                     addrs: vec![format!("10.20.0.{}/24", 10 + k).parse().expect("literal")],
+                    queues: None,
                 };
                 dp.add_endpoint(
                     EndpointConfig::new(format!("c{k}"), Mode::Bridge).with_mac(mac),

@@ -589,9 +589,9 @@ fn rig(ns: &Netns) -> Rig {
 
 fn setup(st: &mut Steering, r: &Rig, ns: &Netns, mode: XdpMode) {
     let mir = ns.ifindex("mir");
-    st.set_device(r.par, DevVal::parent(PARENT_BASE, mir, false))
+    st.set_device(r.par, DevVal::parent(PARENT_BASE, 1, mir, false))
         .unwrap();
-    st.set_device(r.mirp, DevVal::port(MIRROR_BASE)).unwrap();
+    st.set_device(r.mirp, DevVal::port(MIRROR_BASE, 1)).unwrap();
     st.fdb_insert(0, A, PortId(3), 0).unwrap();
     st.fdb_insert(0, B, PortId(4), FDB_F_HOST_SUPPRESS).unwrap();
     st.attach_xdp(r.par, mode).unwrap();

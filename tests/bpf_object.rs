@@ -42,11 +42,10 @@ fn programs_have_expected_names_types_and_sections() {
             )
         })
         .collect();
-    assert_eq!(progs.len(), 2, "exactly two programs: {progs:?}");
-    assert_eq!(
-        progs.get(umacvlan::bpf::XDP_PROG),
-        Some(&(ProgramType::Xdp, "xdp".to_string()))
-    );
+    assert_eq!(progs.len(), 3, "exactly three programs: {progs:?}");
+    for xdp in [umacvlan::bpf::XDP_PROG, umacvlan::bpf::XDP_TWIN_PROG] {
+        assert_eq!(progs.get(xdp), Some(&(ProgramType::Xdp, "xdp".to_string())));
+    }
     assert_eq!(
         progs.get(umacvlan::bpf::TC_PROG),
         Some(&(ProgramType::SchedCls, "tc".to_string()))
@@ -177,6 +176,7 @@ fn shared_structs_match_the_rust_mirror() {
                 ("xsk_base", offset_of!(DevVal, xsk_base)),
                 ("mirror_ifindex", offset_of!(DevVal, mirror_ifindex)),
                 ("flags", offset_of!(DevVal, flags)),
+                ("queues", offset_of!(DevVal, queues)),
             ])
         )
     );

@@ -49,6 +49,7 @@ fn umacvlan(name: &str, modes: &[&str], hairpin: bool) -> Matrix {
                     netns: t.eps[i].clone(),
                     ifname: "eth0".into(),
                     addrs: vec![format!("{}/24", ep_ip(n)).parse().unwrap()],
+                    queues: None,
                 };
                 dp.add_endpoint(cfg, net)
                     .map_err(|e| format!("endpoint e{n}: {e}"))?;

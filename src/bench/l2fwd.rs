@@ -76,7 +76,7 @@ impl L2fwd {
                     let to = crate::sys::if_nametoindex(&cfg.to)
                         .map_err(|e| Error::Config(format!("{}: {e}", cfg.to)))?;
                     let mut steering = Steering::load()?;
-                    steering.set_device(from, DevVal::port(0))?;
+                    steering.set_device(from, DevVal::port(0, 1))?;
                     let mut umem = Umem::new(8192, 2048)?;
                     let rx = XskPort::open(&mut umem, from, 0, &cfg.xsk)?;
                     let tx = XskPort::open(&mut umem, to, 0, &cfg.xsk)?;

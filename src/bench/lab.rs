@@ -281,6 +281,7 @@ impl DpThread {
                             netns: ns,
                             ifname: "eth0".into(),
                             addrs: vec![],
+                            queues: None,
                         },
                     )?;
                 }

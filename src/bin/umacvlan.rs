@@ -16,6 +16,7 @@ use serde_json::Value;
 use umacvlan::config::{Config, NetworkSection, DEFAULT_SOCKET};
 use umacvlan::ctl::{self, EndpointAdd, Request, Response};
 use umacvlan::daemon::Daemon;
+use umacvlan::dataplane::DataplaneConfig;
 use umacvlan::mode::{DropReason, Mode};
 use umacvlan::port::{FramePool, MemPool, MemPort};
 use umacvlan::switch::Switch;
@@ -43,6 +44,10 @@ enum Cmd {
         /// Control socket (default: the config's, else /run/umacvlan/umacvlan.sock).
         #[arg(long)]
         socket: Option<PathBuf>,
+        /// Worker threads per parent (default: the config's, else one per receive
+        /// queue of the parent, up to the cores the daemon may use).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        workers: Option<u32>,
     },
     /// Manage networks.
     #[command(subcommand)]
@@ -207,7 +212,11 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             seed,
             modes,
         } => simulate(frames, seed, &modes),
-        Cmd::Run { config, socket } => run(config.as_deref(), socket),
+        Cmd::Run {
+            config,
+            socket,
+            workers,
+        } => run(config.as_deref(), socket, workers),
         Cmd::Demo => Ok(umacvlan::demo::run(&mut std::io::stdout())?),
         Cmd::Bench(c) => bench::main(c),
         Cmd::Stats { json, socket } => {
@@ -336,10 +345,16 @@ fn print_json(v: Value) -> Result<()> {
 
 fn print_stats(v: &Value) {
     for p in v.as_array().into_iter().flatten() {
+        let k = |c: &str| p["kernel"][c].as_u64().unwrap_or(0);
         println!(
-            "parent {}  (fdb entries: {})",
+            "parent {}  (fdb entries: {}; {} receive queues bound, {} workers; kernel: redirected {}, no socket on the arrival queue {}, redirect failed {})",
             s(&p["parent"]),
-            p["fdb_entries"]
+            p["fdb_entries"],
+            p["queues"],
+            p["workers"],
+            k("xdp_redirect"),
+            k("xdp_unbound_queue"),
+            k("xdp_redirect_fail"),
         );
         println!(
             "  {:<16} {:>10} {:>12} {:>10} {:>12}  drops",
@@ -379,7 +394,7 @@ fn request(socket: &Path, req: Request) -> Result<Value> {
 }
 
 /// The daemon: networks from the config, then control requests until a signal.
-fn run(config: Option<&Path>, socket: Option<PathBuf>) -> Result<()> {
+fn run(config: Option<&Path>, socket: Option<PathBuf>, workers: Option<u32>) -> Result<()> {
     let cfg = match config {
         Some(p) => {
             let text =
@@ -405,7 +420,12 @@ fn run(config: Option<&Path>, socket: Option<PathBuf>) -> Result<()> {
         }
         None => None,
     };
-    let mut daemon = Daemon::default();
+    let workers = workers.or(cfg.workers);
+    let mut daemon = Daemon::new(Box::new(move |p: &str| {
+        let mut c = DataplaneConfig::new(p);
+        c.workers = workers;
+        c
+    }));
     if let Err(e) = daemon.apply(&cfg) {
         daemon.shutdown();
         let _ = std::fs::remove_file(&sock);
@@ -417,7 +437,12 @@ fn run(config: Option<&Path>, socket: Option<PathBuf>) -> Result<()> {
         socket = %sock.display(),
         "umacvlan running"
     );
+    let mut last_tick = Instant::now();
     while !term.load(Ordering::Relaxed) {
+        if last_tick.elapsed() >= Duration::from_secs(1) {
+            last_tick = Instant::now();
+            daemon.tick();
+        }
         let mut idle = true;
         match listener.accept() {
             Ok((stream, _)) => {

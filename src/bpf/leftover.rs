@@ -3,8 +3,8 @@
 //! ingress hook (an attachment keeps a program loaded). [`Steering::remove_leftovers`]
 //! finds and removes them.
 //!
-//! A program is a leftover when it has the name and type of one of ours (`steer`,
-//! `mirror`), it is not this instance's, and **no process holds it open**: a running
+//! A program is a leftover when it has the name and type of one of ours (`steer` or
+//! its twin `steer_twin`, `mirror`), it is not this instance's, and **no process holds it open**: a running
 //! switch keeps a file descriptor of each program it loaded, a killed one does not.
 //! That is how a second switch started on the same parent still gets
 //! [`Error::ForeignXdp`] instead of tearing the first one down. The holders are found
@@ -93,12 +93,17 @@ impl Steering {
             })
     }
 
-    /// Whether program `id` is a leftover of another instance: not ours, named and
-    /// typed like `ours`, and held open by no process. A program that vanished
-    /// meanwhile is not.
-    fn is_leftover(&self, id: u32, ours: &Identity, ifindex: u32) -> Result<bool, Error> {
-        if id == 0 || id == self.steer_id || id == self.mirror_id {
-            return Ok(false);
+    /// Program `id`'s identity if it is a leftover of another instance: not ours,
+    /// named and typed like one of `ours`, and held open by no process. A program
+    /// that vanished meanwhile is not.
+    fn leftover(
+        &self,
+        id: u32,
+        ours: &[Identity],
+        ifindex: u32,
+    ) -> Result<Option<Identity>, Error> {
+        if id == 0 || id == self.steer_id || id == self.twin_id || id == self.mirror_id {
+            return Ok(None);
         }
         let found = identity(id).map_err(|source| Error::Interface {
             op: "inspect a BPF program",
@@ -107,7 +112,7 @@ impl Steering {
             source,
         })?;
         // The handle is closed again here, before looking for holders.
-        Ok(found.as_ref() == Some(ours) && !held_open(id))
+        Ok(found.filter(|f| ours.contains(f) && !held_open(id)))
     }
 
     /// Removes from `ifindex` what a switch that was killed left there: an XDP
@@ -133,16 +138,19 @@ impl Steering {
         let mut removed = Vec::new();
         let name = nl::ifname(ifindex);
 
-        let steer = self.own_identity(self.steer_id, ifindex)?;
+        let steer = [
+            self.own_identity(self.steer_id, ifindex)?,
+            self.own_identity(self.twin_id, ifindex)?,
+        ];
         let st = self.xdp_query(ifindex, idx)?;
         for (id, mode) in [(st.drv, XdpMode::Native), (st.skb, XdpMode::Generic)] {
-            if !self.is_leftover(id, &steer, ifindex)? {
+            let Some(found) = self.leftover(id, &steer, ifindex)? else {
                 continue;
-            }
+            };
             match Xdp::new(self.skel.progs.steer.as_fd()).detach(idx, mode.flags()) {
                 Ok(()) => removed.push(format!(
                     "XDP program {} (id {id}, {mode} mode) on {name}",
-                    steer.name.to_string_lossy()
+                    found.name.to_string_lossy()
                 )),
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
                 Err(source) => {
@@ -164,7 +172,10 @@ impl Steering {
             let Some(id) = f.prog_id else {
                 continue;
             };
-            if !self.is_leftover(id, &mirror, ifindex)? {
+            if self
+                .leftover(id, std::slice::from_ref(&mirror), ifindex)?
+                .is_none()
+            {
                 continue;
             }
             if nl::with_rtnl(|r| r.delete_filter(&f))

@@ -98,6 +98,8 @@ pub const OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/steer.bpf.o"
 
 /// Name of the XDP program in [`OBJECT`].
 pub const XDP_PROG: &str = "steer";
+/// Name of its twin, the same program under a second id ([`Steering::refresh_xdp`]).
+pub const XDP_TWIN_PROG: &str = "steer_twin";
 /// Name of the tc program in [`OBJECT`].
 pub const TC_PROG: &str = "mirror";
 
@@ -224,8 +226,8 @@ impl XdpState {
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// // Root. The parent `eth1` is ifindex 3; the mirror veth pair is 8 <-> 9.
 /// let mut st = Steering::load()?;
-/// st.set_device(3, DevVal::parent(0, 8, false))?; // queues 0.. use slots 0..
-/// st.set_device(9, DevVal::port(64))?; // the mirror peer's queue 0 is slot 64
+/// st.set_device(3, DevVal::parent(0, 1, 8, false))?; // queues 0.. use slots 0..
+/// st.set_device(9, DevVal::port(64, 1))?; // the mirror peer's queue 0 is slot 64
 /// st.fdb_insert(0, "02:00:00:00:00:01".parse()?, PortId(2), 0)?; // a bridge endpoint
 /// st.fdb_insert(0, "02:00:00:00:00:02".parse()?, PortId(3), FDB_F_HOST_SUPPRESS)?; // private
 /// st.attach_xdp(3, XdpMode::Native)?;
@@ -237,6 +239,7 @@ impl XdpState {
 pub struct Steering {
     skel: SteerSkel<'static>,
     steer_id: u32,
+    twin_id: u32,
     mirror_id: u32,
     xdp: Vec<XdpLink>,
     tc: Vec<TcLink>,
@@ -332,11 +335,14 @@ impl Steering {
             .map_err(|e| Error::load("load BPF object steer", e))?;
         let steer_id = libbpf_rs::Program::id_from_fd(skel.progs.steer.as_fd())
             .map_err(|e| Error::load("query id of program steer", e))?;
+        let twin_id = libbpf_rs::Program::id_from_fd(skel.progs.steer_twin.as_fd())
+            .map_err(|e| Error::load("query id of program steer_twin", e))?;
         let mirror_id = libbpf_rs::Program::id_from_fd(skel.progs.mirror.as_fd())
             .map_err(|e| Error::load("query id of program mirror", e))?;
         Ok(Steering {
             skel,
             steer_id,
+            twin_id,
             mirror_id,
             xdp: Vec::new(),
             tc: Vec::new(),
@@ -344,9 +350,20 @@ impl Steering {
     }
 
     /// Kernel id of the loaded XDP program `steer` (what `ip link` and `bpftool`
-    /// show on an interface it is attached to).
+    /// show on an interface it is attached to; after [`Steering::refresh_xdp`] an
+    /// interface may carry its twin instead, [`Steering::xdp_twin_id`]).
     pub fn xdp_prog_id(&self) -> u32 {
         self.steer_id
+    }
+
+    /// Kernel id of the loaded twin of `steer`, `steer_twin`.
+    pub fn xdp_twin_id(&self) -> u32 {
+        self.twin_id
+    }
+
+    /// Whether `id` is one of this instance's XDP programs.
+    fn own_xdp(&self, id: u32) -> bool {
+        id != 0 && (id == self.steer_id || id == self.twin_id)
     }
 
     /// Kernel id of the loaded tc program `mirror`.
@@ -383,7 +400,7 @@ impl Steering {
     fn foreign(&self, ifindex: u32, st: XdpState) -> Option<Error> {
         st.modes()
             .into_iter()
-            .find(|&(id, _)| id != 0 && id != self.steer_id)
+            .find(|&(id, _)| id != 0 && !self.own_xdp(id))
             .map(|(prog_id, mode)| Error::ForeignXdp {
                 ifname: nl::ifname(ifindex),
                 ifindex,
@@ -393,9 +410,9 @@ impl Steering {
     }
 
     fn ours(&self, st: XdpState) -> Option<XdpMode> {
-        if st.drv == self.steer_id {
+        if self.own_xdp(st.drv) {
             Some(XdpMode::Native)
-        } else if st.skb == self.steer_id {
+        } else if self.own_xdp(st.skb) {
             Some(XdpMode::Generic)
         } else {
             None
@@ -456,6 +473,38 @@ impl Steering {
         }
         self.remember_xdp(ifindex, mode);
         Ok(())
+    }
+
+    /// Installs the XDP program on `ifindex` anew, so that its driver runs it on
+    /// every receive queue the device has now: swaps `steer` and its twin
+    /// `steer_twin` in one atomic replace (no frame misses the program). veth needs
+    /// it after `ethtool -L` added queues; other drivers take it as a program swap.
+    /// Generic mode runs on every queue anyway: nothing to do. Returns whether it
+    /// swapped.
+    ///
+    /// # Errors
+    /// [`Error::Interface`] if the query or the replace fails; `Ok(false)` if ours is
+    /// not attached there.
+    pub fn refresh_xdp(&mut self, ifindex: u32) -> Result<bool, Error> {
+        let idx = check_ifindex(ifindex)?;
+        let st = self.xdp_query(ifindex, idx)?;
+        if !self.own_xdp(st.drv) {
+            return Ok(false);
+        }
+        let (old, new) = if st.drv == self.steer_id {
+            (&self.skel.progs.steer, &self.skel.progs.steer_twin)
+        } else {
+            (&self.skel.progs.steer_twin, &self.skel.progs.steer)
+        };
+        Xdp::new(new.as_fd())
+            .replace(idx, old.as_fd())
+            .map_err(|source| Error::Interface {
+                op: "replace XDP",
+                ifname: nl::ifname(ifindex),
+                ifindex,
+                source,
+            })?;
+        Ok(true)
     }
 
     fn remember_xdp(&mut self, ifindex: u32, mode: XdpMode) {
@@ -769,7 +818,7 @@ impl Steering {
 
     fn detach_all(&mut self) {
         let fd = self.skel.progs.steer.as_fd();
-        let steer_id = self.steer_id;
+        let own = [self.steer_id, self.twin_id];
         for link in std::mem::take(&mut self.xdp) {
             let Ok(idx) = check_ifindex(link.ifindex) else {
                 continue;
@@ -779,9 +828,9 @@ impl Steering {
                 let Ok(q) = xdp.query(idx, XdpFlags::NONE) else {
                     return;
                 };
-                if q.drv_prog_id == steer_id {
+                if own.contains(&q.drv_prog_id) {
                     let _ = xdp.detach(idx, XdpFlags::DRV_MODE);
-                } else if q.skb_prog_id == steer_id {
+                } else if own.contains(&q.skb_prog_id) {
                     let _ = xdp.detach(idx, XdpFlags::SKB_MODE);
                 }
             });

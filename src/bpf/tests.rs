@@ -120,7 +120,7 @@ fn steer_decisions() {
             (XDP_PASS, None, only(Counter::XdpNotOurs))
         );
 
-        st.set_device(lo, DevVal::parent(8, 0, false)).unwrap();
+        st.set_device(lo, DevVal::parent(8, 1, 0, false)).unwrap();
         st.fdb_insert(0, A, PortId(5), 0).unwrap();
         st.fdb_insert(100, B, PortId(6), 0).unwrap();
         st.fdb_insert(200, B, PortId(7), 0).unwrap();
@@ -180,7 +180,7 @@ fn steer_decisions() {
         assert_eq!((r.ret, r.delta), (XDP_PASS, only(Counter::XdpMalformed)));
 
         // Passthru: every unicast to the switch, metadata 0xffffffff.
-        st.set_device(lo, DevVal::parent(8, 0, true)).unwrap();
+        st.set_device(lo, DevVal::parent(8, 1, 0, true)).unwrap();
         for dst in [EXT, A] {
             let r = run_xdp(&st, &frame(dst, EXT, None), lo);
             assert_eq!(
@@ -196,7 +196,7 @@ fn steer_decisions() {
         assert_eq!((r.meta, r.delta), (None, only(Counter::XdpPass)));
 
         // A port: everything to its socket, no metadata, no parsing.
-        st.set_device(lo, DevVal::port(3)).unwrap();
+        st.set_device(lo, DevVal::port(3, 1)).unwrap();
         for f in [frame(MacAddr::BROADCAST, EXT, None), short.clone()] {
             let r = run_xdp(&st, &f, lo);
             assert_eq!(
@@ -205,12 +205,30 @@ fn steer_decisions() {
             );
         }
 
+        // Receive queue 0 without a socket (a device with more queues than the
+        // switch bound): counted and passed, never redirected into another slot.
+        st.set_device(lo, DevVal::port(3, 0)).unwrap();
+        let r = run_xdp(&st, &frame(A, EXT, None), lo);
+        assert_eq!(
+            (r.ret, r.meta, r.delta),
+            (XDP_PASS, None, only(Counter::XdpUnboundQueue))
+        );
+        st.set_device(lo, DevVal::parent(8, 0, 0, false)).unwrap();
+        let r = run_xdp(&st, &frame(A, EXT, None), lo);
+        assert_eq!(
+            (r.ret, r.meta, r.delta),
+            (XDP_PASS, Some(5), only(Counter::XdpUnboundQueue))
+        );
+        // What the host gets anyway is not counted as unbound.
+        let r = run_xdp(&st, &frame(EXT, A, None), lo);
+        assert_eq!((r.ret, r.delta), (XDP_PASS, only(Counter::XdpPass)));
+
         // An unknown role is not ours.
         st.set_device(
             lo,
             DevVal {
                 role: 77,
-                ..DevVal::port(0)
+                ..DevVal::port(0, 1)
             },
         )
         .unwrap();
@@ -265,7 +283,8 @@ fn mirror_decisions() {
         // Unknown device: untouched.
         assert_eq!(run_tc(&st, &bc, par), (TC_NEXT, only(Counter::TcNotOurs)));
 
-        st.set_device(par, DevVal::parent(0, mir, false)).unwrap();
+        st.set_device(par, DevVal::parent(0, 1, mir, false))
+            .unwrap();
         // Unicast: nothing to do.
         assert_eq!(
             run_tc(&st, &frame(A, EXT, None), par),
@@ -307,14 +326,15 @@ fn mirror_decisions() {
             )
         );
         // No mirror configured: no clone, suppression still applies.
-        st.set_device(par, DevVal::parent(0, 0, false)).unwrap();
+        st.set_device(par, DevVal::parent(0, 1, 0, false)).unwrap();
         assert_eq!(run_tc(&st, &bc, par), (TC_NEXT, [0; COUNTERS]));
         assert_eq!(
             run_tc(&st, &frame(MacAddr::BROADCAST, B, None), par),
             (TC_ACT_SHOT, only(Counter::TcSuppressed))
         );
         // A mirror ifindex that does not exist: counted, host still gets it.
-        st.set_device(par, DevVal::parent(0, 4000, false)).unwrap();
+        st.set_device(par, DevVal::parent(0, 1, 4000, false))
+            .unwrap();
         assert_eq!(
             run_tc(&st, &bc, par),
             (TC_NEXT, only(Counter::TcMirrorFail))
@@ -331,8 +351,8 @@ fn maps_round_trip_and_clear() {
     assert!(st.xdp_prog_id() != 0 && st.tc_prog_id() != 0);
     assert_ne!(st.xdp_prog_id(), st.tc_prog_id());
 
-    st.set_device(7, DevVal::parent(16, 9, true)).unwrap();
-    assert_eq!(st.device(7).unwrap(), Some(DevVal::parent(16, 9, true)));
+    st.set_device(7, DevVal::parent(16, 1, 9, true)).unwrap();
+    assert_eq!(st.device(7).unwrap(), Some(DevVal::parent(16, 1, 9, true)));
     assert_eq!(st.device(8).unwrap(), None);
 
     for i in 0..300u16 {
@@ -362,7 +382,7 @@ fn maps_round_trip_and_clear() {
     ));
     st.clear_xsk(0).unwrap(); // empty is fine
     assert!(matches!(
-        st.set_device(0, DevVal::port(0)),
+        st.set_device(0, DevVal::port(0, 1)),
         Err(Error::OutOfRange {
             what: "ifindex",
             ..

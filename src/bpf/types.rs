@@ -12,7 +12,7 @@ use crate::port::PortId;
 use crate::wire::MacAddr;
 
 /// Slots in the `xsks` XSKMAP (`STEER_MAX_XSKS`).
-pub const MAX_XSKS: u32 = 1024;
+pub const MAX_XSKS: u32 = 4096;
 /// Entries in the `devs` hash (`STEER_MAX_DEVS`).
 pub const MAX_DEVS: u32 = 1024;
 /// Entries in the `fdb` hash (`STEER_MAX_FDB`).
@@ -75,6 +75,10 @@ pub struct DevVal {
     pub mirror_ifindex: u32,
     /// `DEV_F_*` flags ([`DEV_F_PASSTHRU`]).
     pub flags: u32,
+    /// Receive queues `0..queues` have a socket (slots `xsk_base..xsk_base + queues`);
+    /// a frame for the switch on another queue is counted
+    /// ([`Counter::XdpUnboundQueue`]) and passed to the host.
+    pub queues: u32,
 }
 
 const _: () = {
@@ -84,11 +88,12 @@ const _: () = {
     assert!(size_of::<FdbVal>() == 8);
     assert!(offset_of!(FdbVal, port) == 0);
     assert!(offset_of!(FdbVal, flags) == 4);
-    assert!(size_of::<DevVal>() == 16);
+    assert!(size_of::<DevVal>() == 20);
     assert!(offset_of!(DevVal, role) == 0);
     assert!(offset_of!(DevVal, xsk_base) == 4);
     assert!(offset_of!(DevVal, mirror_ifindex) == 8);
     assert!(offset_of!(DevVal, flags) == 12);
+    assert!(offset_of!(DevVal, queues) == 16);
 };
 
 impl FdbKey {
@@ -148,56 +153,67 @@ impl FdbVal {
 }
 
 impl DevVal {
-    /// The parent NIC: its rx queues use slots `xsk_base..`, multicast is cloned to
-    /// `mirror_ifindex` (`0` = none), and `passthru` sends every unicast to the switch.
-    pub const fn parent(xsk_base: u32, mirror_ifindex: u32, passthru: bool) -> Self {
+    /// The parent NIC: its rx queues `0..queues` use slots `xsk_base..`, multicast is
+    /// cloned to `mirror_ifindex` (`0` = none), and `passthru` sends every unicast to
+    /// the switch.
+    pub const fn parent(xsk_base: u32, queues: u32, mirror_ifindex: u32, passthru: bool) -> Self {
         DevVal {
             role: ROLE_PARENT,
             xsk_base,
             mirror_ifindex,
             flags: if passthru { DEV_F_PASSTHRU } else { 0 },
+            queues,
         }
     }
 
     /// A port veth (an endpoint's host side, or the mirror veth's peer): every frame
-    /// goes to the socket in slot `xsk_base + rx queue`. On the mirror veth's peer,
-    /// attach XDP in native mode (generic XDP skips redirected clones).
-    pub const fn port(xsk_base: u32) -> Self {
+    /// on rx queues `0..queues` goes to the socket in slot `xsk_base + rx queue`. On
+    /// the mirror veth's peer, attach XDP in native mode (generic XDP skips redirected
+    /// clones).
+    pub const fn port(xsk_base: u32, queues: u32) -> Self {
         DevVal {
             role: ROLE_PORT,
             xsk_base,
             mirror_ifindex: 0,
             flags: 0,
+            queues,
         }
     }
 
     /// The value's bytes as the kernel reads them.
-    pub fn to_bytes(&self) -> [u8; 16] {
-        let mut b = [0u8; 16];
-        for (i, v) in [self.role, self.xsk_base, self.mirror_ifindex, self.flags]
-            .into_iter()
-            .enumerate()
+    pub fn to_bytes(&self) -> [u8; 20] {
+        let mut b = [0u8; 20];
+        for (i, v) in [
+            self.role,
+            self.xsk_base,
+            self.mirror_ifindex,
+            self.flags,
+            self.queues,
+        ]
+        .into_iter()
+        .enumerate()
         {
             b[i * 4..i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
         }
         b
     }
 
-    /// Parses a value read back from the map; `None` unless `b` is 16 bytes long.
+    /// Parses a value read back from the map; `None` unless `b` is 20 bytes long.
     pub fn from_bytes(b: &[u8]) -> Option<Self> {
-        let b: &[u8; 16] = b.try_into().ok()?;
+        let b: &[u8; 20] = b.try_into().ok()?;
         let w = |i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
         Some(DevVal {
             role: w(0),
             xsk_base: w(4),
             mirror_ifindex: w(8),
             flags: w(12),
+            queues: w(16),
         })
     }
 }
 
 /// Number of entries in the per-CPU `counters` array (`CNT_MAX`).
-pub const COUNTERS: usize = 10;
+pub const COUNTERS: usize = 11;
 
 /// Indices of the per-CPU `counters` array (`enum steer_counter`).
 ///
@@ -230,6 +246,10 @@ pub enum Counter {
     TcSuppressed = 8,
     /// tc: multicast on an ifindex missing from `devs`: passed untouched.
     TcNotOurs = 9,
+    /// For the switch, but on a receive queue without a socket (beyond
+    /// [`DevVal::queues`]): passed to the host instead. Non-zero means the parent
+    /// has more queues than the switch serves.
+    XdpUnboundQueue = 10,
 }
 
 impl Counter {
@@ -245,6 +265,7 @@ impl Counter {
         Counter::TcMirrorFail,
         Counter::TcSuppressed,
         Counter::TcNotOurs,
+        Counter::XdpUnboundQueue,
     ];
 
     /// Index into the array [`Steering::counters`](super::Steering::counters) returns.
@@ -265,6 +286,7 @@ impl Counter {
             Counter::TcMirrorFail => "tc_mirror_fail",
             Counter::TcSuppressed => "tc_suppressed",
             Counter::TcNotOurs => "tc_not_ours",
+            Counter::XdpUnboundQueue => "xdp_unbound_queue",
         }
     }
 }
@@ -288,10 +310,10 @@ mod tests {
         let v = FdbVal::new(PortId(7), FDB_F_HOST_SUPPRESS);
         assert_eq!(v.port, 7);
         assert_eq!(FdbVal::from_bytes(&v.to_bytes()), Some(v));
-        let d = DevVal::parent(4, 12, true);
+        let d = DevVal::parent(4, 2, 12, true);
         assert_eq!(d.flags, DEV_F_PASSTHRU);
         assert_eq!(DevVal::from_bytes(&d.to_bytes()), Some(d));
-        assert_eq!(DevVal::port(9).role, ROLE_PORT);
+        assert_eq!(DevVal::port(9, 1).role, ROLE_PORT);
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct DaemonSection {
     pub socket: Option<PathBuf>,
     /// Prometheus text endpoint, `ADDR:PORT`, serving `GET /metrics`.
     pub metrics: Option<String>,
+    /// Worker threads per parent (default: one per receive queue, up to the cores).
+    pub workers: Option<u32>,
 }
 
 /// `[[network.endpoint]]` as written.
@@ -165,6 +167,8 @@ pub struct Config {
     pub socket: Option<PathBuf>,
     /// Where to serve Prometheus metrics.
     pub metrics: Option<std::net::SocketAddr>,
+    /// Worker threads per parent; `None`: one per receive queue, up to the cores.
+    pub workers: Option<u32>,
     /// Networks, in file order.
     pub networks: Vec<Network>,
     /// Endpoints, in file order.
@@ -338,9 +342,13 @@ impl Config {
                 })
             })
             .transpose()?;
+        if file.daemon.workers == Some(0) {
+            return Err(err("daemon.workers", "must be at least 1"));
+        }
         let mut c = Config {
             socket: file.daemon.socket,
             metrics,
+            workers: file.daemon.workers,
             ..Config::default()
         };
         for n in &file.networks {

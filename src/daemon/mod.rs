@@ -156,6 +156,7 @@ impl Daemon {
             netns: "/proc/thread-self/ns/net".into(),
             ifname: ifname.into(),
             addrs: vec![],
+            queues: None,
         };
         dp.add_endpoint(cfg, here)
             .map(|_| ())
@@ -260,6 +261,7 @@ impl Daemon {
             netns: ep.netns.clone(),
             ifname: ep.ifname.clone(),
             addrs: ep.ip.into_iter().collect(),
+            queues: None,
         };
         let dp = self
             .planes
@@ -305,9 +307,35 @@ impl Daemon {
             .collect::<Vec<_>>())
     }
 
+    /// Periodic work: follows a change of every parent's receive queues
+    /// ([`Dataplane::sync_queues`]), logging what changed. Call it about once a second.
+    pub fn tick(&mut self) {
+        for (parent, dp) in &mut self.planes {
+            match dp.sync_queues() {
+                Ok(None) => {}
+                Ok(Some(c)) => tracing::info!(
+                    parent = %parent,
+                    before = c.before,
+                    now = c.now,
+                    "receive queues changed: 0..{} bound",
+                    c.bound
+                ),
+                Err(e) => tracing::error!(parent = %parent, "{e}"),
+            }
+        }
+    }
+
     fn stats(&self) -> Result<Value, String> {
         let mut parents = Vec::new();
         for (parent, dp) in &self.planes {
+            let kernel: serde_json::Map<String, Value> = dp
+                .steering()
+                .counters()
+                .map_err(|e| e.to_string())?
+                .iter()
+                .zip(crate::bpf::Counter::ALL)
+                .map(|(n, c)| (c.name().to_string(), json!(n)))
+                .collect();
             let ports: Vec<Value> = dp
                 .stats()
                 .map_err(|e| e.to_string())?
@@ -323,9 +351,11 @@ impl Daemon {
                     })
                 })
                 .collect();
-            parents.push(
-                json!({ "parent": parent, "fdb_entries": dp.table().fdb().len(), "ports": ports }),
-            );
+            parents.push(json!({
+                "parent": parent, "fdb_entries": dp.table().fdb().len(),
+                "queues": dp.queues(), "workers": dp.workers(),
+                "kernel": kernel, "ports": ports,
+            }));
         }
         Ok(json!(parents))
     }

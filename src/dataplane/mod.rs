@@ -15,8 +15,19 @@
 //!   the host stack does not see it, as in the kernel.
 //! * **Endpoints**: each endpoint is a veth pair; the far end lives in the endpoint's
 //!   namespace, the near end carries XDP that hands every frame to its socket.
-//! * **Transmit to the wire** goes through the parent's queue-0 socket. Host-bound
-//!   verdicts are not sent anywhere: the kernel already delivered those frames.
+//! * **Transmit to the wire**: worker `w` transmits through its socket on parent
+//!   queue `w`. Host-bound verdicts are not sent anywhere: the kernel already
+//!   delivered those frames.
+//!
+//! # Queues
+//! AF_XDP redirects a frame only into a socket bound to the queue it arrived on, so
+//! every receive queue of the parent gets a socket: by default the dataplane reads
+//! how many the parent uses ([`crate::link::queues`]: `ethtool -l`), binds them all,
+//! and binds new ones when the count grows ([`Dataplane::sync_queues`]). Worker `w`
+//! of `n` serves parent queues `q` with `q % n == w`. A frame for the switch on a
+//! queue without a socket is passed to the host and counted
+//! ([`crate::bpf::Counter::XdpUnboundQueue`]), never lost silently. The kernel
+//! itself refuses to remove a queue that has an AF_XDP socket (`ethtool -L` fails).
 //!
 //! # Namespaces
 //! A `Dataplane` works in the network namespace of the thread that starts it; the
@@ -29,10 +40,8 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
 use crate::app::{AppHandler, AppPort};
-use crate::bpf::{
-    DevVal, Steering, XdpMode, DEV_F_PASSTHRU, FDB_F_HOST_SUPPRESS, ROLE_PARENT, ROLE_PORT,
-};
-use crate::link::{IpCidr, LinkInfo, Links, VethEndpoint};
+use crate::bpf::{DevVal, Steering, XdpMode, FDB_F_HOST_SUPPRESS, MAX_XSKS};
+use crate::link::{IpCidr, LinkInfo, Links, QueueSource, Queues, VethEndpoint};
 use crate::mode::Mode;
 use crate::port::{Bundle, Frame, Port, PortId, PortTable};
 use crate::switch::{PortStats, Switch, Worker, WorkerConfig, WorkerGone};
@@ -81,13 +90,20 @@ type Sw = Switch<DpPort, Umem, 32>;
 pub struct DataplaneConfig {
     /// The parent interface.
     pub parent: String,
-    /// Parent receive queues to bind (one socket each). Must equal the parent's
-    /// receive queue count: frames arriving on an unbound queue are dropped.
-    pub queues: u32,
-    /// Worker threads, 1..=`queues`. Worker `w` serves parent queues `q` with
-    /// `q % workers == w` and queue `w` of every endpoint veth and of the mirror, each
-    /// worker with its own UMEM, so no frame ever crosses between workers.
-    pub workers: u32,
+    /// Parent receive queues to bind, one socket each. `None` (the default): every
+    /// queue the parent uses ([`crate::link::queues`]), following a change
+    /// ([`Dataplane::sync_queues`]). `Some(n)`: queues `0..n` only, never more; a
+    /// frame for the switch on another queue is passed to the host and counted
+    /// ([`crate::bpf::Counter::XdpUnboundQueue`]).
+    pub queues: Option<u32>,
+    /// Worker threads. `None` (the default): one per bound queue, but no more than
+    /// the cores this process may run on nor the parent's transmit queues. Worker `w`
+    /// of `n` serves parent queues `q` with `q % n == w`, transmits to the wire
+    /// through parent queue `w` and serves queues `q % n == w` of every endpoint veth
+    /// and of the mirror, each worker with its own UMEM, so no frame ever crosses
+    /// between workers. Each costs a thread that polls its sockets (a core, under
+    /// load) and `frames` frames of locked memory.
+    pub workers: Option<u32>,
     /// Native or generic XDP on the parent. Native is the fast mode on a real NIC;
     /// on a veth parent generic was faster (BENCHMARKS.md).
     pub xdp_mode: XdpMode,
@@ -97,7 +113,7 @@ pub struct DataplaneConfig {
     /// faster in 42 of 54 paired cells of the benchmark, by 8 % at the median and
     /// up to 39 % for 1518-byte frames (BENCHMARKS.md, "Tuning").
     pub endpoint_xdp_mode: XdpMode,
-    /// UMEM frames shared by every socket.
+    /// UMEM frames of each worker, shared by that worker's sockets.
     pub frames: u32,
     /// Ring sizes and fill policy of every socket.
     pub xsk: XskConfig,
@@ -108,8 +124,9 @@ pub struct DataplaneConfig {
 }
 
 impl DataplaneConfig {
-    /// Defaults for `parent`: one queue, native XDP on the parent and generic on the
-    /// endpoints' veths, 16384 frames, rings of 1024.
+    /// Defaults for `parent`: every queue it has, one worker per queue up to the
+    /// cores, native XDP on the parent and generic on the endpoints' veths, 16384
+    /// frames per worker, rings of 1024.
     pub fn new(parent: impl Into<String>) -> Self {
         let xsk = XskConfig {
             rx_size: 1024,
@@ -122,8 +139,8 @@ impl DataplaneConfig {
         };
         DataplaneConfig {
             parent: parent.into(),
-            queues: 1,
-            workers: 1,
+            queues: None,
+            workers: None,
             xdp_mode: XdpMode::Native,
             endpoint_xdp_mode: XdpMode::Generic,
             frames: 16384,
@@ -143,6 +160,10 @@ pub struct EndpointNet {
     pub ifname: String,
     /// Addresses inside it.
     pub addrs: Vec<IpCidr>,
+    /// Queues of the veth pair. `None`: one per worker. More than the workers is
+    /// allowed (a container that wants to spread its own traffic); each is served by
+    /// a socket of worker `q % workers`.
+    pub queues: Option<u32>,
 }
 
 /// Why the dataplane refused or failed something.
@@ -167,6 +188,60 @@ pub enum Error {
     /// The parent cannot carry endpoints.
     #[error("{0}")]
     Parent(String),
+    /// More queues asked of the parent than it has.
+    #[error("{parent} has {has} receive queues ({counted_by}); {asked} cannot be bound")]
+    TooManyQueues {
+        /// The parent.
+        parent: String,
+        /// Queues asked ([`DataplaneConfig::queues`]).
+        asked: u32,
+        /// Receive queues the parent uses now.
+        has: u32,
+        /// Where that count was read.
+        counted_by: QueueSource,
+    },
+    /// A worker count that the parent's queues cannot serve.
+    #[error("workers ({asked}) must be between 1 and {max}: each worker receives on a parent queue of its own and transmits through it, and {parent} has {rx} bound receive and {tx} transmit queues")]
+    Workers {
+        /// The parent.
+        parent: String,
+        /// Workers asked ([`DataplaneConfig::workers`]).
+        asked: u32,
+        /// The most that fit.
+        max: u32,
+        /// Bound receive queues.
+        rx: u32,
+        /// Transmit queues.
+        tx: u32,
+    },
+    /// An endpoint's queue count that the workers cannot serve.
+    #[error("endpoint '{endpoint}': {asked} queues do not fit: every one of the {workers} workers needs a queue of the endpoint's veth (at least {workers}, at most {MAX_ENDPOINT_QUEUES})")]
+    EndpointQueues {
+        /// The endpoint.
+        endpoint: String,
+        /// Queues asked ([`EndpointNet::queues`]).
+        asked: u32,
+        /// Workers of the dataplane.
+        workers: u32,
+    },
+    /// The XSKMAP is full.
+    #[error(
+        "no room for {need} more AF_XDP sockets: the switch holds at most {MAX_XSKS} on one parent"
+    )]
+    NoSlots {
+        /// Sockets needed.
+        need: u32,
+    },
+    /// The parent grew beyond the queues reserved for it at start.
+    #[error("{parent} now has {has} receive queues, more than the {reserved} the switch reserved at start: restart it to serve them (until then their frames go to the host, counted as xdp_unbound_queue)")]
+    QueuesOutgrown {
+        /// The parent.
+        parent: String,
+        /// Receive queues now.
+        has: u32,
+        /// Queues reserved.
+        reserved: u32,
+    },
     /// RLIMIT_MEMLOCK too low for the UMEM.
     #[error(transparent)]
     Memlock(#[from] crate::sys::MemlockError),
@@ -179,8 +254,65 @@ type Result<T> = std::result::Result<T, Error>;
 
 struct EndpointRt {
     id: PortId,
-    /// The veth and XSKMAP slot; `None` for an in-process endpoint.
-    veth: Option<(u32, String, u32)>,
+    /// The veth and its XSKMAP slots; `None` for an in-process endpoint.
+    veth: Option<(u32, String, Slots)>,
+}
+
+/// The most queues an endpoint veth may have.
+pub const MAX_ENDPOINT_QUEUES: u32 = 64;
+
+/// The most parent queues reserved in the XSKMAP at start (a real NIC may be
+/// created with far more queues than it ever uses).
+const MAX_PARENT_QUEUES: u32 = 256;
+
+/// A block of XSKMAP slots: `base..base + len`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Slots {
+    base: u32,
+    len: u32,
+}
+
+/// Hands out blocks of XSKMAP slots above a fixed low range.
+#[derive(Debug)]
+struct SlotAlloc {
+    free: Vec<Slots>,
+    next: u32,
+}
+
+impl SlotAlloc {
+    fn new(first: u32) -> Self {
+        SlotAlloc {
+            free: Vec::new(),
+            next: first,
+        }
+    }
+
+    fn alloc(&mut self, len: u32) -> Result<Slots> {
+        if let Some(i) = self.free.iter().position(|b| b.len >= len) {
+            let b = self.free[i];
+            if b.len == len {
+                self.free.swap_remove(i);
+            } else {
+                self.free[i] = Slots {
+                    base: b.base + len,
+                    len: b.len - len,
+                };
+            }
+            return Ok(Slots { base: b.base, len });
+        }
+        if self.next + len > MAX_XSKS {
+            return Err(Error::NoSlots { need: len });
+        }
+        self.next += len;
+        Ok(Slots {
+            base: self.next - len,
+            len,
+        })
+    }
+
+    fn release(&mut self, b: Slots) {
+        self.free.push(b);
+    }
 }
 
 /// A running switch on one parent.
@@ -191,16 +323,41 @@ pub struct Dataplane {
     topo: Topology,
     workers: Vec<Worker<DpPort, Umem, 32>>,
     parent: LinkInfo,
+    /// Parent receive queues with a socket: `0..bound`, XSKMAP slots `0..bound`.
+    bound: u32,
+    /// Parent receive queues seen at the last [`Dataplane::sync_queues`].
+    seen: u32,
+    /// XSKMAP slots `0..reserved` belong to parent queues.
+    reserved: u32,
+    /// A passthru endpoint is up: every unicast from the wire goes to the switch.
+    passthru: bool,
     mirror: (LinkInfo, LinkInfo),
     endpoints: BTreeMap<String, EndpointRt>,
-    /// XSKMAP blocks of `workers` slots (one per queue) free for reuse.
-    free_slots: Vec<u32>,
-    next_slot: u32,
+    slots: SlotAlloc,
     stopped: bool,
 }
 
-/// Opens a socket on the worker's UMEM, attaches it as port `id` and returns a
-/// short-lived duplicate of its fd (for the XSKMAP; closed right after).
+/// What [`Dataplane::sync_queues`] found: the parent's receive queues changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueChange {
+    /// Receive queues at the previous check.
+    pub before: u32,
+    /// Receive queues now.
+    pub now: u32,
+    /// Queues with a socket now (`0..bound`).
+    pub bound: u32,
+}
+
+/// A short-lived duplicate of a socket's fd (for the XSKMAP; closed right after).
+fn dup_fd(p: &XskPort) -> Result<OwnedFd> {
+    p.socket()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| Error::Parent(format!("dup socket fd: {e}")))
+}
+
+/// Opens sockets on the worker's UMEM, attaches them as port `id` (transmitting
+/// through the first) and returns short-lived duplicates of their fds.
 fn open_port(
     worker: &Worker<DpPort, Umem, 32>,
     id: PortId,
@@ -215,11 +372,7 @@ fn open_port(
             p.socket().tune(&tuning)?;
             ports.push(p);
         }
-        let fds = ports
-            .iter()
-            .map(|p| p.socket().as_fd().try_clone_to_owned())
-            .collect::<std::io::Result<Vec<_>>>()
-            .map_err(|e| Error::Parent(format!("dup socket fd: {e}")))?;
+        let fds = ports.iter().map(dup_fd).collect::<Result<Vec<_>>>()?;
         sw.attach(id, DpPort::Xsk(Bundle::new(ports, 0)))
             .map_err(|e| Error::Parent(e.to_string()))?;
         Ok(fds)
@@ -241,18 +394,6 @@ impl Dataplane {
     /// switch did not attach, or any kernel step fails; everything set up so far is
     /// undone.
     pub fn start(cfg: DataplaneConfig) -> Result<Dataplane> {
-        // The UMEM is pinned memory: unless CAP_IPC_LOCK exempts us, make sure
-        // RLIMIT_MEMLOCK allows it, or say what to do.
-        if !has_cap_ipc_lock() {
-            crate::sys::raise_memlock_limit(u64::from(cfg.frames) * 4096 + (16 << 20))?;
-        }
-        let n = cfg.workers;
-        if n == 0 || n > cfg.queues {
-            return Err(Error::Parent(format!(
-                "workers ({n}) must be between 1 and the number of parent queues ({}): each worker transmits through a queue of its own",
-                cfg.queues
-            )));
-        }
         let links = Arc::new(Links::open()?);
         let parent = links.require(&cfg.parent)?;
         if parent.loopback || parent.mac.is_zero() {
@@ -261,6 +402,21 @@ impl Dataplane {
                 cfg.parent
             )));
         }
+        let pq = crate::link::queues(&parent)?;
+        let (q, n) = queue_plan(&cfg, &pq, available_cores())?;
+        // Each worker's UMEM is pinned memory: unless CAP_IPC_LOCK exempts us, make
+        // sure RLIMIT_MEMLOCK allows them all (4 KiB frames at most), or say what to do.
+        if !has_cap_ipc_lock() {
+            crate::sys::raise_memlock_limit(
+                u64::from(cfg.frames) * 4096 * u64::from(n) + (16 << 20),
+            )?;
+        }
+        // Growth is followed into slots reserved now (the parent's own maximum).
+        let reserved = if cfg.queues.is_none() {
+            q.max(pq.max_rx.min(MAX_PARENT_QUEUES))
+        } else {
+            q
+        };
         let topo = Topology::new(
             ParentConfig {
                 name: parent.name.clone(),
@@ -326,7 +482,6 @@ impl Dataplane {
             wc.core = wc.core.map(|c| c + w as usize);
             workers.push(Worker::spawn(sw, wc).map_err(Error::Spawn)?);
         }
-        let q = cfg.queues;
         for (w, worker) in workers.iter().enumerate() {
             let w = w as u32;
             // The uplink of worker w: its parent queues (the first also transmits to the
@@ -338,36 +493,38 @@ impl Dataplane {
             socks.push((mirror_b.index, w));
             let fds = open_port(worker, UPLINK, socks.clone(), cfg.xsk.clone(), cfg.tuning)?;
             for ((dev, qi), fd) in socks.iter().zip(&fds) {
-                let slot = if *dev == parent.index { *qi } else { q + qi };
+                let slot = if *dev == parent.index {
+                    *qi
+                } else {
+                    reserved + qi
+                };
                 steering.set_xsk(slot, fd.as_fd())?;
             }
         }
-        steering.set_device(
-            mirror_b.index,
-            DevVal {
-                role: ROLE_PORT,
-                xsk_base: q,
-                mirror_ifindex: 0,
-                flags: 0,
-            },
-        )?;
-        steering.set_device(
-            parent.index,
-            DevVal {
-                role: ROLE_PARENT,
-                xsk_base: 0,
-                mirror_ifindex: mirror_a.index,
-                flags: 0,
-            },
-        )?;
+        steering.set_device(mirror_b.index, DevVal::port(reserved, n))?;
+        steering.set_device(parent.index, DevVal::parent(0, q, mirror_a.index, false))?;
         // Always native: generic XDP skips frames a BPF program redirected, and every
         // mirrored copy is one.
         steering.attach_xdp(mirror_b.index, XdpMode::Native)?;
         steering.attach_tc_ingress(parent.index)?;
         cleanup_mirror.defuse();
-        tracing::info!(parent = %cfg.parent, queues = q, workers = n, xdp = ?cfg.xdp_mode, endpoint_xdp = ?cfg.endpoint_xdp_mode, "dataplane started");
+        tracing::info!(
+            parent = %cfg.parent,
+            rx_queues = pq.rx,
+            tx_queues = pq.tx,
+            counted_by = %pq.source,
+            bound = %format!("0..{q}"),
+            workers = n,
+            xdp = ?cfg.xdp_mode,
+            endpoint_xdp = ?cfg.endpoint_xdp_mode,
+            "dataplane started: {q} receive queues bound"
+        );
         Ok(Dataplane {
-            next_slot: q + n,
+            slots: SlotAlloc::new(reserved + n),
+            bound: q,
+            seen: pq.rx,
+            reserved,
+            passthru: false,
             stopped: false,
             cfg,
             links,
@@ -377,8 +534,82 @@ impl Dataplane {
             parent,
             mirror: (mirror_a, mirror_b),
             endpoints: BTreeMap::new(),
-            free_slots: Vec::new(),
         })
+    }
+
+    /// Parent receive queues with a socket (`0..queues()`).
+    pub fn queues(&self) -> u32 {
+        self.bound
+    }
+
+    /// Worker threads.
+    pub fn workers(&self) -> u32 {
+        self.workers.len() as u32
+    }
+
+    /// The parent's entry in the `devs` map, as it must be now.
+    fn parent_dev(&self) -> DevVal {
+        DevVal::parent(0, self.bound, self.mirror.0.index, self.passthru)
+    }
+
+    /// Follows a change of the parent's receive queue count: binds every new queue
+    /// (on worker `q % workers`) and then lets the XDP program redirect from it.
+    /// Call it periodically (the daemon does, every second) or on a link event.
+    /// Does nothing with a fixed [`DataplaneConfig::queues`]. A shrink needs
+    /// nothing: the kernel refuses to remove a queue bound by an AF_XDP socket.
+    ///
+    /// Returns `Some` when the count changed since the last call.
+    ///
+    /// # Errors
+    /// [`Error::QueuesOutgrown`] (reported once per change) or a kernel step; the
+    /// queues bound before stay bound.
+    pub fn sync_queues(&mut self) -> Result<Option<QueueChange>> {
+        if self.cfg.queues.is_some() {
+            return Ok(None);
+        }
+        let pq = crate::link::queues(&self.parent)?;
+        if pq.rx == self.seen {
+            return Ok(None);
+        }
+        let before = std::mem::replace(&mut self.seen, pq.rx);
+        let want = pq.rx.min(self.reserved);
+        let n = self.workers.len() as u32;
+        let was = self.bound;
+        for qi in self.bound..want {
+            let worker = &self.workers[(qi % n) as usize];
+            let (ifindex, xsk, tuning) = (self.parent.index, self.cfg.xsk.clone(), self.cfg.tuning);
+            let fd = worker.exec(move |sw: &mut Sw| -> Result<OwnedFd> {
+                let p = XskPort::open(sw.pool_mut(), ifindex, qi, &xsk)?;
+                p.socket().tune(&tuning)?;
+                let fd = dup_fd(&p)?;
+                match sw.port_mut(UPLINK) {
+                    Some(DpPort::Xsk(b)) => b.push(p),
+                    _ => unreachable!("the uplink is a bundle of sockets from start to stop"),
+                }
+                Ok(fd)
+            })??;
+            self.steering.set_xsk(qi, fd.as_fd())?;
+            self.bound = qi + 1;
+            self.steering
+                .set_device(self.parent.index, self.parent_dev())?;
+        }
+        if self.bound > was {
+            // Some drivers (veth) run no XDP on queues added while a program is
+            // attached, until it is installed again.
+            self.steering.refresh_xdp(self.parent.index)?;
+        }
+        if pq.rx > self.reserved {
+            return Err(Error::QueuesOutgrown {
+                parent: self.parent.name.clone(),
+                has: pq.rx,
+                reserved: self.reserved,
+            });
+        }
+        Ok(Some(QueueChange {
+            before,
+            now: pq.rx,
+            bound: self.bound,
+        }))
     }
 
     /// Runs `f` on every worker, in order, and collects the results.
@@ -392,14 +623,6 @@ impl Dataplane {
             out.push(worker.exec(move |sw: &mut Sw| f(w as u32, sw))?);
         }
         Ok(out)
-    }
-
-    /// A free block of one XSKMAP slot per worker.
-    fn alloc_slots(&mut self) -> u32 {
-        self.free_slots.pop().unwrap_or_else(|| {
-            self.next_slot += self.workers.len() as u32;
-            self.next_slot - self.workers.len() as u32
-        })
     }
 
     /// The published port table.
@@ -457,6 +680,16 @@ impl Dataplane {
     fn plumb(&mut self, name: &str, id: PortId, net: EndpointNet) -> Result<()> {
         let ep = self.topo.endpoint(name).expect("just added").clone();
         let host_ifname = endpoint_veth_name(self.parent.index, id);
+        let n = self.workers.len() as u32;
+        let queues = net.queues.unwrap_or(n);
+        if queues < n || queues > MAX_ENDPOINT_QUEUES {
+            return Err(Error::EndpointQueues {
+                endpoint: name.into(),
+                asked: queues,
+                workers: n,
+            });
+        }
+        let slots = self.slots.alloc(queues)?;
         let veth = VethEndpoint {
             host_ifname: host_ifname.clone(),
             netns: net.netns,
@@ -464,36 +697,42 @@ impl Dataplane {
             mac: ep.mac(),
             mtu: ep.mtu() as u32,
             addrs: net.addrs,
-            queues: self.workers.len() as u32,
+            queues,
         };
-        let host_ifindex = veth.create(&self.links)?;
-        let slot = self.alloc_slots();
+        let host_ifindex = match veth.create(&self.links) {
+            Ok(i) => i,
+            Err(e) => {
+                self.slots.release(slots);
+                return Err(e.into());
+            }
+        };
         self.endpoints.insert(
             name.to_string(),
             EndpointRt {
                 id,
-                veth: Some((host_ifindex, host_ifname, slot)),
+                veth: Some((host_ifindex, host_ifname, slots)),
             },
         );
-        self.steering.set_device(
-            host_ifindex,
-            DevVal {
-                role: ROLE_PORT,
-                xsk_base: slot,
-                mirror_ifindex: 0,
-                flags: 0,
-            },
-        )?;
-        // Worker w serves queue w of the endpoint's veth.
+        self.steering
+            .set_device(host_ifindex, DevVal::port(slots.base, queues))?;
+        // Worker w serves queues q % n == w of the endpoint's veth and transmits
+        // through queue w.
         for (w, worker) in self.workers.iter().enumerate() {
+            let w = w as u32;
+            let socks: Vec<(u32, u32)> = (w..queues)
+                .step_by(n as usize)
+                .map(|qi| (host_ifindex, qi))
+                .collect();
             let fds = open_port(
                 worker,
                 id,
-                vec![(host_ifindex, w as u32)],
+                socks.clone(),
                 self.cfg.xsk.clone(),
                 self.cfg.tuning,
             )?;
-            self.steering.set_xsk(slot + w as u32, fds[0].as_fd())?;
+            for ((_, qi), fd) in socks.iter().zip(&fds) {
+                self.steering.set_xsk(slots.base + qi, fd.as_fd())?;
+            }
         }
         self.steering
             .attach_xdp(host_ifindex, self.cfg.endpoint_xdp_mode)
@@ -516,13 +755,9 @@ impl Dataplane {
             0
         };
         if c.mode == Mode::Passthru {
-            let dev = DevVal {
-                role: ROLE_PARENT,
-                xsk_base: 0,
-                mirror_ifindex: self.mirror.0.index,
-                flags: if c.up { DEV_F_PASSTHRU } else { 0 },
-            };
-            self.steering.set_device(self.parent.index, dev)?;
+            self.passthru = c.up;
+            self.steering
+                .set_device(self.parent.index, self.parent_dev())?;
         }
         if c.up {
             self.steering
@@ -581,20 +816,19 @@ impl Dataplane {
             let (vlan, mac, mode) = (ep.cfg.vlan, ep.mac(), ep.cfg.mode);
             let _ = self.steering.fdb_remove(vlan, mac);
             if mode == Mode::Passthru {
-                let dev = DevVal {
-                    role: ROLE_PARENT,
-                    xsk_base: 0,
-                    mirror_ifindex: self.mirror.0.index,
-                    flags: 0,
-                };
-                let _ = self.steering.set_device(self.parent.index, dev);
+                self.passthru = false;
+                let _ = self
+                    .steering
+                    .set_device(self.parent.index, self.parent_dev());
             }
         }
         let Some(rt) = self.endpoints.remove(name) else {
             return;
         };
-        if let Some((ifindex, _, slot)) = &rt.veth {
-            let _ = self.steering.clear_xsk(*slot);
+        if let Some((ifindex, _, slots)) = &rt.veth {
+            for s in slots.base..slots.base + slots.len {
+                let _ = self.steering.clear_xsk(s);
+            }
             let _ = self.steering.detach_xdp(*ifindex);
             let _ = self.steering.remove_device(*ifindex);
         }
@@ -606,9 +840,9 @@ impl Dataplane {
             }
             sw.pool_mut().reclaim_closed();
         });
-        if let Some((ifindex, ifname, slot)) = rt.veth {
+        if let Some((ifindex, ifname, slots)) = rt.veth {
             let _ = self.links.delete(ifindex, &ifname);
-            self.free_slots.push(slot);
+            self.slots.release(slots);
         }
     }
 
@@ -669,6 +903,18 @@ impl Dataplane {
             }))
     }
 
+    /// AF_XDP sockets registered on the workers' UMEMs: the open ones, plus closed
+    /// ones whose frames have not been taken back yet.
+    ///
+    /// # Errors
+    /// [`Error::Worker`].
+    pub fn umem_sockets(&self) -> Result<usize> {
+        Ok(self
+            .on_workers(|_, sw: &mut Sw| sw.pool().sockets())?
+            .into_iter()
+            .sum())
+    }
+
     /// The XDP/tc programs and maps.
     pub fn steering(&self) -> &Steering {
         &self.steering
@@ -702,6 +948,38 @@ impl Drop for Dataplane {
             self.teardown();
         }
     }
+}
+
+/// The cores this process may run on.
+fn available_cores() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+}
+
+/// The parent queues to bind and the workers to run, from the configuration, the
+/// parent's queues and the cores available.
+fn queue_plan(cfg: &DataplaneConfig, pq: &Queues, cores: u32) -> Result<(u32, u32)> {
+    let q = cfg.queues.unwrap_or(pq.rx);
+    if q == 0 || q > pq.rx {
+        return Err(Error::TooManyQueues {
+            parent: cfg.parent.clone(),
+            asked: q,
+            has: pq.rx,
+            counted_by: pq.source,
+        });
+    }
+    // Worker w receives on parent queue w and transmits through it.
+    let max = q.min(pq.tx);
+    let n = cfg.workers.unwrap_or_else(|| max.min(cores.max(1)));
+    if n == 0 || n > max {
+        return Err(Error::Workers {
+            parent: cfg.parent.clone(),
+            asked: n,
+            max,
+            rx: q,
+            tx: pq.tx,
+        });
+    }
+    Ok((q, n))
 }
 
 /// The host-side name of an endpoint's veth: `umv<parent ifindex>e<port id>`.
@@ -753,6 +1031,60 @@ impl<F: FnOnce()> Drop for ScopeGuard<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pq(rx: u32, tx: u32) -> Queues {
+        Queues {
+            rx,
+            tx,
+            max_rx: rx,
+            source: QueueSource::Ethtool,
+        }
+    }
+
+    #[test]
+    fn every_queue_is_bound_and_workers_fit_queues_and_cores() {
+        let auto = DataplaneConfig::new("p");
+        assert_eq!(queue_plan(&auto, &pq(1, 1), 8).unwrap(), (1, 1));
+        assert_eq!(queue_plan(&auto, &pq(4, 4), 8).unwrap(), (4, 4));
+        assert_eq!(queue_plan(&auto, &pq(4, 4), 2).unwrap(), (4, 2));
+        // A veth made with `numrxqueues 2` has one transmit queue: one worker.
+        assert_eq!(queue_plan(&auto, &pq(2, 1), 2).unwrap(), (2, 1));
+        let mut fixed = DataplaneConfig::new("p");
+        fixed.queues = Some(2);
+        fixed.workers = Some(2);
+        assert_eq!(queue_plan(&fixed, &pq(4, 4), 1).unwrap(), (2, 2));
+        fixed.queues = Some(5);
+        let e = queue_plan(&fixed, &pq(4, 4), 1).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "p has 4 receive queues (ethtool channels); 5 cannot be bound"
+        );
+        fixed.queues = None;
+        fixed.workers = Some(3);
+        let e = queue_plan(&fixed, &pq(4, 2), 4).unwrap_err().to_string();
+        assert!(e.starts_with("workers (3) must be between 1 and 2:"), "{e}");
+        fixed.workers = Some(0);
+        assert!(queue_plan(&fixed, &pq(4, 4), 4).is_err());
+    }
+
+    #[test]
+    fn slot_blocks_are_reused_and_bounded() {
+        let mut a = SlotAlloc::new(10);
+        let x = a.alloc(2).unwrap();
+        let y = a.alloc(4).unwrap();
+        assert_eq!(
+            (x, y),
+            (Slots { base: 10, len: 2 }, Slots { base: 12, len: 4 })
+        );
+        a.release(y);
+        assert_eq!(a.alloc(1).unwrap(), Slots { base: 12, len: 1 });
+        assert_eq!(a.alloc(3).unwrap(), Slots { base: 13, len: 3 });
+        assert_eq!(a.alloc(1).unwrap(), Slots { base: 16, len: 1 });
+        assert!(matches!(
+            a.alloc(MAX_XSKS),
+            Err(Error::NoSlots { need: MAX_XSKS })
+        ));
+    }
 
     #[test]
     fn only_our_exact_endpoint_veth_names_are_recognised() {

@@ -56,6 +56,14 @@ pub enum Error {
     /// No interface of that name.
     #[error("no interface named '{0}' in this namespace")]
     NoSuchLink(String),
+    /// A device's queue counts could not be read.
+    #[error("reading the queues of {ifname}: {source}")]
+    Queues {
+        /// The interface.
+        ifname: String,
+        /// The failing call.
+        source: crate::sys::SysError,
+    },
     /// The name is taken in the target namespace.
     #[error("an interface named '{ifname}' already exists in network namespace '{netns}'")]
     Exists {
@@ -246,6 +254,11 @@ pub struct LinkInfo {
     pub up: bool,
     /// Link type is loopback.
     pub loopback: bool,
+    /// Receive queues the device was created with (`IFLA_NUM_RX_QUEUES`): an upper
+    /// bound, fixed for its lifetime, of the queues in use ([`queues`]).
+    pub num_rx_queues: u32,
+    /// Transmit queues the device was created with (`IFLA_NUM_TX_QUEUES`).
+    pub num_tx_queues: u32,
 }
 
 fn info_of(m: &LinkMessage) -> LinkInfo {
@@ -256,11 +269,15 @@ fn info_of(m: &LinkMessage) -> LinkInfo {
         mtu: 0,
         up: m.header.flags.contains(LinkFlags::Up),
         loopback: m.header.flags.contains(LinkFlags::Loopback),
+        num_rx_queues: 1,
+        num_tx_queues: 1,
     };
     for a in &m.attributes {
         match a {
             LinkAttribute::IfName(n) => li.name = n.clone(),
             LinkAttribute::Mtu(v) => li.mtu = *v,
+            LinkAttribute::NumRxQueues(v) => li.num_rx_queues = (*v).max(1),
+            LinkAttribute::NumTxQueues(v) => li.num_tx_queues = (*v).max(1),
             LinkAttribute::Address(b) if b.len() == 6 => {
                 li.mac = MacAddr([b[0], b[1], b[2], b[3], b[4], b[5]])
             }
@@ -268,6 +285,90 @@ fn info_of(m: &LinkMessage) -> LinkInfo {
         }
     }
     li
+}
+
+/// Where [`queues`] read a device's queue counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum QueueSource {
+    /// The driver's channels (`ethtool -l`).
+    Ethtool,
+    /// `/sys/class/net/DEV/queues/{rx,tx}-*`.
+    Sysfs,
+    /// The counts the device was created with (`IFLA_NUM_{RX,TX}_QUEUES`).
+    Netlink,
+}
+
+impl std::fmt::Display for QueueSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            QueueSource::Ethtool => "ethtool channels",
+            QueueSource::Sysfs => "sysfs",
+            QueueSource::Netlink => "netlink",
+        })
+    }
+}
+
+/// The queues a device uses now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Queues {
+    /// Receive queues in use: frames arrive on queues `0..rx`.
+    pub rx: u32,
+    /// Transmit queues in use.
+    pub tx: u32,
+    /// The most receive queues the device can ever use ([`LinkInfo::num_rx_queues`]).
+    pub max_rx: u32,
+    /// Where `rx` and `tx` were read.
+    pub source: QueueSource,
+}
+
+/// The receive and transmit queues `link` uses now, read in the calling thread's
+/// network namespace: from the driver's channels (`ethtool -l`: combined plus
+/// receive-only, combined plus transmit-only), else, for a driver without channels,
+/// from `/sys/class/net/DEV/queues` (only if that sysfs shows this device: same
+/// `ifindex` and address), else the counts the device was created with.
+///
+/// # Errors
+/// [`Error::Queues`] if the ioctl fails for another reason than "not supported".
+pub fn queues(link: &LinkInfo) -> Result<Queues> {
+    let max_rx = link.num_rx_queues;
+    let q = |rx: u32, tx: u32, source| Queues {
+        rx: rx.clamp(1, max_rx),
+        tx: tx.clamp(1, link.num_tx_queues),
+        max_rx,
+        source,
+    };
+    let ch = crate::sys::ethtool_channels(&link.name).map_err(|source| Error::Queues {
+        ifname: link.name.clone(),
+        source,
+    })?;
+    if let Some(ch) = ch.filter(|c| c.rx_queues() > 0 && c.tx_queues() > 0) {
+        return Ok(q(ch.rx_queues(), ch.tx_queues(), QueueSource::Ethtool));
+    }
+    let dir = Path::new("/sys/class/net").join(&link.name);
+    // A thread that entered a namespace still sees the sysfs mounted for another one,
+    // where a device of the same name may exist: check it is this device.
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+    let ours = read("ifindex").trim().parse::<u32>().ok() == Some(link.index)
+        && read("address").trim().parse::<MacAddr>().ok() == Some(link.mac);
+    if ours {
+        let count = |prefix: &str| {
+            std::fs::read_dir(dir.join("queues")).map_or(0, |d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+                    .count() as u32
+            })
+        };
+        let (rx, tx) = (count("rx-"), count("tx-"));
+        if rx > 0 && tx > 0 {
+            return Ok(q(rx, tx, QueueSource::Sysfs));
+        }
+    }
+    Ok(q(
+        link.num_rx_queues,
+        link.num_tx_queues,
+        QueueSource::Netlink,
+    ))
 }
 
 /// A netlink connection bound to one network namespace.

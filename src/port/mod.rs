@@ -213,6 +213,11 @@ impl<P> Bundle<P> {
     pub fn members_mut(&mut self) -> &mut [P] {
         &mut self.members
     }
+
+    /// Adds a member (receive only: the transmit member stays).
+    pub fn push(&mut self, member: P) {
+        self.members.push(member);
+    }
 }
 
 impl<B: FramePool, P: Port<B>> Port<B> for Bundle<P> {

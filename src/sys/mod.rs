@@ -6,7 +6,7 @@
 //! counterparts.
 //!
 //! Only the calls that cannot break memory safety whatever their arguments are public
-//! ([`if_nametoindex`], [`if_indextoname`], [`raise_memlock_limit`]); the socket calls
+//! ([`if_nametoindex`], [`if_indextoname`], [`ethtool_channels`], [`raise_memlock_limit`]); the socket calls
 //! are crate-private because a wrong `XDP_UMEM_REG` or ring mapping lets the kernel
 //! write into memory Rust thinks it owns.
 //!
@@ -380,6 +380,88 @@ pub fn if_indextoname(index: u32) -> Result<String, SysError> {
     // SAFETY: on success `buf` holds a NUL-terminated name (at most IF_NAMESIZE bytes).
     let name = unsafe { CStr::from_ptr(buf.as_ptr()) };
     Ok(name.to_string_lossy().into_owned())
+}
+
+/// `struct ethtool_channels` (`ETHTOOL_GCHANNELS`): a device's queue channels, the
+/// current counts and the driver's maxima. A *combined* channel has one receive and
+/// one transmit queue; `rx`/`tx` channels have only one of them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EthtoolChannels {
+    cmd: u32,
+    /// Most receive-only channels the device can have.
+    pub max_rx: u32,
+    /// Most transmit-only channels.
+    pub max_tx: u32,
+    /// Most other (link interrupt, ...) channels.
+    pub max_other: u32,
+    /// Most combined channels.
+    pub max_combined: u32,
+    /// Receive-only channels now.
+    pub rx_count: u32,
+    /// Transmit-only channels now.
+    pub tx_count: u32,
+    /// Other channels now.
+    pub other_count: u32,
+    /// Combined channels now.
+    pub combined_count: u32,
+}
+
+const _: () = assert!(size_of::<EthtoolChannels>() == 36);
+
+impl EthtoolChannels {
+    /// Receive queues in use: one per combined and per receive-only channel.
+    pub fn rx_queues(&self) -> u32 {
+        self.combined_count + self.rx_count
+    }
+
+    /// Transmit queues in use: one per combined and per transmit-only channel.
+    pub fn tx_queues(&self) -> u32 {
+        self.combined_count + self.tx_count
+    }
+}
+
+/// The channels of interface `ifname` in the calling thread's network namespace
+/// (`ioctl(SIOCETHTOOL, ETHTOOL_GCHANNELS)`, what `ethtool -l` shows), or `None` if
+/// its driver does not report channels (`EOPNOTSUPP`).
+///
+/// # Errors
+/// The socket or the ioctl failed for another reason (`ENODEV`: no such interface).
+pub fn ethtool_channels(ifname: &str) -> Result<Option<EthtoolChannels>, SysError> {
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    const ETHTOOL_GCHANNELS: u32 = 0x3c;
+    let name = ifname.as_bytes();
+    if name.is_empty() || name.len() >= libc::IF_NAMESIZE || name.contains(&0) {
+        return Err(SysError::from_errno("ioctl(SIOCETHTOOL)", libc::EINVAL));
+    }
+    // SAFETY: `socket` takes no pointers.
+    let fd = syscall!("socket(AF_INET)", unsafe {
+        libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
+    })?;
+    // SAFETY: `fd` was just returned by `socket`, is open and owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut ch = EthtoolChannels {
+        cmd: ETHTOOL_GCHANNELS,
+        ..EthtoolChannels::default()
+    };
+    // SAFETY: `ifreq` is plain old data (a name and a union of integers and pointers)
+    // for which all zeroes is valid.
+    let mut ifr: libc::ifreq = unsafe { core::mem::zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(name) {
+        *d = *s as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_data = (&mut ch as *mut EthtoolChannels).cast();
+    // SAFETY: `ifr` names the interface (NUL-terminated: it was zeroed and the name is
+    // shorter than IF_NAMESIZE) and points at `ch`, a writable `ethtool_channels` that
+    // outlives the call; the kernel reads `cmd` and writes only that struct.
+    let r = syscall!("ioctl(SIOCETHTOOL)", unsafe {
+        libc::ioctl(fd.as_raw_fd(), SIOCETHTOOL as _, &mut ifr)
+    });
+    match r {
+        Ok(_) => Ok(Some(ch)),
+        Err(e) if e.errno() == Some(libc::EOPNOTSUPP) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// `RLIM_INFINITY`: no limit.

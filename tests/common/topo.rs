@@ -2,6 +2,7 @@
 //!
 //! ```text
 //!   ext ──veth── [wire: br0] ──veth (hairpin switchable on wpar)── par [host ns, 10.9.0.1]
+//!                                    wpar's transmit queue k ═▶ par's receive queue k
 //!                                                                   │ macvlan (kernel) or umacvlan
 //!                                                       e1, e2, e3 (each its own ns, 10.9.0.11..13)
 //! ```
@@ -45,7 +46,14 @@ pub struct Topo {
 impl Topo {
     /// Builds wire, ext and host (with the parent `par`) and `n` empty endpoint
     /// namespaces. Endpoints are added by the caller (kernel macvlan or umacvlan).
+    /// The parent has [`parent_queues`] receive and transmit queues.
     pub fn new(tag: &str, hairpin: bool, n: usize) -> Topo {
+        Self::with_queues(tag, hairpin, n, parent_queues())
+    }
+
+    /// [`Topo::new`] with `queues` receive and transmit queues on the parent (and on
+    /// its peer `wpar`, whose transmit queue k feeds the parent's receive queue k).
+    pub fn with_queues(tag: &str, hairpin: bool, n: usize, queues: u32) -> Topo {
         let mut lab = Lab::new(tag);
         let wire = lab.ns("wire");
         let ext = lab.ns("ext");
@@ -67,8 +75,12 @@ impl Topo {
         );
         lab.ip(&wire, &["link", "set", "br0", "up"]);
         for (port, peer, ns) in [("wext", "eth0", &ext), ("wpar", "par", &host)] {
-            // Two queues on the parent, so the dataplane can run a worker per queue.
-            let q = if peer == "par" { "2" } else { "1" };
+            let q = if peer == "par" {
+                queues.to_string()
+            } else {
+                "1".to_string()
+            };
+            let q = q.as_str();
             lab.ip(
                 &wire,
                 &[
@@ -126,6 +138,53 @@ impl Topo {
             host,
             eps,
         }
+    }
+
+    /// Sends everything the wire transmits to the parent on wpar's transmit queue
+    /// `k`, hence into the parent's receive queue `k` (XPS: every CPU maps to `k`
+    /// alone), whatever the flow hash; `None` restores hashing.
+    pub fn steer_to_queue(&self, k: Option<u32>) {
+        let cpus = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(32);
+        let all = format!("{:x}", (1u64 << cpus) - 1);
+        let dir = "/sys/class/net/wpar/queues";
+        let out = self.lab.exec(&self.wire, &["ls", dir]);
+        let txqs: Vec<u32> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|q| q.strip_prefix("tx-")?.parse().ok())
+            .collect();
+        if txqs.len() < 2 {
+            return; // one queue takes everything (and XPS refuses it)
+        }
+        // Clear first: a CPU mapped to two queues would hash between them.
+        let script: String = txqs
+            .iter()
+            .map(|q| format!("echo 0 > {dir}/tx-{q}/xps_cpus;"))
+            .chain(k.map(|k| format!("echo {all} > {dir}/tx-{k}/xps_cpus;")))
+            .collect();
+        self.lab.exec(&self.wire, &["sh", "-c", &script]);
+    }
+
+    /// Frames each receive queue of the parent has handed to XDP so far (`ethtool -S
+    /// par`: `rx_queue_K_xdp_packets`; counted while an XDP program is attached).
+    pub fn parent_queue_packets(&self) -> Vec<u64> {
+        let out = self.lab.exec(&self.host, &["ethtool", "-S", "par"]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let mut per: BTreeMap<u32, u64> = BTreeMap::new();
+        for line in text.lines() {
+            let Some((k, v)) = line.trim().split_once(':') else {
+                continue;
+            };
+            let q = k
+                .strip_prefix("rx_queue_")
+                .and_then(|r| r.strip_suffix("_xdp_packets"))
+                .and_then(|q| q.parse().ok());
+            if let (Some(q), Ok(v)) = (q, v.trim().parse()) {
+                per.insert(q, v);
+            }
+        }
+        per.into_values().collect()
     }
 
     /// Adds kernel macvlan endpoints in `modes` (one per endpoint namespace).
@@ -246,6 +305,20 @@ impl Topo {
             .map(|(k, v)| (k.clone(), v - before[&k]))
             .collect()
     }
+}
+
+/// The parent's queue count for the tests: `UMACVLAN_TEST_PARENT_QUEUES` (CI runs
+/// the daemon and dataplane tests at 1, 2 and 4), default 2.
+pub fn parent_queues() -> u32 {
+    std::env::var("UMACVLAN_TEST_PARENT_QUEUES")
+        .ok()
+        .map(|v| {
+            v.parse()
+                .ok()
+                .filter(|q| (1..=16).contains(q))
+                .unwrap_or_else(|| panic!("UMACVLAN_TEST_PARENT_QUEUES={v}: want 1..=16"))
+        })
+        .unwrap_or(2)
 }
 
 /// Starts `count` pings from namespace `ns` to `target`, 20 ms apart, on a thread

@@ -1,0 +1,152 @@
+//! Multi-queue parents through the daemon: every receive queue of the parent is bound
+//! at start and when the parent grows, whichever queue a flow lands on. Flows are put
+//! on each queue on purpose (XPS on the wire side of the parent's veth), so nothing
+//! depends on the flow hash's seed; `ethtool -S par` proves where they landed.
+
+mod common;
+
+use common::daemon::{lan_config, DaemonProc};
+use common::require_root_and;
+use common::topo::Topo;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// `umacvlan stats --json` for the one parent.
+fn parent_stats(d: &DaemonProc) -> Value {
+    let out = d.cli(&["stats", "--json"]);
+    assert!(
+        out.status.success(),
+        "stats: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("stats JSON");
+    v[0].clone()
+}
+
+/// For each queue k in `queues`: everything from the wire goes to parent queue k,
+/// and endpoint e(k+1) pings ext and back; only queue k carries it.
+fn every_queue_reaches_its_endpoint(t: &Topo, d: &DaemonProc, queues: std::ops::Range<u32>) {
+    for k in queues {
+        t.steer_to_queue(Some(k));
+        let e = format!("e{}", k + 1);
+        let before = t.parent_queue_packets();
+        let seen = || {
+            format!(
+                "parent queues {:?}\n{}",
+                t.parent_queue_packets(),
+                parent_stats(d)
+            )
+        };
+        assert!(
+            t.ping("ext", &e),
+            "ext → {e} over parent queue {k}: {}",
+            seen()
+        );
+        assert!(
+            t.ping(&e, "ext"),
+            "{e} → ext over parent queue {k}: {}",
+            seen()
+        );
+        let after = t.parent_queue_packets();
+        assert_eq!(before.len(), after.len());
+        for (j, (b, a)) in before.iter().zip(&after).enumerate() {
+            if j == k as usize {
+                assert!(a > b, "queue {k} carried nothing: {before:?} → {after:?}");
+            } else {
+                assert_eq!(a, b, "only queue {k} was to carry: {before:?} → {after:?}");
+            }
+        }
+    }
+    t.steer_to_queue(None);
+}
+
+fn daemon_serves_every_queue(q: u32) {
+    // A tag per queue count: the tests run in parallel, each with its own socket.
+    let tag = format!("umvq{q}");
+    let t = Topo::with_queues(&tag, false, q as usize, q);
+    let with_mac: Vec<usize> = (1..=q as usize).collect();
+    let d = DaemonProc::start_logged(&t.host, &tag, &lan_config(&t, q as usize, &with_mac));
+    assert_eq!(t.parent_queue_packets().len(), q as usize, "ethtool -S par");
+    every_queue_reaches_its_endpoint(&t, &d, 0..q);
+    let st = parent_stats(&d);
+    assert_eq!(st["queues"], q, "{st}");
+    assert_eq!(st["kernel"]["xdp_unbound_queue"], 0, "{st}");
+    let workers = st["workers"].as_u64().unwrap();
+    let cores = std::thread::available_parallelism().unwrap().get() as u64;
+    assert_eq!(workers, u64::from(q).min(cores), "{st}");
+    let log = d.stop();
+    assert!(
+        log.contains(&format!("dataplane started: {q} receive queues bound")),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_one_queue_parent_is_served() {
+    if require_root_and("a_one_queue_parent_is_served", &["ethtool"]) {
+        daemon_serves_every_queue(1);
+    }
+}
+
+#[test]
+fn every_queue_of_a_two_queue_parent_is_served() {
+    if require_root_and("every_queue_of_a_two_queue_parent_is_served", &["ethtool"]) {
+        daemon_serves_every_queue(2);
+    }
+}
+
+#[test]
+fn every_queue_of_a_four_queue_parent_is_served() {
+    if require_root_and("every_queue_of_a_four_queue_parent_is_served", &["ethtool"]) {
+        daemon_serves_every_queue(4);
+    }
+}
+
+#[test]
+fn the_daemon_binds_queues_the_parent_gains_while_running() {
+    if !require_root_and(
+        "the_daemon_binds_queues_the_parent_gains_while_running",
+        &["ethtool"],
+    ) {
+        return;
+    }
+    // Made with 4 queues, using 2 when the daemon starts.
+    let t = Topo::with_queues("umvg", false, 4, 4);
+    t.lab
+        .exec(&t.host, &["ethtool", "-L", "par", "rx", "2", "tx", "2"]);
+    t.lab
+        .exec(&t.wire, &["ethtool", "-L", "wpar", "rx", "2", "tx", "2"]);
+    let d = DaemonProc::start_logged(&t.host, "umvg", &lan_config(&t, 4, &[1, 2, 3, 4]));
+    assert_eq!(parent_stats(&d)["queues"], 2);
+    every_queue_reaches_its_endpoint(&t, &d, 0..2);
+
+    // The parent grows to 4 receive queues (veth: the peer may then transmit on 4).
+    t.lab.exec(&t.host, &["ethtool", "-L", "par", "rx", "4"]);
+    t.lab.exec(&t.wire, &["ethtool", "-L", "wpar", "tx", "4"]);
+    let t0 = Instant::now();
+    loop {
+        let st = parent_stats(&d);
+        if st["queues"] == 4 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the daemon did not bind the new queues: {st}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("new queues bound after {:?}", t0.elapsed());
+    every_queue_reaches_its_endpoint(&t, &d, 0..4);
+
+    // The kernel refuses to take away a queue an AF_XDP socket is bound to.
+    t.lab.exec(&t.wire, &["ethtool", "-L", "wpar", "tx", "2"]);
+    assert!(
+        !t.lab
+            .try_exec(&t.host, &["ethtool", "-L", "par", "rx", "2"]),
+        "ethtool -L removed queues bound by the switch"
+    );
+    let st = parent_stats(&d);
+    assert_eq!(st["kernel"]["xdp_unbound_queue"], 0, "{st}");
+    let log = d.stop();
+    assert!(log.contains("receive queues changed: 0..4 bound"), "{log}");
+}
