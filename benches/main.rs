@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use umacvlan::mode::{decide, Facts, Mode};
-use umacvlan::port::{FramePool, MemPool, MemPort, PortId, PortTable};
+use umacvlan::port::{FramePool, MemPool, MemPort, PortId};
+use umacvlan::view::PortTable;
 use umacvlan::switch::Switch;
 use umacvlan::table::{rcu, Fdb, FdbKey};
 use umacvlan::topology::{EndpointConfig, ParentConfig, Topology, HOST, UPLINK};

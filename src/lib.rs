@@ -103,6 +103,7 @@ pub mod switch;
 pub mod sys;
 pub mod table;
 pub mod topology;
+pub mod view;
 pub mod wire;
 #[allow(unsafe_code)]
 pub mod xsk;

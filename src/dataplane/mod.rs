@@ -43,10 +43,14 @@ use crate::app::{AppHandler, AppPort};
 use crate::bpf::{DevVal, Steering, XdpMode, FDB_F_HOST_SUPPRESS, MAX_XSKS};
 use crate::link::{IpCidr, LinkInfo, Links, QueueSource, Queues, VethEndpoint};
 use crate::mode::Mode;
-use crate::port::{Bundle, Frame, Port, PortId, PortTable};
-use crate::switch::{PortStats, Switch, Worker, WorkerConfig, WorkerGone};
+use crate::port::{Bundle, Frame, Port, PortId};
+use crate::view::PortTable;
+use crate::switch::{PortStats, Switch};
 use crate::topology::{ControlError, EndpointConfig, ParentConfig, Topology, HOST, UPLINK};
 use crate::xsk::{SocketTuning, Umem, XskConfig, XskPort};
+
+mod worker;
+pub use worker::{Worker, WorkerConfig, WorkerGone};
 
 /// A port of the dataplane: AF_XDP sockets, or an in-process endpoint.
 #[non_exhaustive]

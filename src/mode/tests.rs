@@ -2,7 +2,7 @@
 //! its id, plus the invariants every verdict must satisfy.
 
 use super::*;
-use crate::port::{McFilter, PortInfo};
+use crate::view::{McFilter, PortInfo};
 use std::sync::Arc;
 
 const UPLINK: PortId = PortId(0);

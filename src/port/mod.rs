@@ -8,10 +8,10 @@
 //! burst scratch, a per-egress stage, or the pool's free list.
 
 mod frame;
-mod view;
+mod kinds;
 
 pub use frame::{Frame, FrameIdx, FramePool, MemPool, HEADROOM};
-pub use view::{EndpointInfo, McFilter, PortInfo, PortTable, Role, SourceEntry};
+pub use kinds::{DropReason, Mode, UnknownMode};
 
 use std::collections::VecDeque;
 

@@ -10,13 +10,12 @@
 //! Per frame there is no allocation, lock, syscall, log line or `Result`.
 
 mod stats;
-mod worker;
 
 pub use stats::PortStats;
-pub use worker::{Worker, WorkerConfig, WorkerGone};
 
 use crate::mode::{decide, DropReason, Facts, Verdict};
-use crate::port::{Frame, FramePool, Port, PortId, PortTable, Role, MAX_PORTS};
+use crate::port::{Frame, FramePool, Port, PortId, MAX_PORTS};
+use crate::view::{PortTable, Role};
 use crate::table::Reader;
 use crate::wire::EthernetFrame;
 

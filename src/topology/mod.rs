@@ -12,7 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::mode::Mode;
-use crate::port::{EndpointInfo, McFilter, PortId, PortInfo, PortTable, Role, MAX_PORTS};
+use crate::port::{PortId, MAX_PORTS};
+use crate::view::{EndpointInfo, McFilter, PortInfo, PortTable, Role};
 use crate::table::{rcu, Reader, Writer};
 use crate::wire::MacAddr;
 

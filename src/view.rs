@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use hashbrown::HashMap;
 
-use super::PortId;
-use crate::mode::Mode;
+use crate::port::{Mode, PortId};
 use crate::table::{Fdb, FdbKey};
 use crate::wire::MacAddr;
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{bounded, unbounded, Sender};
 
-use super::{AttachError, PortStats, Switch};
+use crate::switch::{AttachError, PortStats, Switch};
 use crate::port::{FramePool, Port, PortId};
 
 /// How a worker runs.
@@ -47,10 +47,21 @@ pub struct Worker<P: Port<B>, B: FramePool, const BURST: usize> {
     thread: Option<JoinHandle<Switch<P, B, BURST>>>,
 }
 
-/// The worker thread is gone (it panicked).
+/// The worker did not do what was asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the switch worker thread has stopped")]
-pub struct WorkerGone;
+#[non_exhaustive]
+pub enum WorkerGone {
+    /// The thread has ended (it panicked, or was stopped).
+    #[error("the switch worker thread has stopped")]
+    Stopped,
+    /// The thread is alive but did not answer in time: it is stuck in a burst, or
+    /// the machine is overloaded. What was asked may still happen.
+    #[error("the switch worker thread did not answer within {0:?}")]
+    NoAnswer(Duration),
+}
+
+/// How long [`Worker::exec`] waits for an answer.
+const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 
 impl<P, B, const BURST: usize> Worker<P, B, BURST>
 where
@@ -99,7 +110,8 @@ where
     /// returns its result.
     ///
     /// # Errors
-    /// [`WorkerGone`] if the thread is gone or does not answer within 5 s.
+    /// [`WorkerGone::Stopped`] if the thread is gone, [`WorkerGone::NoAnswer`] if it
+    /// does not answer within 5 s.
     pub fn exec<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Switch<P, B, BURST>) -> R + Send + 'static,
@@ -109,9 +121,12 @@ where
             .send(Box::new(move |sw| {
                 let _ = tx.send(f(sw));
             }))
-            .map_err(|_| WorkerGone)?;
-        rx.recv_timeout(Duration::from_secs(5))
-            .map_err(|_| WorkerGone)
+            .map_err(|_| WorkerGone::Stopped)?;
+        rx.recv_timeout(ANSWER_WITHIN).map_err(|e| match e {
+            // The thread dropped the command (and its reply sender) unanswered.
+            crossbeam_channel::RecvTimeoutError::Disconnected => WorkerGone::Stopped,
+            crossbeam_channel::RecvTimeoutError::Timeout => WorkerGone::NoAnswer(ANSWER_WITHIN),
+        })
     }
 
     /// Attaches a port between bursts.
@@ -148,7 +163,7 @@ where
             .take()
             .expect("joined once")
             .join()
-            .map_err(|_| WorkerGone)
+            .map_err(|_| WorkerGone::Stopped)
     }
 }
 
