@@ -34,7 +34,7 @@ fuzz:
 ## macvlan, a Docker-style bridge, Open vSwitch AF_XDP and a raw AF_XDP forwarder
 ## (BENCHMARKS.md; about 20 minutes; results in target/bench/).
 bench: setup
-	cargo bench --bench main -- --warm-up-time 1 --measurement-time 2
+	cargo bench --no-default-features --bench main -- --warm-up-time 1 --measurement-time 2
 	cargo run --release --quiet -- bench run --out target/bench
 
 lint:

@@ -13,10 +13,10 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use umacvlan::mode::{decide, Facts, Mode};
 use umacvlan::port::{FramePool, MemPool, MemPort, PortId};
-use umacvlan::view::PortTable;
 use umacvlan::switch::Switch;
 use umacvlan::table::{rcu, Fdb, FdbKey};
 use umacvlan::topology::{EndpointConfig, ParentConfig, Topology, HOST, UPLINK};
+use umacvlan::view::PortTable;
 use umacvlan::wire::{emit_header, EtherType, MacAddr};
 
 fn mac(i: u32) -> MacAddr {

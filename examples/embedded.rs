@@ -24,7 +24,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use umacvlan::app::Responder;
 use umacvlan::dataplane::{Dataplane, DataplaneConfig, EndpointNet};
-use umacvlan::demo::Namespaces;
+use umacvlan::link::Namespaces;
 use umacvlan::link::{Links, Netns};
 use umacvlan::mode::Mode;
 use umacvlan::topology::EndpointConfig;

@@ -34,23 +34,32 @@
 //! ```
 //!
 //! ## Layers
+//! The library is the switch; the `umacvlan` binary (`src/bin/umacvlan/`: daemon,
+//! configuration file, CLI, demo, benchmark harness) is the product built on it.
 //! ```text
-//!   daemon     networks and endpoints over one Dataplane per parent; config (TOML)
-//!              and ctl (versioned JSON control protocol) feed it
+//!   kernel datapath (feature `kernel`, default)
 //!   dataplane  parent + XDP/tc steering (bpf) + AF_XDP sockets (xsk, sys) + veth
-//!              endpoints (link) + in-process endpoints (app) + a worker thread
+//!              endpoints (link) + in-process endpoints (app) + worker threads
+//!   link  bpf  xsk  sys      netlink and namespaces; programs and maps; AF_XDP; libc
+//!   ─────────────────────────────────────────────────────────────── sans-I/O core
+//!   app        in-process endpoints: a handler behind the Port trait
 //!   topology   control rules (spec §5); publishes a PortTable per change
 //!      │ table::Writer  ──RCU snapshot──▶  table::Reader (one load per burst)
 //!   switch     burst loop: receive → classify → decide → stage → transmit
 //!      │ mode::decide(ingress, Facts, &PortTable) -> Verdict   (pure)
 //!   mode       the kernel's forwarding rules T1–T4, W1–W9, §3.1
-//!   table      FDB: (VLAN, MAC) → PortId, static + learned with aging
-//!   port       PortId, PortSet, Port trait (burst rx/tx), Frame, FramePool, MemPort
+//!   view       the published port table: ports, endpoints, the FDB snapshot
+//!   table      FDB: (VLAN, MAC) → PortId
+//!   port       vocabulary: PortId, Mode, DropReason; Port trait, Frame, pools, MemPort
 //!   wire       MacAddr, EtherType, VLAN tags: checked zero-copy views
+//!   ctl        the control protocol's types and client (beside the stack)
 //! ```
-//! `wire`, `table`, `mode` and `switch` never do I/O themselves: they reach frames only
-//! through the [`port::Port`] trait and a [`port::FramePool`], so the whole switching
-//! core runs and is tested in memory ([`port::MemPort`], [`port::MemPool`]).
+//! Each core module imports only the ones below it, and none of them does I/O,
+//! spawns a thread or names a kernel module (`tests/layers.rs` fails otherwise): they
+//! reach frames only through the [`port::Port`] trait and a [`port::FramePool`], so
+//! the whole switching core runs and is tested in memory ([`port::MemPort`],
+//! [`port::MemPool`]). Built without default features, the crate is that core and
+//! `ctl` alone: no clang, libbpf or netlink (the fuzz targets build it so).
 //!
 //! ## Frame ownership
 //! A frame is a move-only [`port::Frame`] handle to a pool slot. It is in exactly one
@@ -86,24 +95,27 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+// The sans-I/O core, bottom up (tests/layers.rs holds it to this order).
 pub mod app;
-pub mod bench;
-#[allow(unsafe_code)]
-pub mod bpf;
-pub mod config;
-pub mod ctl;
-pub mod daemon;
-pub mod dataplane;
-pub mod demo;
-pub mod link;
 pub mod mode;
 pub mod port;
 pub mod switch;
-#[allow(unsafe_code)]
-pub mod sys;
 pub mod table;
 pub mod topology;
 pub mod view;
 pub mod wire;
+// The control protocol: types and a client.
+pub mod ctl;
+// The kernel datapath (feature `kernel`, on by default).
+#[cfg(feature = "kernel")]
+pub mod bpf;
+#[cfg(feature = "kernel")]
+pub mod dataplane;
+#[cfg(feature = "kernel")]
+pub mod link;
+#[cfg(feature = "kernel")]
+#[allow(unsafe_code)]
+pub mod sys;
+#[cfg(feature = "kernel")]
 #[allow(unsafe_code)]
 pub mod xsk;

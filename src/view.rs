@@ -201,11 +201,6 @@ impl PortTable {
             .filter_map(|(i, p)| p.as_ref().map(|p| (PortId(i as u16), p)))
     }
 
-    /// One past the highest port id in use.
-    pub fn port_slots(&self) -> usize {
-        self.ports.len()
-    }
-
     /// The UP endpoint owning `mac` in `vlan` (the kernel's `macvlan_hash_lookup`).
     #[inline(always)]
     pub fn lookup(&self, vlan: u16, mac: MacAddr) -> Option<PortId> {

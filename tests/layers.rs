@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 
 /// The core, bottom up. A module may import only those before it.
-const CORE: [&str; 7] = ["wire", "port", "table", "view", "mode", "switch", "topology"];
+const CORE: [&str; 7] = [
+    "wire", "port", "table", "view", "mode", "switch", "topology",
+];
 
 /// What no core module may name outside its tests.
 const FORBIDDEN: [&str; 18] = [
@@ -106,7 +108,11 @@ fn the_core_is_a_stack_without_cycles_and_without_io() {
             }
         }
     }
-    assert!(wrong.is_empty(), "the layers are broken:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "the layers are broken:\n{}",
+        wrong.join("\n")
+    );
 }
 
 #[test]
@@ -118,5 +124,7 @@ fn the_check_sees_a_violation() {
     assert_eq!(lines.len(), 2);
     assert!(lines[0].1.contains("crate::mode::") && !lines[0].1.contains("crate::sys"));
     assert!(lines[1].1.contains("std::thread"));
-    assert!(FORBIDDEN.iter().any(|f| "std::thread::spawn(f)".contains(f)));
+    assert!(FORBIDDEN
+        .iter()
+        .any(|f| "std::thread::spawn(f)".contains(f)));
 }

@@ -65,13 +65,16 @@
 mod error;
 mod leftover;
 mod nl;
+#[cfg(feature = "cli")]
 mod sink;
+#[allow(unsafe_code)]
 mod skel;
 #[cfg(test)]
 mod tests;
 mod types;
 
 pub use error::Error;
+#[cfg(feature = "cli")]
 pub use sink::{Sink, SinkCount, SinkHook};
 pub use types::{
     Counter, DevVal, FdbKey, FdbVal, COUNTERS, DEV_F_PASSTHRU, FDB_F_HOST_SUPPRESS, MAX_DEVS,

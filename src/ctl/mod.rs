@@ -17,12 +17,54 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::NetworkSection;
-
 /// Protocol version.
 pub const VERSION: u32 = 1;
 /// Largest request or response line, in bytes.
 pub const MAX_MESSAGE: usize = 1 << 20;
+
+/// An endpoint as written: `[[network.endpoint]]` of the daemon's configuration file.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSection {
+    /// Unique endpoint name.
+    pub name: String,
+    /// Target namespace.
+    pub netns: String,
+    /// Interface name inside it (default `eth0`).
+    pub ifname: Option<String>,
+    /// MAC (default: random, locally administered).
+    pub mac: Option<String>,
+    /// Address with prefix.
+    pub ip: Option<String>,
+    /// Mode (default: the network's).
+    pub mode: Option<String>,
+}
+
+/// A network as written: `network create`, or `[[network]]` of the configuration file.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSection {
+    /// Unique network name.
+    pub name: String,
+    /// Parent interface.
+    pub parent: String,
+    /// Mode (default bridge).
+    pub mode: Option<String>,
+    /// 802.1Q VLAN id.
+    pub vlan: Option<u16>,
+    /// IPAM subnet (recorded).
+    pub subnet: Option<String>,
+    /// IPAM gateway (recorded).
+    pub gateway: Option<String>,
+    /// IPAM range (recorded).
+    pub ip_range: Option<String>,
+    /// Host port: an interface the daemon creates in its own namespace, attached to
+    /// the network as a bridge-mode port, so the host can reach its endpoints.
+    pub host_port: Option<String>,
+    /// Endpoints.
+    #[serde(default, rename = "endpoint", skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<EndpointSection>,
+}
 
 /// `endpoint add` arguments.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

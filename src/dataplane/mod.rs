@@ -44,9 +44,9 @@ use crate::bpf::{DevVal, Steering, XdpMode, FDB_F_HOST_SUPPRESS, MAX_XSKS};
 use crate::link::{IpCidr, LinkInfo, Links, QueueSource, Queues, VethEndpoint};
 use crate::mode::Mode;
 use crate::port::{Bundle, Frame, Port, PortId};
-use crate::view::PortTable;
 use crate::switch::{PortStats, Switch};
 use crate::topology::{ControlError, EndpointConfig, ParentConfig, Topology, HOST, UPLINK};
+use crate::view::PortTable;
 use crate::xsk::{SocketTuning, Umem, XskConfig, XskPort};
 
 mod worker;

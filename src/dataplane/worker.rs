@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use crossbeam_channel::{bounded, unbounded, Sender};
 
-use crate::switch::{AttachError, PortStats, Switch};
 use crate::port::{FramePool, Port, PortId};
+use crate::switch::{AttachError, PortStats, Switch};
 
 /// How a worker runs.
 #[derive(Clone, Debug)]

@@ -239,6 +239,57 @@ impl Netns {
     }
 }
 
+/// A set of network namespaces named `<tag>-<pid>-<name>`, deleted on drop; for demos,
+/// examples and benchmarks that build a topology of their own. A set whose process is
+/// gone (killed before its drop ran) is removed by the next [`Namespaces::new`] of the
+/// same tag.
+pub struct Namespaces {
+    prefix: String,
+    made: Vec<String>,
+}
+
+impl Namespaces {
+    /// A set named `<tag>-<pid>-*`; first removes sets of the same tag whose process
+    /// is gone.
+    pub fn new(tag: &str) -> Namespaces {
+        if let Ok(dir) = std::fs::read_dir("/run/netns") {
+            for e in dir.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                let pid = name
+                    .strip_prefix(&format!("{tag}-"))
+                    .and_then(|r| r.split('-').next())
+                    .and_then(|p| p.parse::<u32>().ok());
+                if pid.is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()) {
+                    let _ = Netns::delete(&name);
+                }
+            }
+        }
+        Namespaces {
+            prefix: format!("{tag}-{}-", std::process::id()),
+            made: Vec::new(),
+        }
+    }
+
+    /// Creates namespace `name` (prefixed) and returns its full name.
+    ///
+    /// # Errors
+    /// As [`Netns::create`].
+    pub fn create(&mut self, name: &str) -> Result<String> {
+        let full = format!("{}{name}", self.prefix);
+        Netns::create(&full)?;
+        self.made.push(full.clone());
+        Ok(full)
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for n in self.made.drain(..).rev() {
+            let _ = Netns::delete(&n);
+        }
+    }
+}
+
 /// What the kernel reports about an interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkInfo {
@@ -601,15 +652,6 @@ impl Links {
             ifname,
             self.handle.link().set(msg).execute(),
         )
-    }
-
-    /// Sets or clears promiscuous mode on interface `index`.
-    ///
-    /// # Errors
-    /// [`Error::Netlink`].
-    pub fn set_promisc(&self, index: u32, ifname: &str, on: bool) -> Result<()> {
-        let msg = LinkUnspec::new_with_index(index).promiscuous(on).build();
-        self.nl("set promisc", ifname, self.handle.link().set(msg).execute())
     }
 
     /// Adds address `addr/prefix` to interface `index`.

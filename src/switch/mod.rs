@@ -15,8 +15,8 @@ pub use stats::PortStats;
 
 use crate::mode::{decide, DropReason, Facts, Verdict};
 use crate::port::{Frame, FramePool, Port, PortId, MAX_PORTS};
-use crate::view::{PortTable, Role};
 use crate::table::Reader;
+use crate::view::{PortTable, Role};
 use crate::wire::EthernetFrame;
 
 /// The default burst size.

@@ -10,9 +10,9 @@
 //! control path only.
 //!
 //! # Entries
-//! [`Fdb`] maps ([`FdbKey`]: VLAN, MAC) to a [`PortId`]. Static entries belong to
-//! endpoints and never age; learned entries carry the epoch they were last seen in and
-//! are removed by [`Fdb::expire`]. Learning never overrides a static entry.
+//! [`Fdb`] maps ([`FdbKey`]: VLAN, MAC) to a [`PortId`]. Every entry is an endpoint's
+//! configured address, as in the kernel's macvlan, which learns nothing: a key has
+//! one owner, and a second port claiming it is refused.
 
 use std::sync::Arc;
 
@@ -45,28 +45,6 @@ impl FdbKey {
     }
 }
 
-/// How an entry got into the table.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-#[non_exhaustive]
-pub enum EntryKind {
-    /// Configured (an endpoint's own address). Never ages out.
-    Static,
-    /// Learned from a source address; `seen` is the epoch of the last sighting.
-    Learned {
-        /// Epoch of the last sighting.
-        seen: u32,
-    },
-}
-
-/// One FDB entry.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct FdbEntry {
-    /// Where frames for this key go.
-    pub port: PortId,
-    /// Static or learned.
-    pub kind: EntryKind,
-}
-
 /// A multiplicative hasher for the already well-mixed-enough `FdbKey` word.
 /// MAC addresses differ mostly in their low bytes; the multiply spreads them
 /// into the high bits hashbrown uses for its control bytes.
@@ -96,14 +74,14 @@ type BuildKeyHasher = core::hash::BuildHasherDefault<KeyHasher>;
 /// The forwarding database: (VLAN, MAC) → port.
 #[derive(Clone, Default, Debug)]
 pub struct Fdb {
-    map: HashMap<FdbKey, FdbEntry, BuildKeyHasher>,
+    map: HashMap<FdbKey, PortId, BuildKeyHasher>,
 }
 
 /// Why an FDB change was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The key already belongs to another port as a static entry.
+    /// The key already belongs to another port.
     #[error("{mac} (vlan {vlan}) is already owned by port {owner}")]
     Occupied {
         /// The contested address.
@@ -121,16 +99,10 @@ impl Fdb {
         Self::default()
     }
 
-    /// The entry for `key`.
-    #[inline(always)]
-    pub fn get(&self, key: FdbKey) -> Option<&FdbEntry> {
-        self.map.get(&key)
-    }
-
     /// The port for `key`, if any.
     #[inline(always)]
     pub fn lookup(&self, key: FdbKey) -> Option<PortId> {
-        self.map.get(&key).map(|e| e.port)
+        self.map.get(&key).copied()
     }
 
     /// Number of entries.
@@ -143,83 +115,33 @@ impl Fdb {
         self.map.is_empty()
     }
 
-    /// Adds a static entry. Replaces a learned entry for the same key.
+    /// Adds an entry: `key` belongs to `port`. Adding it again for the same port
+    /// does nothing.
     ///
     /// # Errors
-    /// [`Error::Occupied`] if another port already owns the key statically.
+    /// [`Error::Occupied`] if another port already owns the key; nothing changes.
     pub fn insert_static(&mut self, key: FdbKey, port: PortId) -> Result<(), Error> {
         match self.map.get(&key) {
-            Some(e) if e.kind == EntryKind::Static && e.port != port => Err(Error::Occupied {
+            Some(&owner) if owner != port => Err(Error::Occupied {
                 mac: key.mac(),
                 vlan: key.vlan(),
-                owner: e.port,
+                owner,
             }),
             _ => {
-                self.map.insert(
-                    key,
-                    FdbEntry {
-                        port,
-                        kind: EntryKind::Static,
-                    },
-                );
+                self.map.insert(key, port);
                 Ok(())
             }
         }
     }
 
-    /// Records that `key` was seen behind `port` in epoch `now`. A static entry is
-    /// never replaced. Returns whether the table changed.
-    pub fn learn(&mut self, key: FdbKey, port: PortId, now: u32) -> bool {
-        match self.map.get_mut(&key) {
-            Some(FdbEntry {
-                kind: EntryKind::Static,
-                ..
-            }) => false,
-            Some(e) => {
-                let changed = e.port != port;
-                *e = FdbEntry {
-                    port,
-                    kind: EntryKind::Learned { seen: now },
-                };
-                changed
-            }
-            None => {
-                self.map.insert(
-                    key,
-                    FdbEntry {
-                        port,
-                        kind: EntryKind::Learned { seen: now },
-                    },
-                );
-                true
-            }
-        }
-    }
-
-    /// Removes the entry for `key`, whatever its kind.
-    pub fn remove(&mut self, key: FdbKey) -> Option<FdbEntry> {
+    /// Removes the entry for `key`; returns its port.
+    pub fn remove(&mut self, key: FdbKey) -> Option<PortId> {
         self.map.remove(&key)
     }
 
     /// Removes every entry pointing at `port` (when a port goes away).
     pub fn remove_port(&mut self, port: PortId) {
-        self.map.retain(|_, e| e.port != port);
-    }
-
-    /// Removes learned entries not seen for more than `max_age` epochs before `now`.
-    /// Returns how many were removed.
-    pub fn expire(&mut self, now: u32, max_age: u32) -> usize {
-        let before = self.map.len();
-        self.map.retain(|_, e| match e.kind {
-            EntryKind::Static => true,
-            EntryKind::Learned { seen } => now.wrapping_sub(seen) <= max_age,
-        });
-        before - self.map.len()
-    }
-
-    /// Every entry, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (FdbKey, &FdbEntry)> {
-        self.map.iter().map(|(k, v)| (*k, v))
+        self.map.retain(|_, p| *p != port);
     }
 }
 
@@ -316,13 +238,11 @@ mod tests {
     }
 
     #[test]
-    fn static_entries_win_over_learning_and_conflict_with_each_other() {
+    fn a_key_has_one_owner() {
         let mut t = Fdb::new();
         let k = FdbKey::new(0, mac(1));
-        assert!(t.learn(k, PortId(3), 10));
         t.insert_static(k, PortId(1)).unwrap();
-        assert!(!t.learn(k, PortId(3), 11));
-        assert_eq!(t.lookup(k), Some(PortId(1)));
+        t.insert_static(k, PortId(1)).unwrap();
         assert_eq!(
             t.insert_static(k, PortId(2)),
             Err(Error::Occupied {
@@ -332,20 +252,10 @@ mod tests {
             })
         );
         assert_eq!(t.lookup(k), Some(PortId(1)));
-    }
-
-    #[test]
-    fn aging_removes_only_stale_learned_entries() {
-        let mut t = Fdb::new();
-        t.insert_static(FdbKey::new(0, mac(1)), PortId(1)).unwrap();
-        t.learn(FdbKey::new(0, mac(2)), PortId(2), 5);
-        t.learn(FdbKey::new(0, mac(3)), PortId(2), 9);
-        assert_eq!(t.expire(10, 3), 1);
-        assert!(t.lookup(FdbKey::new(0, mac(2))).is_none());
-        assert!(t.lookup(FdbKey::new(0, mac(3))).is_some());
-        assert_eq!(t.expire(1000, 3), 1);
-        assert_eq!(t.len(), 1, "the static entry never ages");
-        t.remove_port(PortId(1));
+        t.insert_static(FdbKey::new(5, mac(1)), PortId(2)).unwrap();
+        assert_eq!(t.len(), 2, "another VLAN is another key");
+        assert_eq!(t.remove(k), Some(PortId(1)));
+        t.remove_port(PortId(2));
         assert!(t.is_empty());
     }
 
@@ -407,15 +317,10 @@ mod tests {
         for round in 0..2_000u32 {
             let k = FdbKey::new(7, mac(100_000 + round % 97));
             if round % 2 == 0 {
-                w.update(|t| {
-                    t.learn(k, PortId(1), round);
-                    Ok::<_, Error>(())
-                })
-                .unwrap();
+                w.update(|t| t.insert_static(k, PortId(1))).unwrap();
             } else {
                 w.update(|t| {
                     t.remove(k);
-                    t.expire(round, 50);
                     Ok::<_, Error>(())
                 })
                 .unwrap();

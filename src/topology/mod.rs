@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use crate::mode::Mode;
 use crate::port::{PortId, MAX_PORTS};
-use crate::view::{EndpointInfo, McFilter, PortInfo, PortTable, Role};
 use crate::table::{rcu, Reader, Writer};
+use crate::view::{EndpointInfo, McFilter, PortInfo, PortTable, Role};
 use crate::wire::MacAddr;
 
 /// The uplink's port id.

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use umacvlan::bench::report::{self, Machine};
-use umacvlan::bench::{BenchConfig, FrameSpec, Generator, Limit, Measurement, Scenario, System};
+use crate::bench::report::{self, Machine};
+use crate::bench::{BenchConfig, FrameSpec, Generator, Limit, Measurement, Scenario, System};
 use umacvlan::bpf::{Sink, SinkHook, XdpMode};
 use umacvlan::link::Netns;
 use umacvlan::wire::MacAddr;
@@ -345,7 +345,7 @@ fn run(a: RunArgs) -> Result<()> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
-    let ms = umacvlan::bench::run_until(&cfg, &mut progress, &stop)?;
+    let ms = crate::bench::run_until(&cfg, &mut progress, &stop)?;
     if stop.load(std::sync::atomic::Ordering::Relaxed) {
         println!(
             "interrupted: reporting the {} measurement(s) made",

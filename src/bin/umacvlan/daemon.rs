@@ -10,11 +10,120 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use crate::config::{check_endpoint, check_network, Config, Endpoint, Network, NetworkSection};
-use crate::ctl::{EndpointAdd, Request};
-use crate::dataplane::{Dataplane, DataplaneConfig, EndpointNet};
-use crate::mode::Mode;
-use crate::topology::EndpointConfig;
+use crate::config::{
+    check_endpoint, check_network, Config, ConfigError, Endpoint, Network, NetworkSection,
+};
+use umacvlan::ctl::{EndpointAdd, Request};
+use umacvlan::dataplane::{Dataplane, DataplaneConfig, EndpointNet};
+use umacvlan::mode::Mode;
+use umacvlan::topology::EndpointConfig;
+
+/// Why the daemon refused or failed a change; the message is for the user.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A field of the request or the file.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The dataplane of a parent.
+    #[error(transparent)]
+    Dataplane(Box<umacvlan::dataplane::Error>),
+    /// No network of that name.
+    #[error("no network named '{0}'")]
+    NoSuchNetwork(String),
+    /// No endpoint of that name.
+    #[error("no endpoint named '{0}'")]
+    NoSuchEndpoint(String),
+    /// The name is taken.
+    #[error("a network named '{0}' already exists")]
+    NetworkExists(String),
+    /// The name is taken.
+    #[error("an endpoint named '{0}' already exists")]
+    EndpointExists(String),
+    /// `network create` with endpoints in it.
+    #[error("network create takes no endpoints; add them with endpoint add")]
+    EndpointsInCreate,
+    /// Passthru needs the parent alone.
+    #[error("cannot use mode passthru, macvlan network '{other}' is already using parent interface {parent}")]
+    ParentTaken {
+        /// The network already there.
+        other: String,
+        /// The parent.
+        parent: String,
+    },
+    /// The parent is in passthru mode.
+    #[error(
+        "macvlan network '{other}' is already using parent interface {parent} in mode passthru"
+    )]
+    ParentPassthru {
+        /// The passthru network.
+        other: String,
+        /// The parent.
+        parent: String,
+    },
+    /// Another network has that VLAN on the parent.
+    #[error("macvlan network '{other}' already uses parent interface {parent} {}", vlan_words(*.vlan))]
+    VlanTaken {
+        /// The network already there.
+        other: String,
+        /// The parent.
+        parent: String,
+        /// The VLAN (0 = untagged).
+        vlan: u16,
+    },
+    /// The host port could not be made.
+    #[error("host port {ifname}: {source}")]
+    HostPort {
+        /// Its interface name.
+        ifname: String,
+        /// Why.
+        source: Box<umacvlan::dataplane::Error>,
+    },
+    /// A network with endpoints cannot go.
+    #[error("network '{name}' still has endpoints ({}); remove them first", endpoints.join(", "))]
+    NetworkInUse {
+        /// The network.
+        name: String,
+        /// Its endpoints.
+        endpoints: Vec<String>,
+    },
+    /// Passthru is per network.
+    #[error("endpoint mode {mode} does not fit network '{network}' in mode {network_mode}: passthru is per network")]
+    ModeMismatch {
+        /// The endpoint's mode.
+        mode: Mode,
+        /// The network.
+        network: String,
+        /// The network's mode.
+        network_mode: Mode,
+    },
+    /// A request this daemon does not know.
+    #[error("unsupported request")]
+    Unsupported,
+    /// Applying the configuration file: which network or endpoint failed.
+    #[error("{what} '{name}': {source}")]
+    Apply {
+        /// `network` or `endpoint`.
+        what: &'static str,
+        /// Its name.
+        name: String,
+        /// Why.
+        source: Box<Error>,
+    },
+}
+
+impl From<umacvlan::dataplane::Error> for Error {
+    fn from(e: umacvlan::dataplane::Error) -> Self {
+        Error::Dataplane(Box::new(e))
+    }
+}
+
+fn vlan_words(vlan: u16) -> String {
+    if vlan == 0 {
+        "untagged".to_string()
+    } else {
+        format!("on VLAN {vlan}")
+    }
+}
 
 /// Networks, endpoints and dataplanes.
 pub struct Daemon {
@@ -46,14 +155,21 @@ impl Daemon {
     /// # Errors
     /// The first failure, naming the network or endpoint; what was created stays (the
     /// caller exits and [`Daemon::shutdown`] removes it).
-    pub fn apply(&mut self, cfg: &Config) -> Result<(), String> {
+    pub fn apply(&mut self, cfg: &Config) -> Result<(), Error> {
+        fn failed<'a>(what: &'static str, name: &'a str) -> impl FnOnce(Error) -> Error + 'a {
+            move |e| Error::Apply {
+                what,
+                name: name.to_string(),
+                source: Box::new(e),
+            }
+        }
         for n in &cfg.networks {
             self.create_network(n.clone())
-                .map_err(|e| format!("network '{}': {e}", n.name))?;
+                .map_err(failed("network", &n.name))?;
         }
         for e in &cfg.endpoints {
             self.add_endpoint(e.clone())
-                .map_err(|x| format!("endpoint '{}': {x}", e.name))?;
+                .map_err(failed("endpoint", &e.name))?;
         }
         Ok(())
     }
@@ -62,7 +178,7 @@ impl Daemon {
     ///
     /// # Errors
     /// A message for the user; nothing changed.
-    pub fn handle(&mut self, req: Request) -> Result<Value, String> {
+    pub fn handle(&mut self, req: Request) -> Result<Value, Error> {
         match req {
             Request::NetworkCreate(n) => self.network_create(n),
             Request::NetworkRm { name } => self.network_rm(&name),
@@ -73,58 +189,48 @@ impl Daemon {
             Request::EndpointLs => Ok(self.endpoint_ls()),
             Request::Stats => self.stats(),
             #[allow(unreachable_patterns)]
-            _ => Err("unsupported request".into()),
+            _ => Err(Error::Unsupported),
         }
     }
 
-    fn network_create(&mut self, n: NetworkSection) -> Result<Value, String> {
+    fn network_create(&mut self, n: NetworkSection) -> Result<Value, Error> {
         if !n.endpoints.is_empty() {
-            return Err("network create takes no endpoints; add them with endpoint add".into());
+            return Err(Error::EndpointsInCreate);
         }
-        let net = check_network(&n).map_err(|e| e.to_string())?;
+        let net = check_network(&n)?;
         let name = net.name.clone();
         self.create_network(net)?;
         Ok(json!(self.networks[&name]))
     }
 
-    fn create_network(&mut self, net: Network) -> Result<(), String> {
+    fn create_network(&mut self, net: Network) -> Result<(), Error> {
         if self.networks.contains_key(&net.name) {
-            return Err(format!("a network named '{}' already exists", net.name));
+            return Err(Error::NetworkExists(net.name));
         }
         for other in self.networks.values().filter(|o| o.parent == net.parent) {
+            let (other, parent) = (other.name.clone(), net.parent.clone());
+            let o = &self.networks[&other];
             if net.mode == Mode::Passthru {
-                return Err(format!(
-                    "cannot use mode passthru, macvlan network '{}' is already using parent interface {}",
-                    other.name, net.parent
-                ));
+                return Err(Error::ParentTaken { other, parent });
             }
-            if other.mode == Mode::Passthru {
-                return Err(format!(
-                    "macvlan network '{}' is already using parent interface {} in mode passthru",
-                    other.name, net.parent
-                ));
+            if o.mode == Mode::Passthru {
+                return Err(Error::ParentPassthru { other, parent });
             }
-            if other.vlan == net.vlan {
-                return Err(format!(
-                    "macvlan network '{}' already uses parent interface {} {}",
-                    other.name,
-                    net.parent,
-                    if net.vlan == 0 {
-                        "untagged".to_string()
-                    } else {
-                        format!("on VLAN {}", net.vlan)
-                    }
-                ));
+            if o.vlan == net.vlan {
+                return Err(Error::VlanTaken {
+                    other,
+                    parent,
+                    vlan: net.vlan,
+                });
             }
         }
         let fresh = !self.planes.contains_key(&net.parent);
         if fresh {
-            let dp =
-                Dataplane::start((self.make_config)(&net.parent)).map_err(|e| e.to_string())?;
+            let dp = Dataplane::start((self.make_config)(&net.parent))?;
             self.planes.insert(net.parent.clone(), dp);
         }
         let dp = self.planes.get_mut(&net.parent).expect("present");
-        let mut r = dp.add_network(net.vlan).map_err(|e| e.to_string());
+        let mut r = dp.add_network(net.vlan).map_err(Error::from);
         if r.is_ok() {
             if let Some(h) = &net.host_port {
                 r = Self::add_host_port(dp, &net, h);
@@ -149,7 +255,7 @@ impl Daemon {
 
     /// The host port: a veth pair whose far end, named `ifname`, stays in the daemon's
     /// own namespace for the host to address; the near end is a bridge-mode port.
-    fn add_host_port(dp: &mut Dataplane, net: &Network, ifname: &str) -> Result<(), String> {
+    fn add_host_port(dp: &mut Dataplane, net: &Network, ifname: &str) -> Result<(), Error> {
         let mut cfg = EndpointConfig::new(Self::host_port_endpoint(&net.name), Mode::Bridge);
         cfg.vlan = net.vlan;
         let here = EndpointNet {
@@ -160,25 +266,28 @@ impl Daemon {
         };
         dp.add_endpoint(cfg, here)
             .map(|_| ())
-            .map_err(|e| format!("host port {ifname}: {e}"))
+            .map_err(|source| Error::HostPort {
+                ifname: ifname.into(),
+                source: Box::new(source),
+            })
     }
 
-    fn network_rm(&mut self, name: &str) -> Result<Value, String> {
+    fn network_rm(&mut self, name: &str) -> Result<Value, Error> {
         let net = self
             .networks
             .get(name)
-            .ok_or_else(|| format!("no network named '{name}'"))?;
-        let users: Vec<&str> = self
+            .ok_or_else(|| Error::NoSuchNetwork(name.into()))?;
+        let users: Vec<String> = self
             .endpoints
             .values()
             .filter(|e| e.network == name)
-            .map(|e| e.name.as_str())
+            .map(|e| e.name.clone())
             .collect();
         if !users.is_empty() {
-            return Err(format!(
-                "network '{name}' still has endpoints ({}); remove them first",
-                users.join(", ")
-            ));
+            return Err(Error::NetworkInUse {
+                name: name.into(),
+                endpoints: users,
+            });
         }
         let parent = net.parent.clone();
         if net.host_port.is_some() {
@@ -186,8 +295,7 @@ impl Daemon {
             self.planes
                 .get_mut(&parent)
                 .expect("present")
-                .remove_endpoint(&hp)
-                .map_err(|e| e.to_string())?;
+                .remove_endpoint(&hp)?;
         }
         self.networks.remove(name);
         if !self.networks.values().any(|n| n.parent == parent) {
@@ -198,11 +306,11 @@ impl Daemon {
         Ok(json!({ "removed": name }))
     }
 
-    fn network_inspect(&self, name: &str) -> Result<Value, String> {
+    fn network_inspect(&self, name: &str) -> Result<Value, Error> {
         let net = self
             .networks
             .get(name)
-            .ok_or_else(|| format!("no network named '{name}'"))?;
+            .ok_or_else(|| Error::NoSuchNetwork(name.into()))?;
         let dp = &self.planes[&net.parent];
         let eps: Vec<Value> = self
             .endpoints
@@ -223,7 +331,7 @@ impl Daemon {
         )
     }
 
-    fn endpoint_add(&mut self, a: EndpointAdd) -> Result<Value, String> {
+    fn endpoint_add(&mut self, a: EndpointAdd) -> Result<Value, Error> {
         let sec = crate::config::EndpointSection {
             name: a.name,
             netns: a.netns,
@@ -232,7 +340,7 @@ impl Daemon {
             ip: a.ip,
             mode: a.mode,
         };
-        let ep = check_endpoint(&a.network, &sec).map_err(|e| e.to_string())?;
+        let ep = check_endpoint(&a.network, &sec)?;
         let name = ep.name.clone();
         self.add_endpoint(ep)?;
         let all = self.endpoint_ls();
@@ -242,17 +350,21 @@ impl Daemon {
             .unwrap_or(Value::Null))
     }
 
-    fn add_endpoint(&mut self, ep: Endpoint) -> Result<(), String> {
+    fn add_endpoint(&mut self, ep: Endpoint) -> Result<(), Error> {
         if self.endpoints.contains_key(&ep.name) {
-            return Err(format!("an endpoint named '{}' already exists", ep.name));
+            return Err(Error::EndpointExists(ep.name));
         }
         let net = self
             .networks
             .get(&ep.network)
-            .ok_or_else(|| format!("no network named '{}'", ep.network))?;
+            .ok_or_else(|| Error::NoSuchNetwork(ep.network.clone()))?;
         let mode = ep.mode.unwrap_or(net.mode);
         if (mode == Mode::Passthru) != (net.mode == Mode::Passthru) {
-            return Err(format!("endpoint mode {mode} does not fit network '{}' in mode {}: passthru is per network", net.name, net.mode));
+            return Err(Error::ModeMismatch {
+                mode,
+                network: net.name.clone(),
+                network_mode: net.mode,
+            });
         }
         let mut cfg = EndpointConfig::new(ep.name.clone(), mode);
         cfg.mac = ep.mac;
@@ -267,22 +379,21 @@ impl Daemon {
             .planes
             .get_mut(&net.parent)
             .expect("a network has a dataplane");
-        dp.add_endpoint(cfg, netcfg).map_err(|e| e.to_string())?;
+        dp.add_endpoint(cfg, netcfg)?;
         self.endpoints.insert(ep.name.clone(), ep);
         Ok(())
     }
 
-    fn endpoint_rm(&mut self, name: &str) -> Result<Value, String> {
+    fn endpoint_rm(&mut self, name: &str) -> Result<Value, Error> {
         let ep = self
             .endpoints
             .get(name)
-            .ok_or_else(|| format!("no endpoint named '{name}'"))?;
+            .ok_or_else(|| Error::NoSuchEndpoint(name.into()))?;
         let parent = &self.networks[&ep.network].parent;
         self.planes
             .get_mut(parent)
             .expect("present")
-            .remove_endpoint(name)
-            .map_err(|e| e.to_string())?;
+            .remove_endpoint(name)?;
         self.endpoints.remove(name);
         Ok(json!({ "removed": name }))
     }
@@ -325,20 +436,19 @@ impl Daemon {
         }
     }
 
-    fn stats(&self) -> Result<Value, String> {
+    fn stats(&self) -> Result<Value, Error> {
         let mut parents = Vec::new();
         for (parent, dp) in &self.planes {
             let kernel: serde_json::Map<String, Value> = dp
                 .steering()
                 .counters()
-                .map_err(|e| e.to_string())?
+                .map_err(umacvlan::dataplane::Error::from)?
                 .iter()
-                .zip(crate::bpf::Counter::ALL)
+                .zip(umacvlan::bpf::Counter::ALL)
                 .map(|(n, c)| (c.name().to_string(), json!(n)))
                 .collect();
             let ports: Vec<Value> = dp
-                .stats()
-                .map_err(|e| e.to_string())?
+                .stats()?
                 .into_iter()
                 .map(|(name, s)| {
                     let drops: serde_json::Map<String, Value> = s
@@ -364,7 +474,7 @@ impl Daemon {
     ///
     /// # Errors
     /// A worker that does not answer.
-    pub fn metrics(&self) -> Result<String, String> {
+    pub fn metrics(&self) -> Result<String, Error> {
         use std::fmt::Write;
         let stats = self.stats()?;
         let mut out = String::new();

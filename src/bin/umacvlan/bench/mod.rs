@@ -18,13 +18,16 @@
 //!    between 0 and the flat-out sending rate, `zero_loss_steps` trials of
 //!    `zero_loss_seconds`; a trial passes if every frame sent arrived.
 //!
-//! [`Sink`]: crate::bpf::Sink
+//! [`Sink`]: umacvlan::bpf::Sink
 
+pub mod cli;
 pub mod gen;
 pub mod l2fwd;
 pub mod lab;
 pub mod ovs;
 pub mod report;
+#[cfg(test)]
+mod root_tests;
 #[cfg(test)]
 mod tests;
 
@@ -34,11 +37,11 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-pub use gen::{FrameSpec, GenReport, Generator, Limit};
+pub use gen::{FrameSpec, Generator, Limit};
 
-use crate::bpf::{Sink, SinkHook, XdpMode};
-use crate::link::Netns;
-use crate::xsk::{BusyPoll, SocketTuning};
+use umacvlan::bpf::{Sink, SinkHook, XdpMode};
+use umacvlan::link::Netns;
+use umacvlan::xsk::{BusyPoll, SocketTuning};
 
 /// Why a benchmark could not run.
 #[derive(Debug, thiserror::Error)]
@@ -60,16 +63,16 @@ pub enum Error {
     },
     /// Interfaces or namespaces.
     #[error(transparent)]
-    Link(#[from] crate::link::Error),
+    Link(#[from] umacvlan::link::Error),
     /// BPF programs.
     #[error(transparent)]
-    Bpf(#[from] crate::bpf::Error),
+    Bpf(#[from] umacvlan::bpf::Error),
     /// AF_XDP sockets.
     #[error(transparent)]
-    Xsk(#[from] crate::xsk::Error),
+    Xsk(#[from] umacvlan::xsk::Error),
     /// The umacvlan dataplane.
     #[error(transparent)]
-    Dataplane(#[from] crate::dataplane::Error),
+    Dataplane(#[from] umacvlan::dataplane::Error),
     /// Namespace set.
     #[error(transparent)]
     Demo(#[from] crate::demo::Error),
@@ -539,7 +542,7 @@ fn open_in<T: Send + 'static>(
     f: impl FnOnce(u32) -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {
     Netns::open(ns)?.run(move || {
-        let idx = crate::sys::if_nametoindex("eth0")
+        let idx = umacvlan::sys::if_nametoindex("eth0")
             .map_err(|e| Error::Config(format!("eth0 in the lab: {e}")))?;
         f(idx)
     })?
@@ -603,6 +606,7 @@ fn measure_into(
 /// # Errors
 /// A bad configuration. A measurement that fails, or a competitor that is not
 /// installed, is recorded as skipped with the reason.
+#[cfg(test)]
 pub fn run(
     cfg: &BenchConfig,
     progress: &mut dyn FnMut(&Measurement),

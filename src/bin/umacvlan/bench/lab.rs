@@ -15,14 +15,14 @@
 use std::time::Duration;
 
 use super::{Error, Scenario, System, SystemKind};
-use crate::bpf::XdpMode;
-use crate::dataplane::{Dataplane, DataplaneConfig, EndpointNet};
-use crate::demo::Namespaces;
-use crate::link::{Links, Netns};
-use crate::mode::Mode;
-use crate::topology::EndpointConfig;
-use crate::wire::MacAddr;
-use crate::xsk::XskConfig;
+use umacvlan::bpf::XdpMode;
+use umacvlan::dataplane::{Dataplane, DataplaneConfig, EndpointNet};
+use umacvlan::link::Namespaces;
+use umacvlan::link::{Links, Netns};
+use umacvlan::mode::Mode;
+use umacvlan::topology::EndpointConfig;
+use umacvlan::wire::MacAddr;
+use umacvlan::xsk::XskConfig;
 
 /// c1's MAC (the endpoint that sends in endpoint→endpoint and endpoint→wire).
 pub const C1_MAC: MacAddr = MacAddr([0x02, 0x42, 0x0a, 0x1e, 0x00, 0x0b]);

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::Error;
-use crate::bpf::XdpMode;
-use crate::link::Netns;
+use umacvlan::bpf::XdpMode;
+use umacvlan::link::Netns;
 
 const TOOLS: [&str; 5] = [
     "ovsdb-tool",
@@ -52,11 +52,6 @@ impl Ovs {
             return Some(format!("Open vSwitch's schema {SCHEMA} is missing"));
         }
         None
-    }
-
-    /// Whether Open vSwitch is installed.
-    pub fn available() -> bool {
-        Self::unavailable().is_none()
     }
 
     /// Starts a private instance whose vswitchd runs in namespace `host`, with bridge

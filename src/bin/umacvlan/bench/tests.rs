@@ -7,7 +7,7 @@ use super::gen::FrameSpec;
 use super::report::{self, median};
 use super::*;
 
-fn mac(s: &str) -> crate::wire::MacAddr {
+fn mac(s: &str) -> umacvlan::wire::MacAddr {
     s.parse().unwrap()
 }
 

@@ -16,12 +16,12 @@ use std::io::Write;
 use std::net::Ipv4Addr;
 use std::process::Command;
 
-use crate::app::Responder;
-use crate::dataplane::{Dataplane, DataplaneConfig, EndpointNet};
-use crate::link::{Links, Netns};
-use crate::mode::Mode;
-use crate::topology::EndpointConfig;
-use crate::wire::MacAddr;
+use umacvlan::app::Responder;
+use umacvlan::dataplane::{Dataplane, DataplaneConfig, EndpointNet};
+use umacvlan::link::{Links, Namespaces, Netns};
+use umacvlan::mode::Mode;
+use umacvlan::topology::EndpointConfig;
+use umacvlan::wire::MacAddr;
 
 /// A demo failure.
 #[derive(Debug, thiserror::Error)]
@@ -29,64 +29,16 @@ use crate::wire::MacAddr;
 pub enum Error {
     /// Building the topology.
     #[error(transparent)]
-    Link(#[from] crate::link::Error),
+    Link(#[from] umacvlan::link::Error),
     /// Running the switch.
     #[error(transparent)]
-    Dataplane(#[from] crate::dataplane::Error),
+    Dataplane(#[from] umacvlan::dataplane::Error),
     /// Writing the report.
     #[error(transparent)]
     Io(#[from] std::io::Error),
     /// Some pings failed.
     #[error("{0} of the demo's pings failed")]
     Pings(usize),
-}
-
-/// Namespaces of one demo run, deleted on drop.
-pub struct Namespaces {
-    prefix: String,
-    made: Vec<String>,
-}
-
-impl Namespaces {
-    /// A set named `<tag>-<pid>-*`; first removes sets of the same tag whose process
-    /// is gone.
-    pub fn new(tag: &str) -> Namespaces {
-        if let Ok(dir) = std::fs::read_dir("/run/netns") {
-            for e in dir.flatten() {
-                let name = e.file_name().to_string_lossy().to_string();
-                let pid = name
-                    .strip_prefix(&format!("{tag}-"))
-                    .and_then(|r| r.split('-').next())
-                    .and_then(|p| p.parse::<u32>().ok());
-                if pid.is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()) {
-                    let _ = Netns::delete(&name);
-                }
-            }
-        }
-        Namespaces {
-            prefix: format!("{tag}-{}-", std::process::id()),
-            made: Vec::new(),
-        }
-    }
-
-    /// Creates namespace `name` (prefixed) and returns its full name.
-    ///
-    /// # Errors
-    /// As [`Netns::create`].
-    pub fn create(&mut self, name: &str) -> Result<String, Error> {
-        let full = format!("{}{name}", self.prefix);
-        Netns::create(&full)?;
-        self.made.push(full.clone());
-        Ok(full)
-    }
-}
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for n in self.made.drain(..).rev() {
-            let _ = Netns::delete(&n);
-        }
-    }
 }
 
 fn ping(ns: &str, ip: &str) -> bool {

@@ -10,10 +10,10 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use super::Error;
-use crate::app::checksum;
-use crate::port::{Frame, FramePool, Port};
-use crate::wire::{emit_header, EtherType, MacAddr};
-use crate::xsk::{BindMode, Umem, XskConfig, XskPort, XskSocket};
+use umacvlan::app::checksum;
+use umacvlan::port::{Frame, FramePool, Port};
+use umacvlan::wire::{emit_header, EtherType, MacAddr};
+use umacvlan::xsk::{BindMode, Umem, XskConfig, XskPort, XskSocket};
 
 /// Smallest frame size: 64 bytes with the FCS (RFC 2544), 60 handed to the kernel.
 pub const MIN_FRAME: usize = 64;
@@ -221,11 +221,6 @@ impl Generator {
         let bytes = self.spec.bytes()?;
         self.stamp(&bytes);
         Ok(())
-    }
-
-    /// The flow it sends.
-    pub fn spec(&self) -> &FrameSpec {
-        &self.spec
     }
 
     /// Sends until `limit` is reached, then waits (at most 200 ms) for every frame

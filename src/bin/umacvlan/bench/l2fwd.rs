@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::Error;
-use crate::bpf::{DevVal, Steering, XdpMode};
-use crate::link::Netns;
-use crate::port::{FramePool, Port};
-use crate::xsk::{SocketTuning, Umem, XskConfig, XskPort};
+use umacvlan::bpf::{DevVal, Steering, XdpMode};
+use umacvlan::link::Netns;
+use umacvlan::port::{FramePool, Port};
+use umacvlan::xsk::{SocketTuning, Umem, XskConfig, XskPort};
 
 /// How the forwarder runs.
 #[derive(Clone, Debug)]
@@ -71,9 +71,9 @@ impl L2fwd {
                     if let Some(c) = cfg.core {
                         core_affinity::set_for_current(core_affinity::CoreId { id: c });
                     }
-                    let from = crate::sys::if_nametoindex(&cfg.from)
+                    let from = umacvlan::sys::if_nametoindex(&cfg.from)
                         .map_err(|e| Error::Config(format!("{}: {e}", cfg.from)))?;
-                    let to = crate::sys::if_nametoindex(&cfg.to)
+                    let to = umacvlan::sys::if_nametoindex(&cfg.to)
                         .map_err(|e| Error::Config(format!("{}: {e}", cfg.to)))?;
                     let mut steering = Steering::load()?;
                     steering.set_device(from, DevVal::port(0, 1))?;
@@ -130,15 +130,6 @@ impl L2fwd {
                 Err(Error::Config("the l2fwd thread died during setup".into()))
             }
         }
-    }
-
-    /// Stops the loop, detaches, and returns the counts.
-    pub fn stop(mut self) -> L2fwdStats {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread
-            .take()
-            .and_then(|t| t.join().ok())
-            .unwrap_or_default()
     }
 }
 

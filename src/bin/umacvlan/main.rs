@@ -10,12 +10,14 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-#[path = "umacvlan/bench.rs"]
 mod bench;
+mod config;
+mod daemon;
+mod demo;
+use crate::config::{Config, NetworkSection, DEFAULT_SOCKET};
+use crate::daemon::Daemon;
 use serde_json::Value;
-use umacvlan::config::{Config, NetworkSection, DEFAULT_SOCKET};
 use umacvlan::ctl::{self, EndpointAdd, Request, Response};
-use umacvlan::daemon::Daemon;
 use umacvlan::dataplane::DataplaneConfig;
 use umacvlan::mode::{DropReason, Mode};
 use umacvlan::port::{FramePool, MemPool, MemPort};
@@ -61,7 +63,7 @@ enum Cmd {
     /// Docker-style bridge, Open vSwitch AF_XDP and a raw AF_XDP forwarder), `bench
     /// gen` (traffic generator), `bench sink` (counting sink). See BENCHMARKS.md.
     #[command(subcommand)]
-    Bench(bench::BenchCmd),
+    Bench(bench::cli::BenchCmd),
     /// Per-port counters: packets, bytes, drops by reason; FDB size.
     Stats {
         /// Print JSON.
@@ -217,8 +219,8 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             socket,
             workers,
         } => run(config.as_deref(), socket, workers),
-        Cmd::Demo => Ok(umacvlan::demo::run(&mut std::io::stdout())?),
-        Cmd::Bench(c) => bench::main(c),
+        Cmd::Demo => Ok(crate::demo::run(&mut std::io::stdout())?),
+        Cmd::Bench(c) => bench::cli::main(c),
         Cmd::Stats { json, socket } => {
             let v = request(&socket.path, Request::Stats)?;
             if json {

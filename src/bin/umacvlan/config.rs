@@ -22,9 +22,9 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::link::IpCidr;
-use crate::mode::Mode;
-use crate::wire::MacAddr;
+use umacvlan::link::IpCidr;
+use umacvlan::mode::Mode;
+use umacvlan::wire::MacAddr;
 
 /// The default control socket.
 pub const DEFAULT_SOCKET: &str = "/run/umacvlan/umacvlan.sock";
@@ -41,49 +41,7 @@ pub struct DaemonSection {
     pub workers: Option<u32>,
 }
 
-/// `[[network.endpoint]]` as written.
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct EndpointSection {
-    /// Unique endpoint name.
-    pub name: String,
-    /// Target namespace.
-    pub netns: String,
-    /// Interface name inside it (default `eth0`).
-    pub ifname: Option<String>,
-    /// MAC (default: random, locally administered).
-    pub mac: Option<String>,
-    /// Address with prefix.
-    pub ip: Option<String>,
-    /// Mode (default: the network's).
-    pub mode: Option<String>,
-}
-
-/// `[[network]]` as written.
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct NetworkSection {
-    /// Unique network name.
-    pub name: String,
-    /// Parent interface.
-    pub parent: String,
-    /// Mode (default bridge).
-    pub mode: Option<String>,
-    /// 802.1Q VLAN id.
-    pub vlan: Option<u16>,
-    /// IPAM subnet (recorded).
-    pub subnet: Option<String>,
-    /// IPAM gateway (recorded).
-    pub gateway: Option<String>,
-    /// IPAM range (recorded).
-    pub ip_range: Option<String>,
-    /// Host port: an interface the daemon creates in its own namespace, attached to
-    /// the network as a bridge-mode port, so the host can reach its endpoints.
-    pub host_port: Option<String>,
-    /// Endpoints.
-    #[serde(default, rename = "endpoint", skip_serializing_if = "Vec::is_empty")]
-    pub endpoints: Vec<EndpointSection>,
-}
+pub use umacvlan::ctl::{EndpointSection, NetworkSection};
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -215,7 +173,7 @@ pub fn parse_mode(field: &str, s: &str) -> Result<Mode, ConfigError> {
 
 /// Parses a VLAN id for `field` (1..=4094).
 pub fn parse_vlan(field: &str, v: u16) -> Result<u16, ConfigError> {
-    crate::wire::VlanId::new_checked(v)
+    umacvlan::wire::VlanId::new_checked(v)
         .map(|v| v.get())
         .ok_or_else(|| err(field, format!("{v} is out of range: use 1..4094")))
 }
@@ -381,7 +339,7 @@ mod tests {
 
     #[test]
     fn parses_the_documented_example() {
-        let c = Config::parse(include_str!("../../examples/umacvlan.toml")).unwrap();
+        let c = Config::parse(include_str!("../../../examples/umacvlan.toml")).unwrap();
         assert_eq!(c.networks.len(), 2);
         assert_eq!(c.networks[0].mode, Mode::Bridge, "bridge is the default");
         assert_eq!(c.networks[1].vlan, 20);

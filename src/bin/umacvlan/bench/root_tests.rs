@@ -1,0 +1,167 @@
+//! Root tests of the benchmark harness, in process: the generator and the sink count
+//! exactly, and every system forwards in every scenario. (`tests/bench.rs` drives the
+//! `umacvlan bench` command itself.)
+
+use std::time::Duration;
+
+use umacvlan::link::Netns;
+
+#[path = "../../../../tests/common/lab.rs"]
+mod common;
+
+use super::lab::{C1_MAC, C2_MAC};
+use super::{BenchConfig, FrameSpec, Generator, Limit, Scenario, System};
+use common::{in_ns, require_root, Lab};
+use umacvlan::bpf::{Sink, SinkHook, XdpMode};
+
+#[test]
+fn generator_and_sink_count_every_frame() {
+    if !require_root("generator_and_sink_count_every_frame") {
+        return;
+    }
+    let mut lab = Lab::new("umvg");
+    let a = lab.quiet_ns("a");
+    let b = lab.quiet_ns("b");
+    common::run(
+        "ip",
+        &[
+            "-n", &a, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &b,
+        ],
+    );
+    common::run("ip", &["-n", &a, "link", "set", "eth0", "up"]);
+    common::run("ip", &["-n", &b, "link", "set", "eth0", "up"]);
+    for (size, hook) in [
+        (64, SinkHook::TcIngress),
+        (1518, SinkHook::TcIngress),
+        (64, SinkHook::Xdp(XdpMode::Native)),
+        (300, SinkHook::Xdp(XdpMode::Generic)),
+    ] {
+        let sink = in_ns(&b, || {
+            Sink::attach(umacvlan::sys::if_nametoindex("eth0").unwrap(), hook).unwrap()
+        });
+        let mut spec = FrameSpec::new(C1_MAC, C2_MAC);
+        spec.size = size;
+        let mut gen = in_ns(&a, || {
+            Generator::open(umacvlan::sys::if_nametoindex("eth0").unwrap(), &spec).unwrap()
+        });
+        let n = 20_000;
+        let r = gen.run(Limit {
+            count: Some(n),
+            duration: Duration::from_secs(10),
+            rate: Some(200_000.0),
+        });
+        assert_eq!(r.sent, n, "size {size}: the generator stops at its count");
+        // Rate-limited: 20 000 frames at 200 000/s take about 0.1 s.
+        assert!(r.elapsed >= Duration::from_millis(95), "{:?}", r.elapsed);
+        std::thread::sleep(Duration::from_millis(50));
+        let c = sink.count().unwrap();
+        assert_eq!(
+            c.frames, n,
+            "size {size}, {hook:?}: every frame counted once"
+        );
+        assert_eq!(
+            c.bytes,
+            n * (size as u64 - 4),
+            "size {size}: bytes without the FCS"
+        );
+        assert_eq!(c.other, 0, "counting everything: nothing is other");
+        drop(sink);
+        // Detached: nothing counts, the interface's stack sees frames again.
+        let hooked = in_ns(&b, || {
+            let tc = common::run("tc", &["qdisc", "show", "dev", "eth0"]);
+            let ip = common::run("ip", &["link", "show", "dev", "eth0"]);
+            String::from_utf8_lossy(&tc.stdout).contains("clsact")
+                || String::from_utf8_lossy(&ip.stdout).contains("xdp")
+        });
+        assert!(!hooked, "the sink removed its hook");
+    }
+}
+
+/// No bench namespace and no OVS directory of process `pid` is left.
+fn assert_nothing_left(pid: u32) {
+    let named = |dir: &std::path::Path, prefix: String| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(&prefix))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let netns = named("/run/netns".as_ref(), format!("umvb-{pid}-"));
+    assert!(netns.is_empty(), "namespaces left: {netns:?}");
+    let ovs = named(&std::env::temp_dir(), format!("umvb-ovs-{pid}-"));
+    assert!(ovs.is_empty(), "OVS instances left: {ovs:?}");
+}
+
+fn quick(systems: &[&str]) -> BenchConfig {
+    BenchConfig {
+        scenarios: Scenario::ALL.to_vec(),
+        sizes: vec![64],
+        systems: systems
+            .iter()
+            .map(|s| s.parse::<System>().unwrap())
+            .collect(),
+        rounds: 1,
+        seconds: Duration::from_millis(300),
+        zero_loss_steps: 2,
+        zero_loss_seconds: Duration::from_millis(200),
+        ..BenchConfig::default()
+    }
+}
+
+#[test]
+fn every_system_forwards_in_every_scenario() {
+    if !require_root("every_system_forwards_in_every_scenario") {
+        return;
+    }
+    let ovs_missing = super::ovs::Ovs::unavailable();
+    if let Some(why) = &ovs_missing {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "CI=true: {why} (scripts/setup.sh installs it)"
+        );
+        eprintln!("every_system_forwards_in_every_scenario: OVS not measured ({why})");
+    }
+    let cfg = quick(&[
+        "umacvlan",
+        "macvlan",
+        "bridge",
+        "ovs",
+        "l2fwd",
+        "umacvlan:generic,budget=128",
+    ]);
+    let ms = super::run(&cfg, &mut |_| {}).unwrap();
+    assert_eq!(ms.len(), 3 * 6);
+    for m in &ms {
+        if m.system == "ovs" && ovs_missing.is_some() {
+            assert!(m.skipped.is_some());
+            continue;
+        }
+        assert!(m.skipped.is_none(), "{}: {:?}", m.system, m.skipped);
+        let t = m.max;
+        assert!(
+            t.delivered > 10_000 && t.delivered <= t.sent,
+            "{} {:?}: sent {} delivered {}",
+            m.system,
+            m.scenario,
+            t.sent,
+            t.delivered
+        );
+        assert!(
+            t.cpu_ns.is_some_and(|c| c > 0),
+            "{}: CPU time measured",
+            m.system
+        );
+        assert_eq!(t.unfinished, 0, "{}: every frame completed", m.system);
+        let zl = m.zero_loss.expect("searched");
+        assert!(
+            zl <= t.sent_rate() * 1.05,
+            "{}: zero-loss {zl} above the offered load",
+            m.system
+        );
+        assert!(!m.zero_loss_trials.is_empty());
+    }
+    assert_nothing_left(std::process::id());
+}
