@@ -2,6 +2,7 @@
 # missing first (scripts/setup.sh, as root).
 SHELL := /bin/bash
 FUZZ_SECONDS ?= 20
+FUZZ_TARGETS := frame_parse pipeline table_ops ctl_decode topology_ops
 # cargo-fuzz needs unstable rustc flags; the stable toolchain accepts them this way.
 FUZZ_ENV := RUSTC_BOOTSTRAP=1
 
@@ -26,7 +27,7 @@ unit:
 	cargo run --quiet -- demo
 
 fuzz:
-	cd fuzz && mkdir -p corpus/frame_parse corpus/pipeline corpus/table_ops && for t in frame_parse pipeline table_ops; do \
+	cd fuzz && for t in $(FUZZ_TARGETS); do mkdir -p corpus/$$t; \
 	  $(FUZZ_ENV) cargo fuzz run -s none -a $$t corpus/$$t $$(test -d seeds/$$t && echo seeds/$$t) -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 || exit 1; \
 	done
 

@@ -34,7 +34,6 @@
 //!
 //! The seed can be changed with the environment variable `UMACVLAN_SIM_SEED`.
 
-use std::cell::Cell;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -49,6 +48,9 @@ use umacvlan::switch::Switch;
 use umacvlan::topology::{EndpointConfig, ParentConfig, Topology, HOST, UPLINK};
 use umacvlan::view::McFilter;
 use umacvlan::wire::{emit_header, EtherType, MacAddr};
+
+mod model;
+use model::{Ep, Model, Sent, ETH_PAUSE};
 
 // ---------------------------------------------------------------------------------
 // Addresses
@@ -86,252 +88,9 @@ const PAUSE_DST: MacAddr = mac([0x01, 0x80, 0xc2, 0, 0, 0x01]);
 /// Multicast destinations other than PAUSE's.
 const GROUPS: [MacAddr; 4] = [G1, G2, G3, G_UNJOINED];
 
-const ETH_PAUSE: u16 = 0x8808;
-
 /// The MAC of endpoint number `n`.
 const fn ep_mac(n: u8) -> MacAddr {
     mac([0x02, 0, 0, 0, 0x01, n])
-}
-
-// ---------------------------------------------------------------------------------
-// The reference model (spec §2, §3, §8)
-// ---------------------------------------------------------------------------------
-
-/// An endpoint, as the specification describes it.
-#[derive(Clone, Debug)]
-struct Ep {
-    id: PortId,
-    name: &'static str,
-    mac: MacAddr,
-    mode: Mode,
-    up: bool,
-    /// Source mode: `nodst`.
-    nodst: bool,
-    /// The multicast groups it joined (`None`: PROMISC/ALLMULTI, accepts every group).
-    groups: Option<Vec<MacAddr>>,
-    /// Source mode: the source MACs it gets copies of.
-    sources: Vec<MacAddr>,
-}
-
-impl Ep {
-    /// §3.5: the per-endpoint `mc_filter`. Broadcast always passes.
-    fn mc_accepts(&self, group: MacAddr) -> bool {
-        match &self.groups {
-            None => true,
-            Some(g) => group == BCAST || g.contains(&group),
-        }
-    }
-}
-
-/// A frame as sent: where it entered and the header fields the rules read.
-#[derive(Clone, Copy, Debug)]
-struct Sent {
-    ingress: PortId,
-    dst: MacAddr,
-    src: MacAddr,
-    /// 0 = untagged.
-    vlan: u16,
-    ethertype: u16,
-}
-
-/// What the model expects for one frame: the ports that transmit it (a multiset,
-/// sorted) and which rule decided.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Expect {
-    ports: Vec<PortId>,
-    rule: &'static str,
-    /// Whether §3.1 made source-mode copies.
-    source_copies: bool,
-    /// Whether a flood left out an endpoint because of its `mc_filter` (§3.5).
-    filtered: bool,
-}
-
-/// One parent and its endpoints, and the spec's forwarding rules over them.
-struct Model {
-    eps: Vec<Ep>,
-    /// Set by [`Model::flood`] when an `mc_filter` refused an eligible endpoint.
-    filtered: Cell<bool>,
-}
-
-impl Model {
-    fn new(eps: Vec<Ep>) -> Model {
-        Model {
-            eps,
-            filtered: Cell::new(false),
-        }
-    }
-
-    fn ep(&self, id: PortId) -> Option<&Ep> {
-        self.eps.iter().find(|e| e.id == id)
-    }
-
-    /// `lookup(M)`: the UP endpoint whose MAC is M (only UP endpoints are in
-    /// `vlan_hash`). A passthru endpoint has the parent's MAC.
-    fn lookup(&self, m: MacAddr) -> Option<&Ep> {
-        self.eps.iter().find(|e| e.up && e.mac == m)
-    }
-
-    /// The passthru endpoint, up or down, if the port is in passthru mode.
-    fn passthru(&self) -> Option<&Ep> {
-        self.eps.iter().find(|e| e.mode == Passthru)
-    }
-
-    /// "Flood(set, except X)": every UP endpoint whose mode is in `modes`, leaving out
-    /// X and every endpoint whose `mc_filter` refuses the group. PAUSE frames are never
-    /// flooded (`macvlan_broadcast` returns early).
-    fn flood(&self, modes: &[Mode], except: Option<PortId>, f: &Sent) -> Vec<PortId> {
-        if f.ethertype == ETH_PAUSE {
-            return Vec::new();
-        }
-        let eligible = self
-            .eps
-            .iter()
-            .filter(|e| e.up && modes.contains(&e.mode) && Some(e.id) != except);
-        let mut out = Vec::new();
-        for e in eligible {
-            if e.mc_accepts(f.dst) {
-                out.push(e.id);
-            } else {
-                self.filtered.set(true);
-            }
-        }
-        out
-    }
-
-    /// §3.1 `macvlan_forward_source`: a copy to every UP source-mode endpoint listing
-    /// the frame's source MAC; `consumed` if any listing endpoint (up or down) has
-    /// NODST.
-    fn source_copies(&self, src: MacAddr) -> (Vec<PortId>, bool) {
-        let listing = self
-            .eps
-            .iter()
-            .filter(|e| e.mode == Source && e.sources.contains(&src));
-        let mut copies = Vec::new();
-        let mut consumed = false;
-        for e in listing {
-            if e.up {
-                copies.push(e.id);
-            }
-            consumed |= e.nodst;
-        }
-        (copies, consumed)
-    }
-
-    /// The expected delivery of `f`.
-    fn expect(&self, f: &Sent) -> Expect {
-        self.filtered.set(false);
-        let (mut ports, rule, source_copies) = match f.ingress {
-            UPLINK => self.received_from_wire(f),
-            // §2.2: what the host stack sends goes to the wire only.
-            HOST => (vec![UPLINK], "host-tx", false),
-            id => {
-                let x = self.ep(id).expect("ingress is an endpoint");
-                self.sent_by_endpoint(x, f)
-            }
-        };
-        ports.sort();
-        Expect {
-            ports,
-            rule,
-            source_copies,
-            filtered: self.filtered.get(),
-        }
-    }
-
-    /// §2.1: frames sent by endpoint X.
-    fn sent_by_endpoint(&self, x: &Ep, f: &Sent) -> (Vec<PortId>, &'static str, bool) {
-        if !x.up {
-            // A down interface transmits nothing.
-            return (vec![], "down-tx", false);
-        }
-        if x.mode != Bridge {
-            // T4: vepa, private, passthru, source: no local switching at all.
-            return (vec![UPLINK], "T4", false);
-        }
-        if f.dst.is_multicast() {
-            // T1: every other bridge endpoint (filtered), and the wire.
-            let mut out = self.flood(&[Bridge], Some(x.id), f);
-            out.push(UPLINK);
-            return (out, "T1", false);
-        }
-        match self.lookup(f.dst) {
-            // Deliberate difference (1): the kernel would loop it back; dropped here.
-            Some(y) if y.mode == Bridge && y.id == x.id => (vec![], "T2-self", false),
-            // T2: into the lower's receive path, so §3.1 runs on it, then W1.
-            Some(y) if y.mode == Bridge => {
-                let (mut out, consumed) = self.source_copies(f.src);
-                let copies = !out.is_empty();
-                if consumed {
-                    return (out, "T2+nodst", copies);
-                }
-                out.push(y.id);
-                (out, "T2", copies)
-            }
-            // T3: the lower's MAC, a vepa/private/source/down endpoint, unknown.
-            _ => (vec![UPLINK], "T3", false),
-        }
-    }
-
-    /// §3: frames received from the wire.
-    fn received_from_wire(&self, f: &Sent) -> (Vec<PortId>, &'static str, bool) {
-        if f.vlan != 0 {
-            // Deliberate difference (2): no network uses this VLAN.
-            return (vec![], "unknown-vlan", false);
-        }
-        // §3.1 runs first, for unicast and multicast alike.
-        let (mut out, consumed) = self.source_copies(f.src);
-        let copies = !out.is_empty();
-        if consumed {
-            return (out, "nodst", copies);
-        }
-        let (rest, rule) = if f.dst.is_multicast() {
-            self.wire_multicast(f)
-        } else {
-            self.wire_unicast(f.dst)
-        };
-        out.extend(rest);
-        (out, rule, copies)
-    }
-
-    /// §3.2, W1–W5.
-    fn wire_unicast(&self, d: MacAddr) -> (Vec<PortId>, &'static str) {
-        if let Some(pt) = self.passthru() {
-            // W5: the only endpoint gets every unicast, whatever D; dropped if it is
-            // down; never the host.
-            return if pt.up {
-                (vec![pt.id], "W5")
-            } else {
-                (vec![], "W5-down")
-            };
-        }
-        match self.lookup(d) {
-            Some(e) if e.mode != Source => (vec![e.id], "W1"),
-            Some(_) => (vec![HOST], "W4"),
-            None if d == PARENT => (vec![HOST], "W2"),
-            None => (vec![HOST], "W3"),
-        }
-    }
-
-    /// §3.3, W6–W9, by who sent it (`lookup(source MAC)`).
-    fn wire_multicast(&self, f: &Sent) -> (Vec<PortId>, &'static str) {
-        let with_host = |mut v: Vec<PortId>| {
-            v.push(HOST);
-            v
-        };
-        match self.lookup(f.src) {
-            None => (
-                with_host(self.flood(&[Private, Vepa, Bridge, Passthru], None, f)),
-                "W6",
-            ),
-            Some(x) if x.mode == Vepa => {
-                (with_host(self.flood(&[Vepa, Bridge], Some(x.id), f)), "W7")
-            }
-            Some(x) if x.mode == Bridge => (with_host(self.flood(&[Vepa], Some(x.id), f)), "W8"),
-            // Private, passthru or source sender: its own frame back, no mc_filter
-            // check, not to the host.
-            Some(x) => (vec![x.id], "W9"),
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -522,7 +281,7 @@ impl Sim {
             scenario,
             seed,
             sw,
-            model: Model::new(eps),
+            model: Model::new(PARENT, eps),
             ports,
             live: Vec::new(),
             slots: HashSet::new(),
@@ -679,142 +438,29 @@ impl Sim {
 
     /// Drops of `reasons` counted so far, over every port.
     fn drops_of(&self, reasons: &[DropReason]) -> u64 {
-        self.ports
-            .iter()
-            .map(|&p| {
-                let st = self.sw.stats(p).unwrap();
-                reasons.iter().map(|&r| st.dropped(r)).sum::<u64>()
-            })
-            .sum()
+        model::drops_of(&self.sw, &self.ports, reasons)
     }
 
-    /// Sends a burst of frames on several ports at once, polls until the switch is
-    /// idle (draining every transmit queue after each poll, as a NIC would), and
-    /// checks every delivery against the model. With short transmit queues and a
-    /// small pool some deliveries are lost; each must be counted as `tx_full` (a full
-    /// queue) or `no_buffer` (no frame for a flood copy), and nothing else may be
-    /// lost, duplicated, reordered (per ingress and egress) or leaked. Returns the
-    /// deliveries lost.
+    /// Sends a burst of frames on several ports at once ([`model::burst`]) and keeps
+    /// the per-port accounts. Returns the deliveries lost to short buffers.
     fn burst(&mut self, burst: &[(Sent, Vec<u8>)]) -> u64 {
-        const SHORTAGE: [DropReason; 2] = [DropReason::TxFull, DropReason::NoBuffer];
-        let first = self.frames;
-        let shortage_before = self.drops_of(&SHORTAGE);
-        let other_before = self.total_drops() - shortage_before;
-        // Frame n carries n in its last 8 bytes, so every copy names its frame.
-        let mut sent: Vec<(Sent, Vec<u8>, Expect, Vec<PortId>)> = Vec::new();
+        let out = model::burst(&mut self.sw, &self.model, &self.ports, burst, self.frames);
+        self.frames += burst.len() as u64;
         for (f, bytes) in burst {
-            let mut bytes = bytes.clone();
-            let at = bytes.len() - 8;
-            bytes[at..].copy_from_slice(&self.frames.to_be_bytes());
-            self.frames += 1;
-            let want = self.model.expect(f);
-            *self.rules.entry(want.rule).or_default() += 1;
-            let frame = self
-                .sw
-                .pool_mut()
-                .alloc_with(&bytes)
-                .expect("the pool holds a whole burst");
-            self.sw.port_mut(f.ingress).unwrap().inject(frame);
             let inj = self.injected.entry(f.ingress).or_default();
             inj.0 += 1;
             inj.1 += bytes.len() as u64;
-            sent.push((*f, bytes, want, Vec::new()));
         }
-        // The last frame number each egress port got from each ingress port.
-        let mut last: BTreeMap<(PortId, PortId), u64> = BTreeMap::new();
-        let mut received = 0;
-        loop {
-            let n = self.sw.poll();
-            received += n;
-            for i in 0..self.ports.len() {
-                let p = self.ports[i];
-                while let Some(c) = self.sw.port_mut(p).unwrap().pop_tx() {
-                    let data = self.sw.pool().data(&c);
-                    let tag = u64::from_be_bytes(data[data.len() - 8..].try_into().unwrap());
-                    let k = tag
-                        .checked_sub(first)
-                        .filter(|k| (*k as usize) < sent.len())
-                        .unwrap_or_else(|| {
-                            panic!(
-                                "{}: a copy names frame {tag}, not of this burst",
-                                self.scenario
-                            )
-                        }) as usize;
-                    let (f, bytes, _, got) = &mut sent[k];
-                    assert!(
-                        data == &bytes[..],
-                        "{}: the copy of frame {tag} sent to {} has different bytes",
-                        self.scenario,
-                        self.name(p)
-                    );
-                    if let Some(prev) = last.insert((f.ingress, p), tag) {
-                        assert!(
-                            prev < tag,
-                            "{}: {} got frame {tag} from {} after frame {prev}",
-                            self.scenario,
-                            self.name(p),
-                            self.name(f.ingress)
-                        );
-                    }
-                    got.push(p);
-                    let d = self.delivered.entry(p).or_default();
-                    d.0 += 1;
-                    d.1 += data.len() as u64;
-                    self.sw.pool_mut().free(c);
-                }
-            }
-            if n == 0 {
-                break;
-            }
+        for (p, len) in out.delivered {
+            let d = self.delivered.entry(p).or_default();
+            d.0 += 1;
+            d.1 += len as u64;
         }
-        assert_eq!(
-            received,
-            burst.len(),
-            "{}: every frame received",
-            self.scenario
-        );
-        let mut lost = 0;
-        let mut nowhere = 0;
-        for (n, (f, bytes, want, got)) in sent.iter_mut().enumerate() {
-            got.sort();
-            let mut missing = want.ports.clone();
-            for p in got.iter() {
-                let i = missing.iter().position(|q| q == p).unwrap_or_else(|| {
-                    panic!(
-                        "{}: rule {}: delivered to {}, expected only {}",
-                        self.describe(first + n as u64, f, bytes.len()),
-                        want.rule,
-                        self.name(*p),
-                        self.names(&want.ports)
-                    )
-                });
-                missing.remove(i);
-            }
-            lost += missing.len() as u64;
-            if want.ports.is_empty() {
-                nowhere += 1;
-            }
+        for r in out.rules {
+            *self.rules.entry(r).or_default() += 1;
         }
-        self.nowhere += nowhere;
-        assert_eq!(
-            self.drops_of(&SHORTAGE) - shortage_before,
-            lost,
-            "{}: every lost delivery is counted as tx_full or no_buffer",
-            self.scenario
-        );
-        assert_eq!(
-            self.total_drops() - self.drops_of(&SHORTAGE) - other_before,
-            nowhere,
-            "{}: a frame the model delivers nowhere counts one drop, others none",
-            self.scenario
-        );
-        assert_eq!(
-            self.sw.pool().in_use(),
-            0,
-            "{}: pool slots in use after the burst",
-            self.scenario
-        );
-        lost
+        self.nowhere += out.nowhere;
+        out.lost
     }
 
     /// The per-port counters against what was injected and delivered (after bursts).
@@ -1175,7 +821,7 @@ fn reference_model_reproduces_spec_examples() {
         })
         .collect();
     let (e1, e2, e3) = (PortId(2), PortId(3), PortId(4));
-    let m = Model::new(eps);
+    let m = Model::new(PARENT, eps);
     let bc = |ingress, src| Sent {
         ingress,
         dst: BCAST,
@@ -1215,16 +861,19 @@ fn reference_model_reproduces_spec_examples() {
     assert_eq!(m.expect(&uc(UPLINK, PARENT)).rule, "W2");
 
     // Passthru: the host's own reflected broadcast goes to the endpoint only (W9).
-    let pt = Model::new(vec![Ep {
-        id: PortId(2),
-        name: "pt",
-        mac: PARENT,
-        mode: Passthru,
-        up: true,
-        nodst: false,
-        groups: None,
-        sources: vec![],
-    }]);
+    let pt = Model::new(
+        PARENT,
+        vec![Ep {
+            id: PortId(2),
+            name: "pt",
+            mac: PARENT,
+            mode: Passthru,
+            up: true,
+            nodst: false,
+            groups: None,
+            sources: vec![],
+        }],
+    );
     assert_eq!(pt.expect(&bc(UPLINK, PARENT)).ports, to(&[PortId(2)]));
     assert_eq!(pt.expect(&uc(UPLINK, UNKNOWN[0])).ports, to(&[PortId(2)]));
 }

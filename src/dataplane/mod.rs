@@ -189,9 +189,18 @@ pub enum Error {
     /// The worker thread.
     #[error(transparent)]
     Worker(#[from] WorkerGone),
-    /// The parent cannot carry endpoints.
-    #[error("{0}")]
-    Parent(String),
+    /// The parent has no MAC address (loopback, a tunnel): it cannot carry endpoints.
+    #[error("{0} is not an Ethernet device: a parent needs a MAC address")]
+    NotEthernet(String),
+    /// Source mode on real interfaces.
+    #[error("endpoint '{0}': source mode is not available on real interfaces yet (only in the in-memory switch)")]
+    SourceMode(String),
+    /// A port could not be attached to a worker's switch.
+    #[error(transparent)]
+    Attach(#[from] crate::switch::AttachError),
+    /// Duplicating a socket's fd for the XSKMAP failed.
+    #[error("duplicating an AF_XDP socket's fd for the XSKMAP: {0}")]
+    DupFd(std::io::Error),
     /// More queues asked of the parent than it has.
     #[error("{parent} has {has} receive queues ({counted_by}); {asked} cannot be bound")]
     TooManyQueues {
@@ -357,7 +366,7 @@ fn dup_fd(p: &XskPort) -> Result<OwnedFd> {
     p.socket()
         .as_fd()
         .try_clone_to_owned()
-        .map_err(|e| Error::Parent(format!("dup socket fd: {e}")))
+        .map_err(Error::DupFd)
 }
 
 /// Opens sockets on the worker's UMEM, attaches them as port `id` (transmitting
@@ -377,8 +386,7 @@ fn open_port(
             ports.push(p);
         }
         let fds = ports.iter().map(dup_fd).collect::<Result<Vec<_>>>()?;
-        sw.attach(id, DpPort::Xsk(Bundle::new(ports, 0)))
-            .map_err(|e| Error::Parent(e.to_string()))?;
+        sw.attach(id, DpPort::Xsk(Bundle::new(ports, 0)))?;
         Ok(fds)
     })?;
     r
@@ -401,10 +409,7 @@ impl Dataplane {
         let links = Arc::new(Links::open()?);
         let parent = links.require(&cfg.parent)?;
         if parent.loopback || parent.mac.is_zero() {
-            return Err(Error::Parent(format!(
-                "{} is not an Ethernet device: a parent needs a MAC address",
-                cfg.parent
-            )));
+            return Err(Error::NotEthernet(cfg.parent.clone()));
         }
         let pq = crate::link::queues(&parent)?;
         let (q, n) = queue_plan(&cfg, &pq, available_cores())?;
@@ -656,9 +661,7 @@ impl Dataplane {
     pub fn add_endpoint(&mut self, cfg: EndpointConfig, net: EndpointNet) -> Result<PortId> {
         let name = cfg.name.clone();
         if cfg.mode == Mode::Source {
-            return Err(Error::Parent(format!(
-                "endpoint '{name}': source mode is not available on real interfaces yet (only in the in-memory switch)"
-            )));
+            return Err(Error::SourceMode(name));
         }
         // Refuse by the rules (spec §5) before creating anything. Then publish it down,
         // so no worker sends to it before its port exists, and bring it up once its
@@ -796,7 +799,7 @@ impl Dataplane {
                 worker
                     .attach(id, port)
                     .map_err(Error::from)
-                    .and_then(|r| r.map_err(|e| Error::Parent(e.to_string())))
+                    .and_then(|r| r.map_err(Error::from))
             });
         }
         let r = r.and_then(|()| {

@@ -86,7 +86,7 @@ impl FromStr for Mode {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 #[non_exhaustive]
 pub enum DropReason {
-    /// Shorter than its Ethernet header (with tags).
+    /// Shorter than the 14-byte Ethernet header.
     Runt,
     /// Sent by an endpoint that is down.
     PortDown,
@@ -110,11 +110,15 @@ pub enum DropReason {
     TxFull,
     /// No free frame for a flood copy.
     NoBuffer,
+    /// A VLAN tag is announced but the frame ends inside it.
+    TruncatedTag,
+    /// More than two stacked VLAN tags.
+    TooManyTags,
 }
 
 impl DropReason {
     /// Number of reasons (size of a per-port counter array).
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 14;
     /// Every reason, in counter-index order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Runt,
@@ -129,6 +133,8 @@ impl DropReason {
         DropReason::MtuExceeded,
         DropReason::TxFull,
         DropReason::NoBuffer,
+        DropReason::TruncatedTag,
+        DropReason::TooManyTags,
     ];
 
     /// Counter index.
@@ -151,6 +157,19 @@ impl DropReason {
             DropReason::MtuExceeded => "mtu_exceeded",
             DropReason::TxFull => "tx_full",
             DropReason::NoBuffer => "no_buffer",
+            DropReason::TruncatedTag => "truncated_tag",
+            DropReason::TooManyTags => "too_many_tags",
+        }
+    }
+}
+
+impl From<crate::wire::Error> for DropReason {
+    /// The drop counter of a frame whose header does not parse.
+    fn from(e: crate::wire::Error) -> Self {
+        match e {
+            crate::wire::Error::Runt => DropReason::Runt,
+            crate::wire::Error::TruncatedTag => DropReason::TruncatedTag,
+            crate::wire::Error::TooManyTags => DropReason::TooManyTags,
         }
     }
 }

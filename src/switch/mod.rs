@@ -190,8 +190,8 @@ impl<P: Port<B>, B: FramePool, const BURST: usize> Switch<P, B, BURST> {
                     },
                     frame.len() - h.payload_offset(),
                 ),
-                Err(_) => {
-                    self.drop_frame(id, frame, DropReason::Runt);
+                Err(e) => {
+                    self.drop_frame(id, frame, DropReason::from(e));
                     continue;
                 }
             };
@@ -308,5 +308,51 @@ impl<P: Port<B>, B: FramePool, const BURST: usize> Switch<P, B, BURST> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::port::{MemPool, MemPort, Mode};
+    use crate::topology::{EndpointConfig, ParentConfig, Topology, HOST, UPLINK};
+
+    #[test]
+    fn a_header_that_does_not_parse_is_counted_by_what_is_wrong() {
+        let parent = ParentConfig {
+            name: "eth1".into(),
+            mac: "02:00:00:00:00:fe".parse().unwrap(),
+            mtu: 1500,
+        };
+        let mut topo = Topology::new(parent, true).unwrap();
+        topo.add_endpoint(EndpointConfig::new("a", Mode::Bridge))
+            .unwrap();
+        let mut sw: Switch<MemPort, MemPool> = Switch::new(topo.reader(), MemPool::new(16, 256));
+        for id in [UPLINK, HOST, PortId(2)] {
+            sw.attach(id, MemPort::new(8)).unwrap();
+        }
+        let mut tagged = vec![0xffu8; 12];
+        tagged.extend([0x81, 0x00]); // a tag announced, none there
+        let mut triple = vec![0xffu8; 12];
+        for _ in 0..3 {
+            triple.extend([0x81, 0x00, 0x00, 0x64]);
+        }
+        triple.extend([0x08, 0x00]);
+        triple.resize(60, 0);
+        for bytes in [&[0u8; 10][..], &tagged, &triple] {
+            let f = sw.pool_mut().alloc_with(bytes).unwrap();
+            sw.port_mut(UPLINK).unwrap().inject(f);
+        }
+        assert_eq!(sw.poll(), 3);
+        let st = sw.stats(UPLINK).unwrap();
+        for r in [
+            DropReason::Runt,
+            DropReason::TruncatedTag,
+            DropReason::TooManyTags,
+        ] {
+            assert_eq!(st.dropped(r), 1, "{}", r.as_str());
+        }
+        assert_eq!(st.total_drops(), 3);
+        assert_eq!(sw.pool().in_use(), 0);
     }
 }
