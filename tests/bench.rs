@@ -122,7 +122,7 @@ fn an_interrupted_run_reports_what_it_measured_and_leaves_nothing_behind() {
     } else {
         "macvlan"
     };
-    let child = std::process::Command::new(bin)
+    let mut child = std::process::Command::new(bin)
         .args([
             "bench",
             "run",
@@ -146,14 +146,37 @@ fn an_interrupted_run_reports_what_it_measured_and_leaves_nothing_behind() {
         .spawn()
         .unwrap();
     let pid = child.id();
-    std::thread::sleep(Duration::from_secs(4));
+    // Interrupt it once its first measurement is reported (its signal handlers are
+    // installed by then): read its output on a thread, line by line.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut stdout = String::new();
+    let t0 = std::time::Instant::now();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(120).saturating_sub(t0.elapsed()))
+            .unwrap_or_else(|_| panic!("no measurement reported within 120 s:\n{stdout}"));
+        let measured = line.contains(" round 1 ") && line.contains(" sent ");
+        stdout += &line;
+        stdout.push('\n');
+        if measured {
+            break;
+        }
+    }
     rustix::process::kill_process(
         rustix::process::Pid::from_raw(pid as i32).unwrap(),
         rustix::process::Signal::INT,
     )
     .unwrap();
     let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    reader.join().unwrap();
+    stdout.extend(rx.try_iter().map(|l| l + "\n"));
     assert!(
         out.status.success(),
         "{stdout}{}",

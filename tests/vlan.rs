@@ -44,10 +44,29 @@ fn send(t: &Topo, ns: &str, dst: &str, src: &str, vlan: Option<u16>, count: u32)
     t.lab.exec(ns, &["python3", "-c", &py]);
 }
 
-/// Starts a capture on `eth0` in `ns` for frames of EtherType 0x88b5 from `src` and
-/// returns it; `finish` reports the VLAN id each carried (0 = untagged), whether the
-/// tag was in the frame or moved to packet metadata by the kernel.
-fn capture(ns: &str, src: &str) -> std::process::Child {
+/// A capture running in a namespace.
+struct Capture {
+    child: std::process::Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Capture {
+    /// The VLAN id of every frame captured (0 = untagged), once the capture has seen
+    /// its count or given up (4 s).
+    fn finish(mut self) -> Vec<String> {
+        use std::io::Read;
+        let mut rest = String::new();
+        self.out.read_to_string(&mut rest).unwrap();
+        self.child.wait().unwrap();
+        rest.lines().map(str::to_string).collect()
+    }
+}
+
+/// Starts a capture on `eth0` in `ns` for `count` frames of EtherType 0x88b5 from
+/// `src` and returns it once its socket is bound (it says `ready`); `finish` reports
+/// the VLAN id each carried (0 = untagged), whether the tag was in the frame or moved
+/// to packet metadata by the kernel.
+fn capture(ns: &str, src: &str, count: usize) -> Capture {
     let py = format!(
         r#"
 import socket, struct, time
@@ -56,8 +75,10 @@ s.bind(('eth0', 0))
 s.setsockopt(263, 8, 1)  # SOL_PACKET, PACKET_AUXDATA
 s.settimeout(0.5)
 src = bytes.fromhex('{src}')
+print('ready', flush=True)
 end = time.time() + 4
-while time.time() < end:
+seen = 0
+while time.time() < end and seen < {count}:
     try:
         data, anc, _, _ = s.recvmsg(4096, socket.CMSG_SPACE(64))
     except socket.timeout:
@@ -76,15 +97,54 @@ while time.time() < end:
                 if status & 0x10:
                     vid = tci & 0xfff
     if et == b'\x88\xb5' or (vid is not None and data[12:14] == b'\x88\xb5'):
+        seen += 1
         print(vid or 0, flush=True)
 "#,
         src = src.replace(':', "")
     );
-    std::process::Command::new("ip")
+    let mut child = std::process::Command::new("ip")
         .args(["netns", "exec", ns, "python3", "-c", &py])
         .stdout(std::process::Stdio::piped())
         .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut out, &mut first).unwrap();
+    assert_eq!(first.trim(), "ready", "the capture in {ns} did not start");
+    Capture { child, out }
+}
+
+/// The switch's counter `key` of `port`, from `umacvlan stats --json`.
+fn port_stat(d: &DaemonProc, port: &str, key: &str) -> u64 {
+    let v: serde_json::Value =
+        serde_json::from_slice(&d.cli(&["stats", "--json"]).stdout).expect("stats JSON");
+    v[0]["ports"]
+        .as_array()
         .unwrap()
+        .iter()
+        .find(|p| p["port"] == port)
+        .map_or(0, |p| p[key].as_u64().unwrap())
+}
+
+/// The kernel-side steering counter `key` of the parent (`stats --json`).
+fn kernel_stat(d: &DaemonProc, key: &str) -> u64 {
+    let v: serde_json::Value =
+        serde_json::from_slice(&d.cli(&["stats", "--json"]).stdout).expect("stats JSON");
+    v[0]["kernel"][key].as_u64().unwrap()
+}
+
+/// Waits (at most 10 s) until `done` holds; fails with `what` and what was seen.
+fn wait_for(what: &str, mut done: impl FnMut() -> Result<(), String>) {
+    let t0 = std::time::Instant::now();
+    loop {
+        match done() {
+            Ok(()) => return,
+            Err(seen) if t0.elapsed() > std::time::Duration::from_secs(10) => {
+                panic!("{what}: still {seen} after 10 s")
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    }
 }
 
 #[test]
@@ -115,11 +175,26 @@ fn vlan_networks_share_a_parent_and_never_see_each_other() {
     // From the wire: a frame tagged 10 for e1 arrives (untagged); tagged 20 for e1 does
     // not (e1 is not on VLAN 20); tagged 20 for e2 arrives.
     let (r1, r2) = (rx(&t, &e1), rx(&t, &e2));
+    let passed = kernel_stat(&d, "xdp_pass");
     send(&t, &t.ext, &ep_mac(1), ext_mac, Some(10), 20);
     send(&t, &t.ext, &ep_mac(1), ext_mac, Some(20), 20);
     send(&t, &t.ext, &ep_mac(2), ext_mac, Some(20), 20);
     send(&t, &t.ext, &ep_mac(2), ext_mac, Some(10), 20);
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The 40 frames for an endpoint on the wrong VLAN miss the XDP program's FDB and
+    // go to the host stack (counted); once they have, and the right 40 arrived,
+    // nothing is still on its way.
+    wait_for("all 80 frames handled", || {
+        let (a, b, p) = (
+            rx(&t, &e1) - r1,
+            rx(&t, &e2) - r2,
+            kernel_stat(&d, "xdp_pass") - passed,
+        );
+        if a >= 20 && b >= 20 && p >= 40 {
+            Ok(())
+        } else {
+            Err(format!("e1 +{a}, e2 +{b}, passed to the host +{p}"))
+        }
+    });
     let stats = String::from_utf8_lossy(&d.cli(&["stats"]).stdout).to_string();
     assert_eq!(
         rx(&t, &e1) - r1,
@@ -129,14 +204,9 @@ fn vlan_networks_share_a_parent_and_never_see_each_other() {
     assert_eq!(rx(&t, &e2) - r2, 20, "e2 gets exactly its VLAN-20 frames");
 
     // The tag is popped on the way to the endpoint.
-    let cap = capture(&e1, ext_mac);
-    std::thread::sleep(std::time::Duration::from_millis(800));
+    let cap = capture(&e1, ext_mac, 3);
     send(&t, &t.ext, &ep_mac(1), ext_mac, Some(10), 3);
-    let out = cap.wait_with_output().unwrap();
-    let seen: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let seen = cap.finish();
     assert!(
         !seen.is_empty() && seen.iter().all(|v| v == "0"),
         "e1 must receive untagged frames: {seen:?}"
@@ -144,19 +214,11 @@ fn vlan_networks_share_a_parent_and_never_see_each_other() {
 
     // Towards the wire the network's tag is pushed: ext sees e1's frames on VLAN 10 and
     // e2's on VLAN 20.
-    let cap = capture(&t.ext, &ep_mac(1));
-    let cap2 = capture(&t.ext, &ep_mac(2));
-    std::thread::sleep(std::time::Duration::from_millis(800));
+    let cap = capture(&t.ext, &ep_mac(1), 3);
+    let cap2 = capture(&t.ext, &ep_mac(2), 3);
     send(&t, &e1, ext_mac, &ep_mac(1), None, 3);
     send(&t, &e2, ext_mac, &ep_mac(2), None, 3);
-    let v1: Vec<String> = String::from_utf8_lossy(&cap.wait_with_output().unwrap().stdout)
-        .lines()
-        .map(str::to_string)
-        .collect();
-    let v2: Vec<String> = String::from_utf8_lossy(&cap2.wait_with_output().unwrap().stdout)
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let (v1, v2) = (cap.finish(), cap2.finish());
     assert!(
         !v1.is_empty() && v1.iter().all(|v| v == "10"),
         "e1's frames on the wire must carry VLAN 10: {v1:?}"
@@ -167,9 +229,26 @@ fn vlan_networks_share_a_parent_and_never_see_each_other() {
     );
 
     // Bridge mode switches locally only within a VLAN: e1 → e2's MAC never reaches e2.
-    let r2 = rx(&t, &e2);
+    // Once the switch has received all 10 (its e1 rx counter), it has decided them.
+    let (r2, from_e1, to_e2) = (
+        rx(&t, &e2),
+        port_stat(&d, "e1", "rx_packets"),
+        port_stat(&d, "e2", "tx_packets"),
+    );
     send(&t, &e1, &ep_mac(2), &ep_mac(1), None, 10);
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    wait_for("the switch receives e1's 10 frames", || {
+        let n = port_stat(&d, "e1", "rx_packets") - from_e1;
+        if n >= 10 {
+            Ok(())
+        } else {
+            Err(format!("{n} received"))
+        }
+    });
+    assert_eq!(
+        port_stat(&d, "e2", "tx_packets") - to_e2,
+        0,
+        "the switch sent a frame from VLAN 10 to VLAN 20"
+    );
     assert_eq!(
         rx(&t, &e2) - r2,
         0,

@@ -298,8 +298,18 @@ impl Topo {
                 "10.9.0.255",
             ],
         );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        let after = self.echo_counters();
+        // ping has seen its replies; a receiver that does not reply may still be
+        // counting: take the counters once two reads 100 ms apart agree (at most 3 s).
+        let t0 = std::time::Instant::now();
+        let mut after = self.echo_counters();
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let again = self.echo_counters();
+            if again == after || t0.elapsed() > std::time::Duration::from_secs(3) {
+                break;
+            }
+            after = again;
+        }
         after
             .into_iter()
             .map(|(k, v)| (k.clone(), v - before[&k]))

@@ -53,8 +53,15 @@ fn generator_and_sink_count_every_frame() {
         assert_eq!(r.sent, n, "size {size}: the generator stops at its count");
         // Rate-limited: 20 000 frames at 200 000/s take about 0.1 s.
         assert!(r.elapsed >= Duration::from_millis(95), "{:?}", r.elapsed);
-        std::thread::sleep(Duration::from_millis(50));
-        let c = sink.count().unwrap();
+        // The generator is done; the last frames may still be on their way to the sink.
+        let t0 = std::time::Instant::now();
+        let c = loop {
+            let c = sink.count().unwrap();
+            if c.frames >= n || t0.elapsed() > Duration::from_secs(5) {
+                break c;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
         assert_eq!(
             c.frames, n,
             "size {size}, {hook:?}: every frame counted once"
