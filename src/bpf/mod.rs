@@ -69,8 +69,6 @@ mod nl;
 mod sink;
 #[allow(unsafe_code)]
 mod skel;
-#[cfg(test)]
-mod tests;
 mod types;
 
 pub use error::Error;
@@ -105,6 +103,28 @@ pub const XDP_PROG: &str = "steer";
 pub const XDP_TWIN_PROG: &str = "steer_twin";
 /// Name of the tc program in [`OBJECT`].
 pub const TC_PROG: &str = "mirror";
+
+/// What one run of `steer` did ([`Steering::test_xdp`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct XdpTestRun {
+    /// The XDP action: `XDP_PASS` (2), `XDP_REDIRECT` (4), ...
+    pub action: u32,
+    /// The target port the program wrote into the frame's metadata, if it did.
+    pub meta: Option<u32>,
+    /// Bytes of metadata in front of the frame (0, or 4 with `meta`).
+    pub meta_len: usize,
+    /// The frame as the program left it.
+    pub frame: Vec<u8>,
+}
+
+/// Whether some process (this one included) holds BPF program `prog_id` open,
+/// directly or through a BPF link: a switch that runs holds its programs, a killed one
+/// does not (see [`Steering::remove_leftovers`]). If `/proc` cannot be read, assume
+/// it does.
+pub fn is_held_open(prog_id: u32) -> bool {
+    leftover::held_open(prog_id)
+}
 
 /// How the XDP program runs on an interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -802,6 +822,84 @@ impl Steering {
     /// [`Error::Map`].
     pub fn counter(&self, c: Counter) -> Result<u64, Error> {
         Ok(self.counters()?[c.index()])
+    }
+
+    /// Runs `steer` once on `frame` as if it arrived on interface `ifindex`, receive
+    /// queue 0, through `BPF_PROG_TEST_RUN`: nothing is sent or received, but the
+    /// maps and counters are the live ones. For tests, and to explain what the
+    /// program does with a frame. `ifindex` must exist in the calling thread's
+    /// namespace.
+    ///
+    /// # Errors
+    /// [`Error::Interface`] if the kernel refuses the run.
+    pub fn test_xdp(&self, frame: &[u8], ifindex: u32) -> Result<XdpTestRun, Error> {
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+        // egress_ifindex. data = 0 means no metadata on input.
+        let mut ctx = [0u8; 24];
+        ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+        ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+        let mut ctx_out = [0u8; 24];
+        let mut out = vec![0u8; frame.len() + 64];
+        let input = libbpf_rs::ProgramInput {
+            context_in: Some(&mut ctx),
+            context_out: Some(&mut ctx_out),
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..Default::default()
+        };
+        let o = self
+            .skel
+            .progs
+            .steer
+            .test_run(input)
+            .map_err(|source| Error::Interface {
+                op: "test run of steer",
+                ifname: nl::ifname(ifindex),
+                ifindex,
+                source,
+            })?;
+        let action = o.return_value;
+        let len = o.data.as_ref().map_or(0, |d| d.len());
+        // ctx_out.data is the length of the metadata in front of the returned frame.
+        let metalen = u32::from_ne_bytes([ctx_out[0], ctx_out[1], ctx_out[2], ctx_out[3]]) as usize;
+        let meta =
+            (metalen == META_LEN).then(|| u32::from_ne_bytes([out[0], out[1], out[2], out[3]]));
+        let len = len.min(out.len());
+        Ok(XdpTestRun {
+            action,
+            meta,
+            meta_len: metalen,
+            frame: out[metalen.min(len)..len].to_vec(),
+        })
+    }
+
+    /// Runs `mirror` once on `frame` as if it arrived on interface `ifindex`, through
+    /// `BPF_PROG_TEST_RUN` (see [`Steering::test_xdp`]); returns the tc action
+    /// (`TC_ACT_UNSPEC` is `u32::MAX`). A mirror clone is not sent by a test run.
+    ///
+    /// # Errors
+    /// [`Error::Interface`] if the kernel refuses the run.
+    pub fn test_tc(&self, frame: &[u8], ifindex: u32) -> Result<u32, Error> {
+        // struct __sk_buff up to and including ifindex (offset 40); the rest is zero.
+        let mut ctx = [0u8; 48];
+        ctx[40..44].copy_from_slice(&ifindex.to_ne_bytes());
+        let input = libbpf_rs::ProgramInput {
+            context_in: Some(&mut ctx),
+            data_in: Some(frame),
+            ..Default::default()
+        };
+        let o = self
+            .skel
+            .progs
+            .mirror
+            .test_run(input)
+            .map_err(|source| Error::Interface {
+                op: "test run of mirror",
+                ifname: nl::ifname(ifindex),
+                ifindex,
+                source,
+            })?;
+        Ok(o.return_value)
     }
 
     /// Sets every counter to zero on every CPU.

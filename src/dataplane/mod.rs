@@ -1,5 +1,6 @@
 //! A switch on real interfaces: the parent NIC, the XDP steering program, AF_XDP
-//! sockets sharing one UMEM, veth endpoints in their namespaces, and a worker thread.
+//! sockets (one UMEM per worker, shared by that worker's sockets), veth endpoints in
+//! their namespaces, and the worker threads.
 //!
 //! # How frames reach the switch
 //! * **Parent, unicast**: the XDP program looks the destination up in its copy of the
@@ -113,9 +114,8 @@ pub struct DataplaneConfig {
     pub xdp_mode: XdpMode,
     /// XDP mode on the endpoints' host-side veths. Generic by default: on veth,
     /// native XDP must first move an skb without 256 bytes of headroom (the
-    /// container's frames, typically) into a page, and generic was as fast or
-    /// faster in 42 of 54 paired cells of the benchmark, by 8 % at the median and
-    /// up to 39 % for 1518-byte frames (BENCHMARKS.md, "Tuning").
+    /// container's frames, typically) into a page, and generic measured as fast or
+    /// faster (BENCHMARKS.md, "Tuning").
     pub endpoint_xdp_mode: XdpMode,
     /// UMEM frames of each worker, shared by that worker's sockets.
     pub frames: u32,

@@ -1,9 +1,8 @@
 //! The root-test lab: a set of network namespaces with a unique per-run prefix,
 //! removed on drop and on the next run's start, plus the root check and command
-//! helpers. One file for the integration tests (`tests/common`) and the crate's own
-//! unit tests (`src/bpf/tests.rs`, through `#[path]`). The including module must have
-//! the library's `Netns` in scope: `umacvlan::link::Netns`, or `crate::link::Netns`
-//! from inside the crate.
+//! helpers. One file for the integration tests (`tests/common`) and the binary's
+//! bench root tests (`src/bin/umacvlan/bench/root_tests.rs`, through `#[path]`). The
+//! including module must have the library's `Netns` in scope (`umacvlan::link::Netns`).
 #![allow(dead_code)]
 
 use std::process::{Command, Output};

@@ -6,19 +6,18 @@
 //! thread that entered it. Not root: skipped with a message, except under `CI=true`,
 //! where that is a failure.
 
+mod common;
+
 use std::fs::File;
 use std::os::fd::AsFd;
 
-use libbpf_rs::ProgramInput;
-
-use super::*;
-// For `lab`, which the integration tests include too (as `umacvlan::link::Netns`).
-use crate::link::Netns;
-
-#[path = "../../tests/common/lab.rs"]
-mod lab;
-
-use lab::{in_ns, require_root, Lab};
+use common::{in_ns, require_root, Lab};
+use umacvlan::bpf::{
+    is_held_open, Counter, DevVal, Error, FdbVal, Steering, COUNTERS, FDB_F_HOST_SUPPRESS,
+    MAX_XSKS, META_PASSTHRU,
+};
+use umacvlan::port::PortId;
+use umacvlan::wire::MacAddr;
 
 const XDP_PASS: u32 = 2;
 /// `TC_ACT_UNSPEC` (-1): on to the next filter, then the stack.
@@ -56,36 +55,17 @@ struct XdpRun {
 
 fn run_xdp(st: &Steering, data: &[u8], ifindex: u32) -> XdpRun {
     let before = st.counters().unwrap();
-    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
-    // egress_ifindex. data = 0 means no metadata on input.
-    let mut ctx = [0u8; 24];
-    ctx[4..8].copy_from_slice(&(data.len() as u32).to_ne_bytes());
-    ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
-    let mut ctx_out = [0u8; 24];
-    let mut out = vec![0u8; data.len() + 64];
-    let input = ProgramInput {
-        context_in: Some(&mut ctx),
-        context_out: Some(&mut ctx_out),
-        data_in: Some(data),
-        data_out: Some(&mut out),
-        ..Default::default()
-    };
-    let o = st.skel.progs.steer.test_run(input).expect("test_run steer");
-    let ret = o.return_value;
-    let out_len = o.data.as_ref().map_or(0, |d| d.len());
-    // ctx_out.data is the metadata length in front of the returned data.
-    let metalen = u32::from_ne_bytes(ctx_out[0..4].try_into().unwrap()) as usize;
-    let meta = match metalen {
-        0 => None,
-        4 => Some(u32::from_ne_bytes(out[0..4].try_into().unwrap())),
-        n => panic!("unexpected metadata length {n}"),
-    };
-    assert_eq!(out_len, data.len() + metalen, "data_out = metadata + frame");
-    assert_eq!(&out[metalen..metalen + data.len()], data, "frame untouched");
+    let r = st.test_xdp(data, ifindex).expect("test run of steer");
+    assert!(
+        matches!(r.meta_len, 0 | 4),
+        "metadata length {}",
+        r.meta_len
+    );
+    assert_eq!(r.frame, data, "frame untouched");
     let after = st.counters().unwrap();
     XdpRun {
-        ret,
-        meta,
+        ret: r.action,
+        meta: r.meta,
         delta: std::array::from_fn(|i| after[i] - before[i]),
     }
 }
@@ -244,25 +224,9 @@ fn steer_decisions() {
 
 fn run_tc(st: &Steering, data: &[u8], ifindex: u32) -> (u32, [u64; COUNTERS]) {
     let before = st.counters().unwrap();
-    // struct __sk_buff up to and including ifindex (offset 40); the rest is zero.
-    let mut ctx = [0u8; 48];
-    ctx[40..44].copy_from_slice(&ifindex.to_ne_bytes());
-    let input = ProgramInput {
-        context_in: Some(&mut ctx),
-        data_in: Some(data),
-        ..Default::default()
-    };
-    let o = st
-        .skel
-        .progs
-        .mirror
-        .test_run(input)
-        .expect("test_run mirror");
+    let ret = st.test_tc(data, ifindex).expect("test run of mirror");
     let after = st.counters().unwrap();
-    (
-        o.return_value,
-        std::array::from_fn(|i| after[i] - before[i]),
-    )
+    (ret, std::array::from_fn(|i| after[i] - before[i]))
 }
 
 #[test]
@@ -406,15 +370,15 @@ fn a_loaded_program_is_held_open_and_a_dropped_one_is_not() {
     }
     let st = Steering::load().expect("load");
     let (xdp, tc) = (st.xdp_prog_id(), st.tc_prog_id());
-    assert!(leftover::held_open(xdp), "this process holds steer");
-    assert!(leftover::held_open(tc), "this process holds mirror");
+    assert!(is_held_open(xdp), "this process holds steer");
+    assert!(is_held_open(tc), "this process holds mirror");
     drop(st);
     // Nothing attached it: unloaded with its last fd, so nobody holds it. Other tests
     // of this process fork `ip` children, which hold copies of every fd until they
     // exec (close-on-exec), so allow a bounded moment for such a child to go.
     let released = |id| {
         (0..100).any(|_| {
-            !leftover::held_open(id) || {
+            !is_held_open(id) || {
                 std::thread::sleep(std::time::Duration::from_millis(20));
                 false
             }
