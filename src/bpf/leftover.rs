@@ -165,7 +165,7 @@ impl Steering {
         }
 
         let mirror = self.own_identity(self.mirror_id, ifindex)?;
-        let filters = nl::with_rtnl(|r| r.bpf_ingress_filters(ifindex))
+        let filters = nl::with_links(|r| r.bpf_ingress_filters(ifindex))
             .map_err(Self::netlink_err("list tc filters", ifindex))?;
         let mut filters_removed = 0;
         for f in filters {
@@ -178,7 +178,7 @@ impl Steering {
             {
                 continue;
             }
-            if nl::with_rtnl(|r| r.delete_filter(&f))
+            if nl::with_links(|r| r.delete_filter(&f))
                 .map_err(Self::netlink_err("delete a leftover tc filter", ifindex))?
             {
                 filters_removed += 1;
@@ -192,7 +192,7 @@ impl Steering {
         }
         if filters_removed > 0 {
             let (clsact, left) =
-                nl::with_rtnl(|r| Ok((r.has_clsact_kind(ifindex)?, r.clsact_filters(ifindex)?)))
+                nl::with_links(|r| Ok((r.has_clsact_kind(ifindex)?, r.clsact_filters(ifindex)?)))
                     .map_err(Self::netlink_err("list tc filters", ifindex))?;
             if clsact && left == 0 {
                 match destroy_clsact(self.skel.progs.mirror.as_fd(), idx) {

@@ -80,10 +80,8 @@ pub use types::{
 };
 
 use std::fmt;
-use std::fs::File;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::os::unix::fs::MetadataExt;
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags, TcHook, Xdp, XdpFlags, TC_EGRESS, TC_INGRESS};
@@ -161,46 +159,28 @@ impl fmt::Display for XdpMode {
 }
 
 /// The network namespace an attachment was made in, kept open so that cleanup can
-/// go back to it from any thread.
-struct NetnsRef {
-    file: Option<File>,
-    id: Option<(u64, u64)>,
-}
+/// go back to it from any thread; `None` if `/proc` could not tell (then: here).
+struct NetnsRef(Option<crate::link::Netns>);
 
 impl NetnsRef {
     fn current() -> NetnsRef {
-        let file = File::open("/proc/thread-self/ns/net").ok();
-        let id = file
-            .as_ref()
-            .and_then(|f| f.metadata().ok())
-            .map(|m| (m.dev(), m.ino()));
-        NetnsRef { file, id }
+        NetnsRef(crate::link::Netns::current().ok())
     }
 
-    fn is_current(&self) -> bool {
-        self.id.is_none() || self.id == NetnsRef::current().id
-    }
-
-    /// Runs `f` in this namespace: here if it is the calling thread's, else on a
-    /// scoped thread that enters it. `None` if the namespace cannot be entered.
-    fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> Option<R> {
-        if self.is_current() {
-            return Some(f());
+    fn same(&self, other: &NetnsRef) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => a.same(b),
+            _ => true,
         }
-        let file = self.file.as_ref()?;
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                rustix::thread::move_into_link_name_space(
-                    file.as_fd(),
-                    Some(rustix::thread::LinkNameSpaceType::Network),
-                )
-                .ok()?;
-                Some(f())
-            })
-            .join()
-            .ok()
-            .flatten()
-        })
+    }
+
+    /// Runs `f` in this namespace ([`crate::link::Netns::run`]); `None` if the
+    /// namespace cannot be entered.
+    fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> Option<R> {
+        match &self.0 {
+            None => Some(f()),
+            Some(ns) => ns.run(f).ok(),
+        }
     }
 }
 
@@ -535,7 +515,7 @@ impl Steering {
         if !self
             .xdp
             .iter()
-            .any(|l| l.ifindex == ifindex && l.netns.id == here.id)
+            .any(|l| l.ifindex == ifindex && l.netns.same(&here))
         {
             self.xdp.push(XdpLink {
                 ifindex,
@@ -557,7 +537,7 @@ impl Steering {
         let idx = check_ifindex(ifindex)?;
         let here = NetnsRef::current();
         self.xdp
-            .retain(|l| !(l.ifindex == ifindex && l.netns.id == here.id));
+            .retain(|l| !(l.ifindex == ifindex && l.netns.same(&here)));
         let st = self.xdp_query(ifindex, idx)?;
         let Some(mode) = self.ours(st) else {
             return Ok(false);
@@ -596,7 +576,7 @@ impl Steering {
         if self
             .tc
             .iter()
-            .any(|l| l.ifindex == ifindex && l.netns.id == here.id)
+            .any(|l| l.ifindex == ifindex && l.netns.same(&here))
         {
             return Ok(());
         }
@@ -618,7 +598,7 @@ impl Steering {
         let Some(pos) = self
             .tc
             .iter()
-            .position(|l| l.ifindex == ifindex && l.netns.id == here.id)
+            .position(|l| l.ifindex == ifindex && l.netns.same(&here))
         else {
             return Ok(false);
         };
@@ -979,7 +959,7 @@ fn detach_tc_link(
         _ => false,
     };
     if link.created_qdisc {
-        let left = nl::with_rtnl(|r| r.clsact_filters(link.ifindex))
+        let left = nl::with_links(|r| r.clsact_filters(link.ifindex))
             .map_err(|e| ("list tc filters", TcDetachError::Netlink(e)))?;
         if left == 0 {
             match destroy_clsact(fd, idx) {
@@ -997,7 +977,7 @@ fn detach_tc_link(
 /// there is none (and removing it again if the attach fails).
 fn attach_tc_ingress(fd: BorrowedFd<'_>, ifindex: u32) -> Result<TcLink, Error> {
     let idx = check_ifindex(ifindex)?;
-    let existed = nl::with_rtnl(|r| r.has_clsact(ifindex)).map_err(|source| Error::Netlink {
+    let existed = nl::with_links(|r| r.has_clsact(ifindex)).map_err(|source| Error::Netlink {
         op: "list qdiscs",
         ifname: nl::ifname(ifindex),
         ifindex,

@@ -20,6 +20,9 @@ use rtnetlink::{Handle, LinkUnspec, LinkVeth};
 
 use crate::wire::MacAddr;
 
+mod tc;
+pub use tc::TcFilter;
+
 /// Why a link operation failed. Names the interface and the operation.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -56,6 +59,16 @@ pub enum Error {
     /// No interface of that name.
     #[error("no interface named '{0}' in this namespace")]
     NoSuchLink(String),
+    /// A traffic-control request failed.
+    #[error("{op} on ifindex {ifindex}: {source}")]
+    Tc {
+        /// What was attempted.
+        op: &'static str,
+        /// The interface.
+        ifindex: u32,
+        /// The kernel's answer.
+        source: std::io::Error,
+    },
     /// A device's queue counts could not be read.
     #[error("reading the queues of {ifname}: {source}")]
     Queues {
@@ -74,13 +87,16 @@ pub enum Error {
     },
 }
 
-type Result<T> = std::result::Result<T, Error>;
+/// A link operation's result.
+pub type Result<T> = std::result::Result<T, Error>;
 
 /// An open network namespace.
 #[derive(Debug)]
 pub struct Netns {
     file: File,
     spec: String,
+    /// (device, inode) of the namespace file: what identifies a namespace.
+    id: (u64, u64),
 }
 
 impl Netns {
@@ -91,14 +107,29 @@ impl Netns {
     /// [`Error::Netns`] if it cannot be opened.
     pub fn open(spec: &str) -> Result<Netns> {
         let path = Self::path_of(spec);
-        let file = File::open(&path).map_err(|source| Error::Netns {
+        let err = |source| Error::Netns {
             spec: spec.into(),
             source,
-        })?;
+        };
+        let file = File::open(&path).map_err(err)?;
+        let id = identity(&file).map_err(err)?;
         Ok(Netns {
             file,
             spec: spec.into(),
+            id,
         })
+    }
+
+    /// Whether `other` is the same namespace.
+    pub fn same(&self, other: &Netns) -> bool {
+        self.id == other.id
+    }
+
+    /// Whether the calling thread is in this namespace.
+    pub fn is_current(&self) -> bool {
+        File::open("/proc/thread-self/ns/net")
+            .and_then(|f| identity(&f))
+            .is_ok_and(|id| id == self.id)
     }
 
     /// Creates a new, empty named namespace `/run/netns/NAME` (what `ip netns add`
@@ -213,29 +244,28 @@ impl Netns {
         })
     }
 
-    /// Runs `f` on a new thread inside this namespace and returns its result. The
-    /// calling thread's namespace is untouched.
+    /// Runs `f` inside this namespace and returns its result: right here if the
+    /// calling thread is in it, else on a scoped thread that enters it (so `f` may
+    /// borrow). The calling thread's namespace is untouched. This is the one way the
+    /// crate runs code in another namespace.
     ///
     /// # Errors
     /// [`Error::Setns`] if the namespace cannot be entered.
     ///
     /// # Panics
     /// If `f` panics.
-    pub fn run<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> Result<R> {
-        let file = self.file.try_clone().map_err(|source| Error::Netns {
-            spec: self.spec.clone(),
-            source,
-        })?;
-        let ns = Netns {
-            file,
-            spec: self.spec.clone(),
-        };
-        std::thread::spawn(move || {
-            ns.enter()?;
-            Ok(f())
+    pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> Result<R> {
+        if self.is_current() {
+            return Ok(f());
+        }
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                self.enter()?;
+                Ok(f())
+            })
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
         })
-        .join()
-        .unwrap_or_else(|p| std::panic::resume_unwind(p))
     }
 }
 
@@ -288,6 +318,12 @@ impl Drop for Namespaces {
             let _ = Netns::delete(&n);
         }
     }
+}
+
+/// (device, inode) of a namespace file.
+fn identity(f: &File) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    f.metadata().map(|m| (m.dev(), m.ino()))
 }
 
 /// What the kernel reports about an interface.
