@@ -13,6 +13,7 @@
 use std::net::Ipv4Addr;
 
 use crate::port::{Frame, FramePool, Port};
+use crate::wire::ipv4::checksum;
 use crate::wire::MacAddr;
 
 /// Application logic behind an in-process endpoint.
@@ -170,18 +171,6 @@ impl Responder {
     }
 }
 
-/// The Internet checksum (RFC 1071) of `b`.
-pub fn checksum(b: &[u8]) -> u16 {
-    let mut sum: u32 = b
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 impl<B: FramePool> AppHandler<B> for Responder {
     fn handle(&mut self, pool: &mut B, frames: &mut Vec<Frame>, out: &mut Vec<Frame>) {
         for mut f in frames.drain(..) {
@@ -216,35 +205,15 @@ mod tests {
     }
 
     fn echo_request() -> Vec<u8> {
+        use crate::wire::ipv4;
         let mut f = ME.octets().to_vec();
         f.extend_from_slice(&PEER.octets());
         f.extend_from_slice(&[0x08, 0x00]);
         let payload = b"umacvlan!";
-        let total = 20 + 8 + payload.len();
-        let mut ip = vec![
-            0x45,
-            0,
-            (total >> 8) as u8,
-            total as u8,
-            0,
-            1,
-            0x40,
-            0,
-            64,
-            1,
-            0,
-            0,
-            10,
-            0,
-            0,
-            1,
-            10,
-            0,
-            0,
-            100,
-        ];
-        let c = checksum(&ip);
-        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        let mut ip = [0u8; ipv4::HEADER_LEN];
+        let total = (ipv4::HEADER_LEN + 8 + payload.len()) as u16;
+        let (me, peer) = (Ipv4Addr::new(10, 0, 0, 100), Ipv4Addr::new(10, 0, 0, 1));
+        ipv4::emit_header(&mut ip, peer, me, ipv4::PROTO_ICMP, total);
         f.extend_from_slice(&ip);
         let mut icmp = vec![8, 0, 0, 0, 0x12, 0x34, 0, 1];
         icmp.extend_from_slice(payload);

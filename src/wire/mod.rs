@@ -7,6 +7,7 @@
 //! tests, tools and fuzzing to cross-check it.
 
 mod ethernet;
+pub mod ipv4;
 mod mac;
 
 pub use ethernet::{emit_header, EtherType, EthernetFrame, VlanId, VlanTag, HEADER_LEN, TAG_LEN};

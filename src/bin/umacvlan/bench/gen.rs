@@ -10,9 +10,8 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use super::Error;
-use umacvlan::app::checksum;
 use umacvlan::port::{Frame, FramePool, Port};
-use umacvlan::wire::{emit_header, EtherType, MacAddr};
+use umacvlan::wire::{emit_header, ipv4, EtherType, MacAddr};
 use umacvlan::xsk::{BindMode, Umem, XskConfig, XskPort, XskSocket};
 
 /// Smallest frame size: 64 bytes with the FCS (RFC 2544), 60 handed to the kernel.
@@ -68,35 +67,23 @@ impl FrameSpec {
             )));
         }
         let mut f = vec![0u8; self.size - FCS];
-        emit_header(&mut f, self.dst_mac, self.src_mac, None, EtherType::IPV4);
-        let ip_len = f.len() - 14;
-        let udp_len = ip_len - 20;
-        let ip = &mut f[14..34];
-        ip[0] = 0x45;
-        ip[2..4].copy_from_slice(&(ip_len as u16).to_be_bytes());
-        ip[6] = 0x40; // don't fragment
-        ip[8] = 64; // TTL
-        ip[9] = 17; // UDP
-        ip[12..16].copy_from_slice(&self.src_ip.octets());
-        ip[16..20].copy_from_slice(&self.dst_ip.octets());
-        let c = checksum(ip);
-        ip[10..12].copy_from_slice(&c.to_be_bytes());
-        let udp = &mut f[34..];
-        udp[0..2].copy_from_slice(&self.sport.to_be_bytes());
-        udp[2..4].copy_from_slice(&self.dport.to_be_bytes());
-        udp[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
-        // Over the pseudo-header (addresses, protocol, UDP length) and the datagram.
-        let mut covered = Vec::with_capacity(12 + udp_len);
-        covered.extend_from_slice(&self.src_ip.octets());
-        covered.extend_from_slice(&self.dst_ip.octets());
-        covered.extend_from_slice(&[0, 17]);
-        covered.extend_from_slice(&(udp_len as u16).to_be_bytes());
-        covered.extend_from_slice(&f[34..]);
-        let c = match checksum(&covered) {
-            0 => 0xffff,
-            c => c,
-        };
-        f[40..42].copy_from_slice(&c.to_be_bytes());
+        let h = emit_header(&mut f, self.dst_mac, self.src_mac, None, EtherType::IPV4);
+        let ip_len = (f.len() - h) as u16;
+        ipv4::emit_header(
+            &mut f[h..],
+            self.src_ip,
+            self.dst_ip,
+            ipv4::PROTO_UDP,
+            ip_len,
+        );
+        let udp = h + ipv4::HEADER_LEN;
+        ipv4::emit_udp(
+            &mut f[udp..],
+            self.src_ip,
+            self.dst_ip,
+            self.sport,
+            self.dport,
+        );
         Ok(f)
     }
 }
