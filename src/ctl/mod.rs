@@ -237,29 +237,58 @@ pub fn read_line(r: impl Read) -> Result<Vec<u8>, DecodeError> {
 /// Sends `req` to the daemon at `socket` and returns its response.
 ///
 /// # Errors
-/// A message that says whether the daemon is not running, not reachable, or answered
+/// [`CallError`]: the daemon is not running or not reachable, or answered
 /// something unreadable.
-pub fn call(socket: &Path, req: &Request) -> Result<Response, String> {
-    let mut s = UnixStream::connect(socket).map_err(|e| {
-        format!(
-            "cannot reach the umacvlan daemon at {}: {e} (is `umacvlan run` running? see --socket)",
-            socket.display()
-        )
+pub fn call(socket: &Path, req: &Request) -> Result<Response, CallError> {
+    let at = || socket.display().to_string();
+    let mut s = UnixStream::connect(socket).map_err(|source| CallError::Connect {
+        socket: at(),
+        source,
     })?;
-    s.set_read_timeout(Some(Duration::from_secs(60)))
-        .map_err(|e| e.to_string())?;
-    s.write_all(&encode(req))
-        .map_err(|e| format!("sending to {}: {e}", socket.display()))?;
-    let line = read_line(&mut s).map_err(|e| format!("reading the daemon's answer: {e}"))?;
-    let r: Response = serde_json::from_slice(&line)
-        .map_err(|e| format!("unreadable answer from the daemon: {e}"))?;
+    let sent = s
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .and_then(|()| s.write_all(&encode(req)));
+    sent.map_err(|source| CallError::Send {
+        socket: at(),
+        source,
+    })?;
+    let line = read_line(&mut s).map_err(CallError::Receive)?;
+    let r: Response = serde_json::from_slice(&line).map_err(CallError::Unreadable)?;
     if r.version != VERSION {
-        return Err(format!(
-            "the daemon speaks protocol version {}, this client {VERSION}",
-            r.version
-        ));
+        return Err(CallError::Version(r.version));
     }
     Ok(r)
+}
+
+/// Why [`call`] got no answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// No daemon listens there.
+    #[error("cannot reach the umacvlan daemon at {socket}: {source} (is `umacvlan run` running? see --socket)")]
+    Connect {
+        /// The control socket.
+        socket: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The request could not be sent.
+    #[error("sending to {socket}: {source}")]
+    Send {
+        /// The control socket.
+        socket: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// No complete answer.
+    #[error("reading the daemon's answer: {0}")]
+    Receive(DecodeError),
+    /// An answer that is not a response.
+    #[error("unreadable answer from the daemon: {0}")]
+    Unreadable(serde_json::Error),
+    /// Another protocol version.
+    #[error("the daemon speaks protocol version {0}, this client {VERSION}")]
+    Version(u32),
 }
 
 #[cfg(test)]
