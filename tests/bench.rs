@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::require_root;
+use common::{assert_no_bench_leftovers, require_root};
 
 /// Whether Open vSwitch's tools are installed (then the bench runs it too).
 fn ovs_installed() -> bool {
@@ -15,24 +15,6 @@ fn ovs_installed() -> bool {
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success())
-}
-
-/// No bench namespace and no OVS directory of process `pid` is left.
-fn assert_nothing_left(pid: u32) {
-    let named = |dir: &std::path::Path, prefix: String| -> Vec<String> {
-        std::fs::read_dir(dir)
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.starts_with(&prefix))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let netns = named("/run/netns".as_ref(), format!("umvb-{pid}-"));
-    assert!(netns.is_empty(), "namespaces left: {netns:?}");
-    let ovs = named(&std::env::temp_dir(), format!("umvb-ovs-{pid}-"));
-    assert!(ovs.is_empty(), "OVS instances left: {ovs:?}");
 }
 
 #[test]
@@ -188,5 +170,5 @@ fn an_interrupted_run_reports_what_it_measured_and_leaves_nothing_behind() {
     let n = j["measurements"].as_array().unwrap().len();
     assert!((1..100).contains(&n), "{n} measurements");
     let _ = std::fs::remove_dir_all(&dir);
-    assert_nothing_left(pid);
+    assert_no_bench_leftovers(pid);
 }

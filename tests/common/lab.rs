@@ -186,3 +186,22 @@ impl Drop for Lab {
         }
     }
 }
+
+/// No namespace and no OVS directory of a `umacvlan bench` run by process `pid` is
+/// left (the bench names them `umvb-<pid>-*` and `umvb-ovs-<pid>-*`).
+pub fn assert_no_bench_leftovers(pid: u32) {
+    let named = |dir: &std::path::Path, prefix: String| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(&prefix))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let netns = named("/run/netns".as_ref(), format!("umvb-{pid}-"));
+    assert!(netns.is_empty(), "namespaces left: {netns:?}");
+    let ovs = named(&std::env::temp_dir(), format!("umvb-ovs-{pid}-"));
+    assert!(ovs.is_empty(), "OVS instances left: {ovs:?}");
+}

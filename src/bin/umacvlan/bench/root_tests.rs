@@ -11,7 +11,7 @@ mod common;
 
 use super::lab::{C1_MAC, C2_MAC};
 use super::{BenchConfig, FrameSpec, Generator, Limit, Scenario, System};
-use common::{in_ns, require_root, Lab};
+use common::{assert_no_bench_leftovers, in_ns, require_root, Lab};
 use umacvlan::bpf::{Sink, SinkHook, XdpMode};
 
 #[test]
@@ -84,24 +84,6 @@ fn generator_and_sink_count_every_frame() {
     }
 }
 
-/// No bench namespace and no OVS directory of process `pid` is left.
-fn assert_nothing_left(pid: u32) {
-    let named = |dir: &std::path::Path, prefix: String| -> Vec<String> {
-        std::fs::read_dir(dir)
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.starts_with(&prefix))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let netns = named("/run/netns".as_ref(), format!("umvb-{pid}-"));
-    assert!(netns.is_empty(), "namespaces left: {netns:?}");
-    let ovs = named(&std::env::temp_dir(), format!("umvb-ovs-{pid}-"));
-    assert!(ovs.is_empty(), "OVS instances left: {ovs:?}");
-}
-
 fn quick(systems: &[&str]) -> BenchConfig {
     BenchConfig {
         scenarios: Scenario::ALL.to_vec(),
@@ -170,5 +152,5 @@ fn every_system_forwards_in_every_scenario() {
         );
         assert!(!m.zero_loss_trials.is_empty());
     }
-    assert_nothing_left(std::process::id());
+    assert_no_bench_leftovers(std::process::id());
 }
