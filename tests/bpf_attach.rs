@@ -132,6 +132,12 @@ fn xdp_attach_is_exclusive_and_detach_is_clean() {
                 .expect_err("foreign XDP refused");
             assert_eq!(err.foreign_prog_id(), Some(first.xdp_prog_id()), "{err}");
             let msg = err.to_string();
+            // Another live switch's program is called that, not "not attached by us".
+            assert!(
+                matches!(err, Error::OtherSwitch { .. })
+                    && msg.contains("another running umacvlan switch"),
+                "{msg}"
+            );
             assert!(msg.contains("par"), "names the interface: {msg}");
             assert!(
                 msg.contains(&first.xdp_prog_id().to_string()),

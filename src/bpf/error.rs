@@ -43,6 +43,20 @@ pub enum Error {
         /// The mode it is attached in: `native`, `generic` or `offload`.
         mode: &'static str,
     },
+    /// The interface is the parent of another umacvlan switch that is running (its
+    /// steering program is attached and held open).
+    #[error(
+        "{ifname} (ifindex {ifindex}) is already the parent of another running umacvlan \
+         switch (its XDP program id {prog_id}); stop that one first, or use another parent"
+    )]
+    OtherSwitch {
+        /// Interface name (or `ifindex N` if it could not be resolved).
+        ifname: String,
+        /// Interface index.
+        ifindex: u32,
+        /// Kernel id of the other switch's program.
+        prog_id: u32,
+    },
     /// Our program is already attached to the interface in the other XDP mode.
     #[error(
         "{ifname} (ifindex {ifindex}): the steering program is attached in {attached} \
@@ -114,10 +128,13 @@ impl Error {
         }
     }
 
-    /// The kernel id of the foreign XDP program, if this is [`Error::ForeignXdp`].
+    /// The kernel id of the foreign XDP program, if this is [`Error::ForeignXdp`] or
+    /// [`Error::OtherSwitch`].
     pub fn foreign_prog_id(&self) -> Option<u32> {
         match self {
-            Error::ForeignXdp { prog_id, .. } => Some(*prog_id),
+            Error::ForeignXdp { prog_id, .. } | Error::OtherSwitch { prog_id, .. } => {
+                Some(*prog_id)
+            }
             _ => None,
         }
     }

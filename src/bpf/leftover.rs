@@ -38,6 +38,14 @@ fn identity(id: u32) -> Result<Option<Identity>, libbpf_rs::Error> {
     }
 }
 
+/// Whether program `id` is named and typed like umacvlan's XDP program (`steer` or
+/// its twin), whoever loaded it.
+pub(super) fn is_steering_program(id: u32) -> bool {
+    identity(id).ok().flatten().is_some_and(|i| {
+        i.ty == ProgramType::Xdp && (i.name == super::XDP_PROG || i.name == super::XDP_TWIN_PROG)
+    })
+}
+
 /// The `prog_id:` line of a `/proc/<pid>/fdinfo/<fd>` file.
 fn fdinfo_prog_id(fdinfo: &str) -> Option<u32> {
     fdinfo

@@ -404,11 +404,23 @@ impl Steering {
         st.modes()
             .into_iter()
             .find(|&(id, _)| id != 0 && !self.own_xdp(id))
-            .map(|(prog_id, mode)| Error::ForeignXdp {
-                ifname: nl::ifname(ifindex),
-                ifindex,
-                prog_id,
-                mode,
+            .map(|(prog_id, mode)| {
+                if leftover::is_steering_program(prog_id) {
+                    // Named and typed like ours, not ours: another switch's (a dead
+                    // one's is removed before this is asked).
+                    Error::OtherSwitch {
+                        ifname: nl::ifname(ifindex),
+                        ifindex,
+                        prog_id,
+                    }
+                } else {
+                    Error::ForeignXdp {
+                        ifname: nl::ifname(ifindex),
+                        ifindex,
+                        prog_id,
+                        mode,
+                    }
+                }
             })
     }
 

@@ -178,6 +178,9 @@ pub enum DecodeError {
     /// Another protocol version.
     #[error("unsupported protocol version {0}: this daemon speaks version {VERSION}")]
     Version(u32),
+    /// The whole request did not arrive in time.
+    #[error("request timed out after {} s", .0.as_secs_f64())]
+    TimedOut(Duration),
 }
 
 /// Decodes one request line (without or with its trailing newline).
@@ -190,10 +193,14 @@ pub fn decode(line: &[u8]) -> Result<Request, DecodeError> {
     }
     let v: serde_json::Value =
         serde_json::from_slice(line).map_err(|e| DecodeError::Malformed(e.to_string()))?;
-    let version = v
-        .get("version")
-        .and_then(serde_json::Value::as_u64)
-        .ok_or_else(|| DecodeError::Malformed("missing \"version\"".into()))?;
+    let version = match v.get("version") {
+        None => return Err(DecodeError::Malformed("missing \"version\"".into())),
+        Some(n) => n.as_u64().ok_or_else(|| {
+            DecodeError::Malformed(format!(
+                "\"version\" must be a number, e.g. {VERSION}, not {n}"
+            ))
+        })?,
+    };
     if version != u64::from(VERSION) {
         return Err(DecodeError::Version(version.min(u64::from(u32::MAX)) as u32));
     }
@@ -213,6 +220,54 @@ pub fn encode(req: &Request) -> Vec<u8> {
     .expect("requests serialise");
     b.push(b'\n');
     b
+}
+
+/// Reads one newline-terminated line of at most [`MAX_MESSAGE`] bytes from `s`, all of
+/// it within `within` (a client sending a byte now and then gets no more time).
+///
+/// # Errors
+/// [`DecodeError::TimedOut`], [`DecodeError::TooLong`], [`DecodeError::Truncated`],
+/// or an I/O error as malformed.
+pub fn read_line_within(s: &mut UnixStream, within: Duration) -> Result<Vec<u8>, DecodeError> {
+    let deadline = std::time::Instant::now() + within;
+    let mut line = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(DecodeError::TimedOut(within));
+        }
+        s.set_read_timeout(Some(left))
+            .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+        let n = match s.read(&mut buf) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(DecodeError::TimedOut(within))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(DecodeError::Malformed(e.to_string())),
+        };
+        if n == 0 {
+            return Err(DecodeError::Truncated);
+        }
+        if let Some(i) = buf[..n].iter().position(|&b| b == b'\n') {
+            line.extend_from_slice(&buf[..i]);
+            return if line.len() > MAX_MESSAGE {
+                Err(DecodeError::TooLong)
+            } else {
+                Ok(line)
+            };
+        }
+        line.extend_from_slice(&buf[..n]);
+        if line.len() > MAX_MESSAGE {
+            return Err(DecodeError::TooLong);
+        }
+    }
 }
 
 /// Reads one newline-terminated line of at most [`MAX_MESSAGE`] bytes.

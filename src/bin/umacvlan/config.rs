@@ -150,14 +150,68 @@ fn err(field: impl Into<String>, msg: impl std::fmt::Display) -> ConfigError {
     }
 }
 
-/// Checks an interface or endpoint name: 1..=15 bytes, no `/`, whitespace or `:`.
+/// Checks an interface name as the kernel does: 1..=15 bytes, not `.` or `..`, no `/`,
+/// `:`, whitespace or control characters.
 pub fn check_ifname(field: &str, name: &str) -> Result<(), ConfigError> {
     if name.is_empty()
         || name.len() > 15
+        || name == "."
+        || name == ".."
         || name.contains(['/', ':'])
-        || name.chars().any(char::is_whitespace)
+        || name.chars().any(|c| c.is_whitespace() || c.is_control())
     {
-        return Err(err(field, format!("'{name}' is not a valid interface name (1 to 15 characters, no '/', ':' or spaces)")));
+        return Err(err(
+            field,
+            format!(
+                "'{}' is not a valid interface name (1 to 15 characters, no '/', ':' or spaces)",
+                name.escape_debug()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The longest network or endpoint name.
+pub const MAX_NAME: usize = 64;
+
+/// Checks a network or endpoint name by Docker's rule, `[a-zA-Z0-9][a-zA-Z0-9_.-]*`,
+/// at most [`MAX_NAME`] characters: safe in paths, logs, tables and metric labels,
+/// and never one of the daemon's own port names (the host port's has a `/`).
+pub fn check_name(field: &str, kind: &str, name: &str) -> Result<(), ConfigError> {
+    let ok = name.len() <= MAX_NAME
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if !ok {
+        return Err(err(
+            field,
+            format!(
+                "'{}' is not a valid {kind} name: a letter or digit, then letters, digits, '_', '.' or '-', at most {MAX_NAME} characters",
+                name.escape_debug()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a namespace given as a name under /run/netns or a path: no control
+/// characters, and a bare name follows the interface-name rules' spirit (no spaces).
+fn check_netns(field: &str, ns: &str) -> Result<(), ConfigError> {
+    if ns.is_empty() {
+        return Err(err(
+            field,
+            "must name a namespace (under /run/netns) or a path",
+        ));
+    }
+    if ns.chars().any(char::is_control) || (!ns.contains('/') && ns.contains(char::is_whitespace)) {
+        return Err(err(
+            field,
+            format!("'{}' is not a namespace name or path", ns.escape_debug()),
+        ));
     }
     Ok(())
 }
@@ -183,10 +237,8 @@ pub fn parse_vlan(field: &str, v: u16) -> Result<u16, ConfigError> {
 /// # Errors
 /// The first field that is wrong.
 pub fn check_network(n: &NetworkSection) -> Result<Network, ConfigError> {
+    check_name("network.name", "network", &n.name)?;
     let f = |x: &str| format!("network '{}'.{x}", n.name);
-    if n.name.is_empty() {
-        return Err(err("network.name", "must not be empty"));
-    }
     check_ifname(&f("parent"), &n.parent)?;
     let mode = match &n.mode {
         Some(m) => parse_mode(&f("mode"), m)?,
@@ -231,16 +283,10 @@ pub fn check_network(n: &NetworkSection) -> Result<Network, ConfigError> {
 /// # Errors
 /// The first field that is wrong.
 pub fn check_endpoint(net: &str, e: &EndpointSection) -> Result<Endpoint, ConfigError> {
+    check_name("endpoint.name", "endpoint", &e.name)?;
+    check_name("endpoint.network", "network", net)?;
     let f = |x: &str| format!("endpoint '{}'.{x}", e.name);
-    if e.name.is_empty() {
-        return Err(err("endpoint.name", "must not be empty"));
-    }
-    if e.netns.is_empty() {
-        return Err(err(
-            f("netns"),
-            "must name a namespace (under /run/netns) or a path",
-        ));
-    }
+    check_netns(&f("netns"), &e.netns)?;
     let ifname = e.ifname.clone().unwrap_or_else(|| "eth0".into());
     check_ifname(&f("ifname"), &ifname)?;
     let mac = match &e.mac {
@@ -367,7 +413,28 @@ mod tests {
             ("[[network]]\nname='n'\nparent='eth1'\nhost_port='a very long name'\n", "network 'n'.host_port"),
             ("[[network]]\nname='n'\n", "missing field `parent`"),
             ("[[network]\n", "config: "),
+            ("[[network]]\nname='a/b'\nparent='eth1'\n", "network.name: 'a/b' is not a valid network name"),
+            ("[[network]]\nname='..'\nparent='eth1'\n", "network.name: '..' is not a valid network name"),
+            ("[[network]]\nname='has space'\nparent='eth1'\n", "network.name"),
+            ("[[network]]\nname='-x'\nparent='eth1'\n", "network.name"),
+            ("[[network]]\nname=''\nparent='eth1'\n", "network.name"),
+            ("[[network]]\nname=\"a\\u001b[31mred\"\nparent='eth1'\n", "'a\\u{1b}[31mred' is not a valid network name"),
+            ("[[network]]\nname='n'\nparent='eth1'\n[[network.endpoint]]\nname=\"e\\nx\"\nnetns='x'\n", "endpoint.name: 'e\\nx' is not a valid endpoint name"),
+            ("[[network]]\nname='n'\nparent='eth1'\n[[network.endpoint]]\nname='e'\nnetns=\"x\\ny\"\n", "endpoint 'e'.netns: 'x\\ny' is not a namespace"),
         ];
+        let long = format!("[[network]]\nname='{}'\nparent='eth1'\n", "n".repeat(65));
+        assert!(Config::parse(&long)
+            .unwrap_err()
+            .to_string()
+            .contains("at most 64 characters"));
+        let fits = format!(
+            "[[network]]\nname='{}'\nparent='eth1'\n",
+            "A0_.-".repeat(12)
+        );
+        assert!(
+            Config::parse(&fits).is_ok(),
+            "60 characters of the allowed kinds"
+        );
         for (text, want) in cases {
             let e = Config::parse(text).expect_err(text).to_string();
             assert!(e.contains(want), "for {text:?}: {e}");

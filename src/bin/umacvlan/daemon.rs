@@ -28,10 +28,10 @@ pub enum Error {
     #[error(transparent)]
     Dataplane(Box<umacvlan::dataplane::Error>),
     /// No network of that name.
-    #[error("no network named '{0}'")]
+    #[error("no network named '{}'", .0.escape_debug())]
     NoSuchNetwork(String),
     /// No endpoint of that name.
-    #[error("no endpoint named '{0}'")]
+    #[error("no endpoint named '{}'", .0.escape_debug())]
     NoSuchEndpoint(String),
     /// The name is taken.
     #[error("a network named '{0}' already exists")]
@@ -96,6 +96,9 @@ pub enum Error {
         /// The network's mode.
         network_mode: Mode,
     },
+    /// The parent is one of the daemon's own interfaces.
+    #[error("{0} is an interface of this daemon (an endpoint's veth, the mirror pair or a host port), not a parent; give the NIC the traffic uses")]
+    OwnInterface(String),
     /// A request this daemon does not know.
     #[error("unsupported request")]
     Unsupported,
@@ -207,6 +210,9 @@ impl Daemon {
         if self.networks.contains_key(&net.name) {
             return Err(Error::NetworkExists(net.name));
         }
+        if self.is_own_interface(&net.parent) {
+            return Err(Error::OwnInterface(net.parent));
+        }
         for other in self.networks.values().filter(|o| o.parent == net.parent) {
             let (other, parent) = (other.name.clone(), net.parent.clone());
             let o = &self.networks[&other];
@@ -246,6 +252,26 @@ impl Daemon {
         }
         self.networks.insert(net.name.clone(), net);
         Ok(())
+    }
+
+    /// Whether `ifname` is an interface the daemon made: a host port, or one named
+    /// like a dataplane's endpoint veths and mirror pair (`umv<N>e<M>`, `umv<N>ma`,
+    /// `umv<N>mb`).
+    fn is_own_interface(&self, ifname: &str) -> bool {
+        let made = ifname.strip_prefix("umv").is_some_and(|r| {
+            let digits = r.bytes().take_while(u8::is_ascii_digit).count();
+            let tail = &r[digits..];
+            digits > 0
+                && (tail == "ma"
+                    || tail == "mb"
+                    || tail
+                        .strip_prefix('e')
+                        .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())))
+        });
+        made || self
+            .networks
+            .values()
+            .any(|n| n.host_port.as_deref() == Some(ifname))
     }
 
     /// The endpoint name of network `net`'s host port.
@@ -500,11 +526,13 @@ impl Daemon {
                 "Bytes transmitted by a port.",
             ),
         ];
+        // Label values (text exposition format): backslash, quote and newline escaped.
         let esc = |v: &Value| {
             v.as_str()
                 .unwrap_or("")
                 .replace('\\', "\\\\")
                 .replace('"', "\\\"")
+                .replace('\n', "\\n")
         };
         for (key, name, help) in series {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");

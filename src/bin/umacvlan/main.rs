@@ -14,6 +14,7 @@ mod bench;
 mod config;
 mod daemon;
 mod demo;
+mod server;
 use crate::config::{Config, NetworkSection, DEFAULT_SOCKET};
 use crate::daemon::Daemon;
 use serde_json::Value;
@@ -204,10 +205,26 @@ fn dispatch(cmd: Cmd) -> Result<()> {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colour only on a terminal: a log file or journal gets plain text.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+    if matches!(
+        cmd,
+        Cmd::Network(_) | Cmd::Endpoint(_) | Cmd::Stats { .. } | Cmd::Simulate { .. }
+    ) {
+        // A client whose output is cut short (`umacvlan stats | head -1`) ends
+        // quietly, as other tools do, instead of panicking on the broken pipe. Not for
+        // the daemon (a client hanging up must not kill it) nor the bench (it must
+        // clean up).
+        // SAFETY: resetting SIGPIPE to its default action before any other thread
+        // exists installs no handler and touches no memory.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match cmd {
         Cmd::Simulate {
             frames,
@@ -270,7 +287,10 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                         s(&n["name"]),
                         s(&n["parent"]),
                         s(&n["mode"]),
-                        n["vlan"]
+                        match n["vlan"].as_u64() {
+                            Some(0) | None => "-".to_string(),
+                            Some(v) => v.to_string(),
+                        }
                     );
                 }
                 Ok(())
@@ -327,6 +347,8 @@ fn dispatch(cmd: Cmd) -> Result<()> {
     }
 }
 
+/// A value for a terminal table: strings as they are but with control characters
+/// escaped (a name never moves the cursor or colours the terminal), null as `-`.
 fn s(v: &Value) -> String {
     v.as_str().map_or_else(
         || {
@@ -336,7 +358,18 @@ fn s(v: &Value) -> String {
                 v.to_string()
             }
         },
-        str::to_string,
+        |t| {
+            t.chars()
+                .flat_map(|c| {
+                    let esc: Vec<char> = if c.is_control() {
+                        c.escape_default().collect()
+                    } else {
+                        vec![c]
+                    };
+                    esc
+                })
+                .collect()
+        },
     )
 }
 
@@ -412,7 +445,7 @@ fn run(config: Option<&Path>, socket: Option<PathBuf>, workers: Option<u32>) -> 
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, term.clone()).context("installing signal handlers")?;
     }
-    let listener = bind_socket(&sock)?;
+    // The metrics address first: if it cannot be bound, no socket file is left.
     let metrics = match cfg.metrics {
         Some(addr) => {
             let l = std::net::TcpListener::bind(addr)
@@ -422,6 +455,7 @@ fn run(config: Option<&Path>, socket: Option<PathBuf>, workers: Option<u32>) -> 
         }
         None => None,
     };
+    let listener = bind_socket(&sock)?;
     let workers = workers.or(cfg.workers);
     let mut daemon = Daemon::new(Box::new(move |p: &str| {
         let mut c = DataplaneConfig::new(p);
@@ -439,30 +473,14 @@ fn run(config: Option<&Path>, socket: Option<PathBuf>, workers: Option<u32>) -> 
         socket = %sock.display(),
         "umacvlan running"
     );
+    let mut server = server::Server::new(listener, metrics);
     let mut last_tick = Instant::now();
     while !term.load(Ordering::Relaxed) {
         if last_tick.elapsed() >= Duration::from_secs(1) {
             last_tick = Instant::now();
             daemon.tick();
         }
-        let mut idle = true;
-        match listener.accept() {
-            Ok((stream, _)) => {
-                idle = false;
-                serve(&mut daemon, stream);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => tracing::warn!("control socket: {e}"),
-        }
-        if let Some(m) = &metrics {
-            if let Ok((stream, _)) = m.accept() {
-                idle = false;
-                serve_metrics(&daemon, stream);
-            }
-        }
-        if idle {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        server.turn(&mut daemon, Duration::from_millis(20));
     }
     tracing::info!("stopping: removing endpoints, programs and interfaces");
     daemon.shutdown();
@@ -491,58 +509,6 @@ fn bind_socket(sock: &Path) -> Result<std::os::unix::net::UnixListener> {
     std::fs::set_permissions(sock, std::fs::Permissions::from_mode(0o600))?;
     l.set_nonblocking(true)?;
     Ok(l)
-}
-
-/// Answers one HTTP request for the Prometheus text format.
-fn serve_metrics(daemon: &Daemon, mut stream: std::net::TcpStream) {
-    use std::io::{Read, Write};
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let mut buf = [0u8; 2048];
-    let n = stream.read(&mut buf).unwrap_or(0);
-    let req = String::from_utf8_lossy(&buf[..n]);
-    let (status, body) = if req.starts_with("GET /metrics ") || req.starts_with("GET / ") {
-        match daemon.metrics() {
-            Ok(b) => ("200 OK", b),
-            Err(e) => ("500 Internal Server Error", format!("{e}\n")),
-        }
-    } else {
-        ("404 Not Found", "try GET /metrics\n".to_string())
-    };
-    let _ = write!(
-        stream,
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-}
-
-/// Answers one connection: one request line, one response line.
-fn serve(daemon: &mut Daemon, mut stream: std::os::unix::net::UnixStream) {
-    use std::io::Write;
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let resp = match ctl::read_line(&mut stream).and_then(|l| ctl::decode(&l)) {
-        Ok(req) => {
-            let what = format!("{req:?}");
-            match daemon.handle(req) {
-                Ok(v) => {
-                    tracing::info!(request = %what, "done");
-                    Response::ok(v)
-                }
-                Err(e) => {
-                    tracing::warn!(request = %what, "refused: {e}");
-                    Response::err(e)
-                }
-            }
-        }
-        Err(e) => {
-            tracing::warn!("bad control message: {e}");
-            Response::err(e)
-        }
-    };
-    let mut line = serde_json::to_vec(&resp).unwrap_or_default();
-    line.push(b'\n');
-    let _ = stream.write_all(&line);
 }
 
 /// xorshift64*: deterministic and dependency-free.

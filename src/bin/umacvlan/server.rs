@@ -1,0 +1,254 @@
+//! The daemon's sockets: the control socket (one JSON request and one response per
+//! connection) and the Prometheus endpoint.
+//!
+//! No client can stall the daemon: each connection is read and answered on a thread
+//! of its own, the whole request within [`REQUEST_DEADLINE`] (a client trickling a byte
+//! now and then gets no more time), and only a complete, decoded request reaches the
+//! daemon's thread, which owns the switch and handles one at a time. At most
+//! [`MAX_CLIENTS`] connections are served at once; the next one is answered at once
+//! with an error and closed. The daemon's thread never waits for a client, so a signal
+//! is honoured within one pass of its loop.
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::time::Duration;
+
+use umacvlan::ctl::{self, Request, Response};
+
+use crate::daemon::Daemon;
+
+/// How long a client has to send its whole request.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
+/// How long a client has to take its response.
+const WRITE_DEADLINE: Duration = Duration::from_secs(2);
+/// Connections served at once, control and metrics together.
+pub const MAX_CLIENTS: usize = 64;
+
+/// What a connection asks of the daemon's thread.
+enum Job {
+    Control(Request),
+    Metrics,
+}
+
+/// A job and where its answer goes.
+struct Call {
+    job: Job,
+    reply: Sender<Answer>,
+}
+
+enum Answer {
+    Control(Response),
+    Metrics(Result<String, String>),
+}
+
+/// Both listeners, the connection threads' way to the daemon, and the count of live
+/// connections.
+pub struct Server {
+    control: UnixListener,
+    metrics: Option<TcpListener>,
+    calls: Receiver<Call>,
+    tx: Sender<Call>,
+    clients: Arc<AtomicUsize>,
+}
+
+/// Counts a live connection; uncounts it when the connection's thread ends.
+struct Client(Arc<AtomicUsize>);
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Server {
+    /// Serves `control` and, if given, `metrics` (both non-blocking listeners).
+    pub fn new(control: UnixListener, metrics: Option<TcpListener>) -> Server {
+        let (tx, calls) = mpsc::channel();
+        Server {
+            control,
+            metrics,
+            calls,
+            tx,
+            clients: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// A new connection's slot, or `None` when [`MAX_CLIENTS`] are being served.
+    fn admit(&self) -> Option<Client> {
+        let n = self.clients.fetch_add(1, Ordering::AcqRel);
+        if n >= MAX_CLIENTS {
+            self.clients.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Client(self.clients.clone()))
+    }
+
+    /// Accepts what is waiting, handles the requests that are complete, and waits at
+    /// most `idle` for one when there was nothing to do.
+    pub fn turn(&mut self, daemon: &mut Daemon, idle: Duration) {
+        let mut busy = false;
+        loop {
+            match self.control.accept() {
+                Ok((s, _)) => {
+                    busy = true;
+                    self.start_control(s);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::warn!("control socket: {e}");
+                    break;
+                }
+            }
+        }
+        if let Some(m) = &self.metrics {
+            while let Ok((s, _)) = m.accept() {
+                busy = true;
+                self.start_metrics(s);
+            }
+        }
+        while let Ok(call) = self.calls.try_recv() {
+            busy = true;
+            answer(daemon, call);
+        }
+        if !busy {
+            if let Ok(call) = self.calls.recv_timeout(idle) {
+                answer(daemon, call);
+            }
+        }
+    }
+
+    fn start_control(&self, mut s: UnixStream) {
+        let _ = s.set_nonblocking(false);
+        let _ = s.set_write_timeout(Some(WRITE_DEADLINE));
+        let Some(client) = self.admit() else {
+            tracing::warn!("control socket: {MAX_CLIENTS} clients already, one refused");
+            let busy = format!("the daemon is serving {MAX_CLIENTS} clients already; try again");
+            write_line(&mut s, &Response::err(busy));
+            return;
+        };
+        let tx = self.tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name("umacvlan-ctl".into())
+            .spawn(move || {
+                let _client = client;
+                let resp = match ctl::read_line_within(&mut s, REQUEST_DEADLINE)
+                    .and_then(|l| ctl::decode(&l))
+                {
+                    Ok(req) => match ask(&tx, Job::Control(req)) {
+                        Some(Answer::Control(r)) => r,
+                        _ => Response::err("the daemon is shutting down"),
+                    },
+                    Err(e) => {
+                        tracing::warn!("bad control message: {e}");
+                        Response::err(e)
+                    }
+                };
+                write_line(&mut s, &resp);
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("control socket: cannot start a connection thread: {e}");
+        }
+    }
+
+    fn start_metrics(&self, mut s: TcpStream) {
+        let _ = s.set_nonblocking(false);
+        let _ = s.set_write_timeout(Some(WRITE_DEADLINE));
+        let Some(client) = self.admit() else {
+            write_http(&mut s, "503 Service Unavailable", "too many clients\n");
+            return;
+        };
+        let tx = self.tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name("umacvlan-metrics".into())
+            .spawn(move || {
+                let _client = client;
+                let line = read_request_line(&mut s);
+                let (status, body) = match line.as_deref() {
+                    Some(l) if l.starts_with("GET /metrics ") || l.starts_with("GET / ") => {
+                        match ask(&tx, Job::Metrics) {
+                            Some(Answer::Metrics(Ok(b))) => ("200 OK", b),
+                            Some(Answer::Metrics(Err(e))) => {
+                                ("500 Internal Server Error", format!("{e}\n"))
+                            }
+                            _ => ("503 Service Unavailable", "shutting down\n".into()),
+                        }
+                    }
+                    Some(_) => ("404 Not Found", "try GET /metrics\n".into()),
+                    None => (
+                        "408 Request Timeout",
+                        format!("request timed out after {} s\n", REQUEST_DEADLINE.as_secs()),
+                    ),
+                };
+                write_http(&mut s, status, &body);
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("metrics: cannot start a connection thread: {e}");
+        }
+    }
+}
+
+/// Sends `job` to the daemon's thread and waits for its answer (`None` if the daemon
+/// stops first).
+fn ask(tx: &Sender<Call>, job: Job) -> Option<Answer> {
+    let (reply, answer) = mpsc::channel();
+    tx.send(Call { job, reply }).ok()?;
+    answer.recv().ok()
+}
+
+/// Handles one call on the daemon's thread.
+fn answer(daemon: &mut Daemon, call: Call) {
+    let a = match call.job {
+        Job::Control(req) => {
+            let what = format!("{req:?}");
+            Answer::Control(match daemon.handle(req) {
+                Ok(v) => {
+                    tracing::info!(request = %what, "done");
+                    Response::ok(v)
+                }
+                Err(e) => {
+                    tracing::warn!(request = %what, "refused: {e}");
+                    Response::err(e)
+                }
+            })
+        }
+        Job::Metrics => Answer::Metrics(daemon.metrics().map_err(|e| e.to_string())),
+    };
+    let _ = call.reply.send(a);
+}
+
+fn write_line(s: &mut UnixStream, r: &Response) {
+    let mut line = serde_json::to_vec(r).unwrap_or_default();
+    line.push(b'\n');
+    let _ = s.write_all(&line);
+}
+
+/// The HTTP request line, read within [`REQUEST_DEADLINE`]; `None` if it did not come.
+fn read_request_line(s: &mut TcpStream) -> Option<String> {
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + REQUEST_DEADLINE;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.contains(&b'\n') && got.len() < 8192 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || s.set_read_timeout(Some(left)).is_err() {
+            return None;
+        }
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(String::from_utf8_lossy(&got).into_owned())
+}
+
+fn write_http(s: &mut TcpStream, status: &str, body: &str) {
+    let _ = write!(
+        s,
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
