@@ -193,6 +193,11 @@ pub fn decode(line: &[u8]) -> Result<Request, DecodeError> {
     }
     let v: serde_json::Value =
         serde_json::from_slice(line).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    // serde_json keeps the last of two equal keys; a request that says two things is
+    // refused instead.
+    let mut de = serde_json::Deserializer::from_slice(line);
+    serde::Deserializer::deserialize_any(&mut de, NoDuplicateKeys)
+        .map_err(|e| DecodeError::Malformed(e.to_string()))?;
     let version = match v.get("version") {
         None => return Err(DecodeError::Malformed("missing \"version\"".into())),
         Some(n) => n.as_u64().ok_or_else(|| {
@@ -209,6 +214,60 @@ pub fn decode(line: &[u8]) -> Result<Request, DecodeError> {
         o.remove("version");
     }
     serde_json::from_value(v).map_err(|e| DecodeError::Malformed(e.to_string()))
+}
+
+/// A visitor that walks a JSON value and fails on an object with a key twice.
+struct NoDuplicateKeys;
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicateKeys {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(k) = map.next_key::<String>()? {
+            if !seen.insert(k.clone()) {
+                return Err(serde::de::Error::custom(format!("duplicate key \"{k}\"")));
+            }
+            map.next_value_seed(NoDuplicateKeys)?;
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(NoDuplicateKeys)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for NoDuplicateKeys {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
 }
 
 /// Encodes a request as one line.
@@ -383,6 +442,19 @@ mod tests {
             Err(DecodeError::Malformed(_))
         ));
         assert!(matches!(decode(br#"{"version":1,"op":"endpoint_add","name":"x","network":"n","netns":"y","colour":1}"#), Err(DecodeError::Malformed(_))));
+        // Two equal keys, at the top or inside: refused, not "the last one wins".
+        for dup in [
+            &br#"{"version":1,"op":"network_rm","name":"a","name":"b"}"#[..],
+            br#"{"version":1,"version":1,"op":"stats"}"#,
+            br#"{"version":1,"op":"network_create","name":"n","parent":"eth1","endpoint":[{"name":"e","name":"f","netns":"x"}]}"#,
+        ] {
+            let e = decode(dup).unwrap_err().to_string();
+            assert!(e.contains("duplicate key"), "{e}");
+        }
+        let e = decode(br#"{"version":"1","op":"stats"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"version\" must be a number"), "{e}");
         assert!(matches!(
             decode(b"{\"version\":1,\"op\":"),
             Err(DecodeError::Malformed(_))
