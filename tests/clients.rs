@@ -161,17 +161,24 @@ fn names_are_docker_names_and_output_stays_clean() {
     let rows: Vec<&str> = ls.lines().collect();
     assert_eq!(rows.len(), 2, "{ls}");
     assert_eq!(rows[0].len(), rows[1].len(), "columns line up:\n{ls}");
-    // A cut-short client ends quietly.
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "{} stats --socket {} | head -c 1 >/dev/null",
-            common::daemon::BIN,
-            d.socket.display()
-        ))
+    // A client whose reader is gone (`umacvlan stats | head -0`) ends quietly: its
+    // stdout is a pipe whose read end is already closed, so its first write fails.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(common::daemon::BIN)
+        .args(["stats", "--socket", d.socket.to_str().unwrap()])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        out.status.signal(),
+        Some(13),
+        "ends by SIGPIPE: {:?}",
+        out.status
+    );
     d.stop();
 }
