@@ -491,3 +491,51 @@ fn a_frame_on_a_queue_without_a_socket_is_counted() {
         "ext's echo requests on the unbound queue were not counted: {unbound}"
     );
 }
+
+#[test]
+fn an_endpoint_the_umem_cannot_feed_is_refused_and_every_accepted_one_forwards() {
+    if !require_root("an_endpoint_the_umem_cannot_feed_is_refused_and_every_accepted_one_forwards")
+    {
+        return;
+    }
+    // One worker with 4096 frames, 512 in each socket's fill ring and 1024 kept for
+    // traffic: the parent queue and the mirror take two sockets, four endpoints fit.
+    let t = Topo::with_queues("umvm", false, 6, 1);
+    let eps: Vec<(EndpointConfig, EndpointNet)> =
+        (1..=6).map(|n| endpoint(&t, n, Mode::Bridge)).collect();
+    let mut cfg = DataplaneConfig::new("par");
+    cfg.frames = 4096;
+    let (reach, added) = with_switch_then(
+        &t.host,
+        cfg,
+        |dp| {
+            let mut refused = Vec::new();
+            for (c, n) in eps {
+                let name = c.name.clone();
+                if let Err(e) = dp.add_endpoint(c, n) {
+                    assert!(dp.topology().endpoint(&name).is_none(), "{name} half made");
+                    refused.push((name, e.to_string()));
+                }
+            }
+            assert_eq!(refused.len(), 2, "{refused:?}");
+            for (name, e) in &refused {
+                assert!(
+                    e.contains(&format!(
+                        "endpoint '{name}' does not fit: a worker's UMEM has 4096 frames"
+                    )),
+                    "{e}"
+                );
+            }
+            Ok(())
+        },
+        || {
+            (1..=4)
+                .map(|i| t.ping("ext", &format!("e{i}")))
+                .collect::<Vec<_>>()
+        },
+        |dp| dp.topology().endpoints().count(),
+    )
+    .unwrap();
+    assert_eq!(added, 4);
+    assert_eq!(reach, vec![true; 4], "every accepted endpoint forwards");
+}

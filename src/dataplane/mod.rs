@@ -237,6 +237,18 @@ pub enum Error {
         /// Workers of the dataplane.
         workers: u32,
     },
+    /// A worker's UMEM has no room for another endpoint's sockets.
+    #[error("endpoint '{endpoint}' does not fit: a worker's UMEM has {frames} frames, and its {sockets} sockets would keep {fill_level} each in their fill rings, leaving fewer than {} for traffic; give the workers more frames (`frames` in the daemon's [daemon] section, DataplaneConfig::frames)", umem_reserve(*frames))]
+    UmemFull {
+        /// The endpoint refused.
+        endpoint: String,
+        /// Frames of each worker's UMEM.
+        frames: u32,
+        /// Sockets a worker would have with it.
+        sockets: u32,
+        /// Frames each socket keeps in its fill ring.
+        fill_level: u32,
+    },
     /// The XSKMAP is full.
     #[error(
         "no room for {need} more AF_XDP sockets: the switch holds at most {MAX_XSKS} on one parent"
@@ -696,6 +708,7 @@ impl Dataplane {
                 workers: n,
             });
         }
+        self.check_umem_room(name, queues)?;
         let slots = self.slots.alloc(queues)?;
         let veth = VethEndpoint {
             host_ifname: host_ifname.clone(),
@@ -744,6 +757,31 @@ impl Dataplane {
         self.steering
             .attach_xdp(host_ifindex, self.cfg.endpoint_xdp_mode)
             .map_err(Error::from)
+    }
+
+    /// Refuses endpoint `name` with `queues` veth queues if a worker's UMEM would
+    /// not keep [`umem_reserve`] frames free for traffic (transmits in flight, flood
+    /// copies) once the new sockets' fill rings are stocked: an endpoint that is
+    /// accepted must forward.
+    fn check_umem_room(&self, name: &str, queues: u32) -> Result<()> {
+        let n = self.workers.len() as u32;
+        let sockets = self.on_workers(|_, sw: &mut Sw| sw.pool().sockets() as u32)?;
+        let fill = self.cfg.xsk.fill_level;
+        let frames = self.cfg.frames;
+        for (w, now) in sockets.into_iter().enumerate() {
+            let after = now + (queues - w as u32).div_ceil(n);
+            if u64::from(after) * u64::from(fill) + u64::from(umem_reserve(frames))
+                > u64::from(frames)
+            {
+                return Err(Error::UmemFull {
+                    endpoint: name.into(),
+                    frames,
+                    sockets: after,
+                    fill_level: fill,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Brings a plumbed endpoint up (or leaves it down) and mirrors it into the maps.
@@ -955,6 +993,12 @@ impl Drop for Dataplane {
             self.teardown();
         }
     }
+}
+
+/// Frames of a UMEM of `frames` kept free for traffic, beyond the fill rings: an
+/// eighth, at least 1024.
+fn umem_reserve(frames: u32) -> u32 {
+    (frames / 8).max(1024)
 }
 
 /// The cores this process may run on.

@@ -39,6 +39,8 @@ pub struct DaemonSection {
     pub metrics: Option<String>,
     /// Worker threads per parent (default: one per receive queue, up to the cores).
     pub workers: Option<u32>,
+    /// UMEM frames of each worker (default 16384).
+    pub frames: Option<u32>,
 }
 
 pub use umacvlan::ctl::{EndpointSection, NetworkSection};
@@ -127,6 +129,8 @@ pub struct Config {
     pub metrics: Option<std::net::SocketAddr>,
     /// Worker threads per parent; `None`: one per receive queue, up to the cores.
     pub workers: Option<u32>,
+    /// UMEM frames of each worker; `None`: the dataplane's default.
+    pub frames: Option<u32>,
     /// Networks, in file order.
     pub networks: Vec<Network>,
     /// Endpoints, in file order.
@@ -349,10 +353,19 @@ impl Config {
         if file.daemon.workers == Some(0) {
             return Err(err("daemon.workers", "must be at least 1"));
         }
+        if let Some(f) = file.daemon.frames {
+            if !(4096..=1 << 20).contains(&f) {
+                return Err(err(
+                    "daemon.frames",
+                    format!("{f} is out of range: use 4096..=1048576"),
+                ));
+            }
+        }
         let mut c = Config {
             socket: file.daemon.socket,
             metrics,
             workers: file.daemon.workers,
+            frames: file.daemon.frames,
             ..Config::default()
         };
         for n in &file.networks {

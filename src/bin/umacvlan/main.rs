@@ -457,9 +457,13 @@ fn run(config: Option<&Path>, socket: Option<PathBuf>, workers: Option<u32>) -> 
     };
     let listener = bind_socket(&sock)?;
     let workers = workers.or(cfg.workers);
+    let frames = cfg.frames;
     let mut daemon = Daemon::new(Box::new(move |p: &str| {
         let mut c = DataplaneConfig::new(p);
         c.workers = workers;
+        if let Some(f) = frames {
+            c.frames = f;
+        }
         c
     }));
     if let Err(e) = daemon.apply(&cfg) {
