@@ -35,6 +35,18 @@ fn with_dataplane(
         .1
 }
 
+/// [`with_dataplane`], returning what `finish` takes from the dataplane after the body.
+fn with_dataplane_then<R: Send>(
+    t: &Topo,
+    setup: impl FnOnce(&mut Dataplane) -> Result<(), String> + Send,
+    body: impl FnOnce(),
+    finish: impl FnOnce(&mut Dataplane) -> R + Send,
+) -> R {
+    with_switch_then(&t.host, DataplaneConfig::new("par"), setup, body, finish)
+        .unwrap_or_else(|e| panic!("dataplane setup: {e}"))
+        .1
+}
+
 fn endpoint(t: &Topo, n: usize, mode: Mode) -> (EndpointConfig, EndpointNet) {
     let cfg = EndpointConfig::new(format!("e{n}"), mode).with_mac(ep_mac(n).parse().unwrap());
     let net = EndpointNet {
@@ -137,7 +149,7 @@ fn oversize_and_flooding_traffic_is_counted_and_forwarding_goes_on() {
     let (mut c1, n1) = endpoint(&t, 1, Mode::Bridge);
     c1.mtu = Some(1500);
     let (c2, n2) = endpoint(&t, 2, Mode::Bridge);
-    let stats = with_dataplane(
+    let (stats, sockets) = with_dataplane_then(
         &t,
         move |dp| {
             dp.add_endpoint(c1, n1).map_err(|e| e.to_string())?;
@@ -176,6 +188,7 @@ fn oversize_and_flooding_traffic_is_counted_and_forwarding_goes_on() {
                 "e1→e2 after the flood"
             );
         },
+        |dp| (dp.stats().unwrap(), dp.socket_stats().unwrap()),
     );
     for (n, s) in &stats {
         println!("{n}: {s:?}");
@@ -188,11 +201,17 @@ fn oversize_and_flooding_traffic_is_counted_and_forwarding_goes_on() {
     );
     let e2 = stat(&stats, "e2");
     let par = stat(&stats, "par");
+    let par_sockets = sockets
+        .iter()
+        .find(|(n, _)| n == "par")
+        .map(|(_, s)| s.rx_losses())
+        .expect("the parent's sockets");
     println!(
-        "flood: parent rx {} e2 tx {} drops {:?}",
+        "flood: parent rx {} e2 tx {} drops {:?}; lost at the parent's sockets {:?}",
         par.rx_packets,
         e2.tx_packets,
-        e2.drop_reasons().collect::<Vec<_>>()
+        e2.drop_reasons().collect::<Vec<_>>(),
+        par_sockets
     );
     // What the switch received it forwarded or counted; what the kernel dropped before
     // the rings is the kernel's (rx_ring_full), not a stall.

@@ -71,6 +71,19 @@ fn daemon_serves_every_queue(q: u32) {
     let st = parent_stats(&d);
     assert_eq!(st["queues"], q, "{st}");
     assert_eq!(st["kernel"]["xdp_unbound_queue"], 0, "{st}");
+    // Every AF_XDP port reports its sockets' kernel counters (XDP_STATISTICS).
+    for p in st["ports"].as_array().unwrap() {
+        if p["port"] != "host" {
+            for k in [
+                "rx_dropped",
+                "rx_ring_full",
+                "rx_fill_ring_empty",
+                "tx_invalid_descs",
+            ] {
+                assert!(p["sockets"][k].is_u64(), "{k} of {}: {p}", p["port"]);
+            }
+        }
+    }
     let workers = st["workers"].as_u64().unwrap();
     let cores = std::thread::available_parallelism().unwrap().get() as u64;
     assert_eq!(workers, u64::from(q).min(cores), "{st}");

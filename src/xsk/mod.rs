@@ -237,6 +237,31 @@ pub struct Statistics {
     pub tx_ring_empty_descs: u64,
 }
 
+impl Statistics {
+    /// Adds `o`'s counts to these.
+    pub fn add(&mut self, o: &Statistics) {
+        self.rx_dropped += o.rx_dropped;
+        self.rx_invalid_descs += o.rx_invalid_descs;
+        self.tx_invalid_descs += o.tx_invalid_descs;
+        self.rx_ring_full += o.rx_ring_full;
+        self.rx_fill_ring_empty_descs += o.rx_fill_ring_empty_descs;
+        self.tx_ring_empty_descs += o.tx_ring_empty_descs;
+    }
+
+    /// Frames the kernel lost on their way to the socket, by reason: the rx ring was
+    /// full; no frame in the fill ring; dropped otherwise (too big for a UMEM frame,
+    /// ...). The fill-ring shortage is one of the kernel's `rx_dropped` causes, so the
+    /// three are disjoint.
+    pub fn rx_losses(&self) -> [(&'static str, u64); 3] {
+        let empty = self.rx_fill_ring_empty_descs.min(self.rx_dropped);
+        [
+            ("kernel_rx_ring_full", self.rx_ring_full),
+            ("kernel_fill_ring_empty", empty),
+            ("kernel_rx_dropped", self.rx_dropped - empty),
+        ]
+    }
+}
+
 impl From<xdp_statistics> for Statistics {
     fn from(s: xdp_statistics) -> Self {
         Statistics {

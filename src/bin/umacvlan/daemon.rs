@@ -473,17 +473,33 @@ impl Daemon {
                 .zip(umacvlan::bpf::Counter::ALL)
                 .map(|(n, c)| (c.name().to_string(), json!(n)))
                 .collect();
+            let sockets: BTreeMap<String, umacvlan::xsk::Statistics> =
+                dp.socket_stats()?.into_iter().collect();
             let ports: Vec<Value> = dp
                 .stats()?
                 .into_iter()
                 .map(|(name, s)| {
-                    let drops: serde_json::Map<String, Value> = s
+                    let mut drops: serde_json::Map<String, Value> = s
                         .drop_reasons()
                         .map(|(r, n)| (r.to_string(), json!(n)))
                         .collect();
+                    // What the kernel lost before the switch saw it counts too.
+                    let x = sockets.get(&name).copied().unwrap_or_default();
+                    for (r, n) in x.rx_losses() {
+                        if n > 0 {
+                            drops.insert(r.to_string(), json!(n));
+                        }
+                    }
                     json!({
                         "port": name, "rx_packets": s.rx_packets, "rx_bytes": s.rx_bytes,
                         "tx_packets": s.tx_packets, "tx_bytes": s.tx_bytes, "drops": drops,
+                        "sockets": {
+                            "rx_dropped": x.rx_dropped, "rx_ring_full": x.rx_ring_full,
+                            "rx_fill_ring_empty": x.rx_fill_ring_empty_descs,
+                            "rx_invalid_descs": x.rx_invalid_descs,
+                            "tx_invalid_descs": x.tx_invalid_descs,
+                            "tx_ring_empty": x.tx_ring_empty_descs,
+                        },
                     })
                 })
                 .collect();
