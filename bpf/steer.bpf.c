@@ -85,11 +85,16 @@ static __always_inline int is_vlan_proto(__be16 proto)
  * to it. A queue beyond the device's sockets (the parent got more queues than the
  * switch bound) is counted, never redirected into another device's slots.
  */
-static __always_inline int to_socket(const struct dev_val *dev, __u32 queue)
+static __always_inline int to_socket(const struct dev_val *dev, __u32 queue, __u64 len)
 {
 	if (queue >= dev->queues) {
 		count(CNT_XDP_UNBOUND_QUEUE);
 		return XDP_PASS;
+	}
+	/* The kernel would drop it at the socket, counted under no reason of its own. */
+	if (dev->max_len && len > dev->max_len) {
+		count(CNT_XDP_TOO_BIG);
+		return XDP_DROP;
 	}
 
 	int act = bpf_redirect_map(&xsks, dev->xsk_base + queue, XDP_PASS);
@@ -113,7 +118,7 @@ static __always_inline int to_switch(struct xdp_md *ctx, const struct dev_val *d
 	} else {
 		count(CNT_XDP_META_FAIL);
 	}
-	return to_socket(dev, ctx->rx_queue_index);
+	return to_socket(dev, ctx->rx_queue_index, ctx->data_end - ctx->data);
 }
 
 static __always_inline int steer_frame(struct xdp_md *ctx)
@@ -127,7 +132,7 @@ static __always_inline int steer_frame(struct xdp_md *ctx)
 	}
 
 	if (dev->role == ROLE_PORT)
-		return to_socket(dev, ctx->rx_queue_index);
+		return to_socket(dev, ctx->rx_queue_index, ctx->data_end - ctx->data);
 	if (dev->role != ROLE_PARENT) {
 		count(CNT_XDP_NOT_OURS);
 		return XDP_PASS;
@@ -159,6 +164,19 @@ static __always_inline int steer_frame(struct xdp_md *ctx)
 			return XDP_PASS;
 		}
 		key.vlan = bpf_ntohs(tag->tci) & 0x0fff;
+		/* Two tags (QinQ) the switch handles; a third it does not. */
+		if (is_vlan_proto(tag->proto)) {
+			struct vlan_tag *inner = tag + 1;
+
+			if ((void *)(inner + 1) > data_end) {
+				count(CNT_XDP_MALFORMED);
+				return XDP_PASS;
+			}
+			if (is_vlan_proto(inner->proto)) {
+				count(CNT_XDP_TAG_STACK);
+				return XDP_PASS;
+			}
+		}
 	}
 
 	if (dev_flags & DEV_F_PASSTHRU)
@@ -168,8 +186,9 @@ static __always_inline int steer_frame(struct xdp_md *ctx)
 	struct fdb_val *hit = bpf_map_lookup_elem(&fdb, &key);
 
 	if (!hit) {
-		/* The parent's own MAC or unknown unicast (spec W2/W3). */
-		count(CNT_XDP_PASS);
+		/* The parent's own MAC or unknown unicast (spec W2/W3); tagged, it names a
+		 * VLAN and MAC no endpoint has (an unknown VLAN, typically). */
+		count(key.vlan ? CNT_XDP_TAGGED_MISS : CNT_XDP_PASS);
 		return XDP_PASS;
 	}
 	return to_switch(ctx, dev, hit->port);

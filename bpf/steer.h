@@ -43,6 +43,7 @@ struct dev_val {
 	__u32 mirror_ifindex;  /* parent only: veth that gets a clone of multicast, 0 = none */
 	__u32 flags;           /* DEV_F_* */
 	__u32 queues;          /* rx queues 0..queues-1 have a socket; a frame on another is counted and passed */
+	__u32 max_len;         /* longest frame its sockets' UMEM frames hold; 0 = no limit */
 };
 
 #define ROLE_PARENT 1  /* the parent NIC */
@@ -66,7 +67,10 @@ enum steer_counter {
 	CNT_TC_SUPPRESSED = 8,     /* tc: multicast from a FDB_F_HOST_SUPPRESS source dropped (W9) */
 	CNT_TC_NOT_OURS = 9,       /* tc: multicast on an ifindex missing from devs: TC_ACT_OK */
 	CNT_XDP_UNBOUND_QUEUE = 10, /* for the switch, but on an rx queue without a socket: XDP_PASS */
-	CNT_MAX = 11,
+	CNT_XDP_TOO_BIG = 11,      /* for the switch, but longer than max_len: XDP_DROP */
+	CNT_XDP_TAG_STACK = 12,    /* parent: more than two VLAN tags (unsupported): XDP_PASS */
+	CNT_XDP_TAGGED_MISS = 13,  /* parent: tagged unicast for no endpoint of that VLAN: XDP_PASS */
+	CNT_MAX = 14,
 };
 
 #endif /* UMACVLAN_STEER_H */

@@ -19,6 +19,7 @@ use umacvlan::bpf::{
 use umacvlan::port::PortId;
 use umacvlan::wire::MacAddr;
 
+const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
 /// `TC_ACT_UNSPEC` (-1): on to the next filter, then the stack.
 const TC_NEXT: u32 = u32::MAX;
@@ -135,15 +136,52 @@ fn steer_decisions() {
         let r = run_xdp(&st, &frame(B, EXT, Some((0x8100, 300))), lo);
         assert_eq!(
             (r.meta, r.delta),
-            (None, only(Counter::XdpPass)),
+            (None, only(Counter::XdpTaggedMiss)),
             "vid 300 misses"
         );
         let r = run_xdp(&st, &frame(A, EXT, Some((0x8100, 100))), lo);
         assert_eq!(
             (r.meta, r.delta),
-            (None, only(Counter::XdpPass)),
+            (None, only(Counter::XdpTaggedMiss)),
             "A is untagged only"
         );
+        // QinQ goes by its outer tag; a third tag is more than the switch handles.
+        let stacked = |tags: &[u16]| {
+            let mut f = frame(B, EXT, None);
+            let mut t = Vec::new();
+            for (i, vid) in tags.iter().enumerate() {
+                t.extend_from_slice(&(if i == 0 { 0x88a8u16 } else { 0x8100 }).to_be_bytes());
+                t.extend_from_slice(&vid.to_be_bytes());
+            }
+            f.splice(12..12, t);
+            f
+        };
+        let r = run_xdp(&st, &stacked(&[100, 5]), lo);
+        assert_eq!(
+            (r.meta, r.delta),
+            (Some(6), only(Counter::XdpRedirectFail)),
+            "QinQ"
+        );
+        let r = run_xdp(&st, &stacked(&[100, 5, 6]), lo);
+        assert_eq!(
+            (r.ret, r.meta, r.delta),
+            (XDP_PASS, None, only(Counter::XdpTagStack)),
+            "three tags"
+        );
+        // Longer than a UMEM frame holds: counted and dropped, not lost in the socket.
+        st.set_device(lo, DevVal::parent(8, 1, 0, false).with_max_len(59))
+            .unwrap();
+        let r = run_xdp(&st, &frame(A, EXT, None), lo);
+        assert_eq!(
+            (r.ret, r.delta),
+            (XDP_DROP, only(Counter::XdpTooBig)),
+            "60 bytes, 59 fit"
+        );
+        st.set_device(lo, DevVal::parent(8, 1, 0, false).with_max_len(60))
+            .unwrap();
+        let r = run_xdp(&st, &frame(A, EXT, None), lo);
+        assert_eq!(r.delta, only(Counter::XdpRedirectFail), "60 bytes fit");
+        st.set_device(lo, DevVal::parent(8, 1, 0, false)).unwrap();
         // Multicast and broadcast: always the host (tc mirrors them), even if known.
         st.fdb_insert(0, MCAST, PortId(9), 0).unwrap();
         for dst in [MacAddr::BROADCAST, MCAST] {

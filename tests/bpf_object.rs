@@ -177,6 +177,7 @@ fn shared_structs_match_the_rust_mirror() {
                 ("mirror_ifindex", offset_of!(DevVal, mirror_ifindex)),
                 ("flags", offset_of!(DevVal, flags)),
                 ("queues", offset_of!(DevVal, queues)),
+                ("max_len", offset_of!(DevVal, max_len)),
             ])
         )
     );

@@ -182,3 +182,42 @@ fn names_are_docker_names_and_output_stays_clean() {
     );
     d.stop();
 }
+
+#[test]
+fn metrics_are_served_beside_the_control_socket() {
+    if !require_root("metrics_are_served_beside_the_control_socket") {
+        return;
+    }
+    let t = Topo::new("umvp", false, 1);
+    let config = format!(
+        "[daemon]\nmetrics = '127.0.0.1:9482'\n\n{}",
+        lan_config(&t, 1, &[1])
+    );
+    let d = DaemonProc::start(&t.host, "umvp", &config);
+    assert!(t.ping("e1", "ext"));
+    // The daemon listens in its own namespace: ask from there.
+    let get = |path: &str| {
+        let py = format!(
+            "import urllib.request, urllib.error\ntry:\n    r = urllib.request.urlopen('http://127.0.0.1:9482{path}', timeout=5)\n    print(r.status); print(r.read().decode())\nexcept urllib.error.HTTPError as e:\n    print(e.code)\n"
+        );
+        String::from_utf8_lossy(&t.lab.exec(&t.host, &["python3", "-c", &py]).stdout).to_string()
+    };
+    let m = get("/metrics");
+    assert!(m.starts_with("200"), "{m}");
+    for want in [
+        "umacvlan_rx_packets_total{parent=\"par\",port=\"e1\"}",
+        "umacvlan_fdb_entries{parent=\"par\"} 1",
+        "umacvlan_steering_total{parent=\"par\",counter=\"xdp_redirect\"}",
+        "umacvlan_steering_total{parent=\"par\",counter=\"xdp_unbound_queue\"} 0",
+    ] {
+        assert!(m.contains(want), "{want} missing from:\n{m}");
+    }
+    let e1_tx: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("umacvlan_tx_packets_total{parent=\"par\",port=\"e1\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("e1's tx counter");
+    assert!(e1_tx >= 2, "the pings' replies went to e1: {e1_tx}");
+    assert!(get("/other").starts_with("404"));
+    d.stop();
+}

@@ -79,6 +79,10 @@ pub struct DevVal {
     /// a frame for the switch on another queue is counted
     /// ([`Counter::XdpUnboundQueue`]) and passed to the host.
     pub queues: u32,
+    /// The longest frame its sockets' UMEM frames hold (frame size less the XDP
+    /// headroom); a longer one for the switch is counted ([`Counter::XdpTooBig`]) and
+    /// dropped. `0`: no limit.
+    pub max_len: u32,
 }
 
 const _: () = {
@@ -88,12 +92,13 @@ const _: () = {
     assert!(size_of::<FdbVal>() == 8);
     assert!(offset_of!(FdbVal, port) == 0);
     assert!(offset_of!(FdbVal, flags) == 4);
-    assert!(size_of::<DevVal>() == 20);
+    assert!(size_of::<DevVal>() == 24);
     assert!(offset_of!(DevVal, role) == 0);
     assert!(offset_of!(DevVal, xsk_base) == 4);
     assert!(offset_of!(DevVal, mirror_ifindex) == 8);
     assert!(offset_of!(DevVal, flags) == 12);
     assert!(offset_of!(DevVal, queues) == 16);
+    assert!(offset_of!(DevVal, max_len) == 20);
 };
 
 impl FdbKey {
@@ -163,7 +168,13 @@ impl DevVal {
             mirror_ifindex,
             flags: if passthru { DEV_F_PASSTHRU } else { 0 },
             queues,
+            max_len: 0,
         }
+    }
+
+    /// This value with frames longer than `max_len` counted and dropped.
+    pub const fn with_max_len(self, max_len: u32) -> Self {
+        DevVal { max_len, ..self }
     }
 
     /// A port veth (an endpoint's host side, or the mirror veth's peer): every frame
@@ -177,18 +188,20 @@ impl DevVal {
             mirror_ifindex: 0,
             flags: 0,
             queues,
+            max_len: 0,
         }
     }
 
     /// The value's bytes as the kernel reads them.
-    pub fn to_bytes(&self) -> [u8; 20] {
-        let mut b = [0u8; 20];
+    pub fn to_bytes(&self) -> [u8; 24] {
+        let mut b = [0u8; 24];
         for (i, v) in [
             self.role,
             self.xsk_base,
             self.mirror_ifindex,
             self.flags,
             self.queues,
+            self.max_len,
         ]
         .into_iter()
         .enumerate()
@@ -198,9 +211,9 @@ impl DevVal {
         b
     }
 
-    /// Parses a value read back from the map; `None` unless `b` is 20 bytes long.
+    /// Parses a value read back from the map; `None` unless `b` is 24 bytes long.
     pub fn from_bytes(b: &[u8]) -> Option<Self> {
-        let b: &[u8; 20] = b.try_into().ok()?;
+        let b: &[u8; 24] = b.try_into().ok()?;
         let w = |i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
         Some(DevVal {
             role: w(0),
@@ -208,12 +221,13 @@ impl DevVal {
             mirror_ifindex: w(8),
             flags: w(12),
             queues: w(16),
+            max_len: w(20),
         })
     }
 }
 
 /// Number of entries in the per-CPU `counters` array (`CNT_MAX`).
-pub const COUNTERS: usize = 11;
+pub const COUNTERS: usize = 14;
 
 /// Indices of the per-CPU `counters` array (`enum steer_counter`).
 ///
@@ -250,6 +264,15 @@ pub enum Counter {
     /// [`DevVal::queues`]): passed to the host instead. Non-zero means the parent
     /// has more queues than the switch serves.
     XdpUnboundQueue = 10,
+    /// For the switch, but longer than its sockets' UMEM frames hold
+    /// ([`DevVal::max_len`]): dropped (the kernel would drop it at the socket).
+    XdpTooBig = 11,
+    /// Parent: more than two VLAN tags, which the switch does not handle: passed to the
+    /// host.
+    XdpTagStack = 12,
+    /// Parent: tagged unicast for a (VLAN, MAC) no endpoint has (an unknown VLAN,
+    /// typically): passed to the host.
+    XdpTaggedMiss = 13,
 }
 
 impl Counter {
@@ -266,6 +289,9 @@ impl Counter {
         Counter::TcSuppressed,
         Counter::TcNotOurs,
         Counter::XdpUnboundQueue,
+        Counter::XdpTooBig,
+        Counter::XdpTagStack,
+        Counter::XdpTaggedMiss,
     ];
 
     /// Index into the array [`Steering::counters`](super::Steering::counters) returns.
@@ -287,6 +313,9 @@ impl Counter {
             Counter::TcSuppressed => "tc_suppressed",
             Counter::TcNotOurs => "tc_not_ours",
             Counter::XdpUnboundQueue => "xdp_unbound_queue",
+            Counter::XdpTooBig => "xdp_too_big",
+            Counter::XdpTagStack => "xdp_tag_stack",
+            Counter::XdpTaggedMiss => "xdp_tagged_miss",
         }
     }
 }

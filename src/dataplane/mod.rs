@@ -356,6 +356,8 @@ pub struct Dataplane {
     reserved: u32,
     /// A passthru endpoint is up: every unicast from the wire goes to the switch.
     passthru: bool,
+    /// The longest frame a UMEM frame holds.
+    max_len: u32,
     mirror: (LinkInfo, LinkInfo),
     endpoints: BTreeMap<String, EndpointRt>,
     slots: SlotAlloc,
@@ -522,8 +524,16 @@ impl Dataplane {
                 steering.set_xsk(slot, fd.as_fd())?;
             }
         }
-        steering.set_device(mirror_b.index, DevVal::port(reserved, n))?;
-        steering.set_device(parent.index, DevVal::parent(0, q, mirror_a.index, false))?;
+        // A frame lands XDP_PACKET_HEADROOM into its UMEM frame: longer ones do not fit.
+        let max_len = frame_size - 256;
+        steering.set_device(
+            mirror_b.index,
+            DevVal::port(reserved, n).with_max_len(max_len),
+        )?;
+        steering.set_device(
+            parent.index,
+            DevVal::parent(0, q, mirror_a.index, false).with_max_len(max_len),
+        )?;
         // Always native: generic XDP skips frames a BPF program redirected, and every
         // mirrored copy is one.
         steering.attach_xdp(mirror_b.index, XdpMode::Native)?;
@@ -542,6 +552,7 @@ impl Dataplane {
         );
         Ok(Dataplane {
             slots: SlotAlloc::new(reserved + n),
+            max_len,
             bound: q,
             seen: pq.rx,
             reserved,
@@ -570,7 +581,7 @@ impl Dataplane {
 
     /// The parent's entry in the `devs` map, as it must be now.
     fn parent_dev(&self) -> DevVal {
-        DevVal::parent(0, self.bound, self.mirror.0.index, self.passthru)
+        DevVal::parent(0, self.bound, self.mirror.0.index, self.passthru).with_max_len(self.max_len)
     }
 
     /// Follows a change of the parent's receive queue count: binds every new queue
@@ -733,8 +744,10 @@ impl Dataplane {
                 veth: Some((host_ifindex, host_ifname, slots)),
             },
         );
-        self.steering
-            .set_device(host_ifindex, DevVal::port(slots.base, queues))?;
+        self.steering.set_device(
+            host_ifindex,
+            DevVal::port(slots.base, queues).with_max_len(self.max_len),
+        )?;
         // Worker w serves queues q % n == w of the endpoint's veth and transmits
         // through queue w.
         for (w, worker) in self.workers.iter().enumerate() {

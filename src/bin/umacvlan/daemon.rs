@@ -587,6 +587,17 @@ impl Daemon {
                 p["fdb_entries"].as_u64().unwrap_or(0)
             );
         }
+        let _ = writeln!(out, "# HELP umacvlan_steering_total What the parent's XDP and tc programs did, by counter (xdp_redirect, xdp_unbound_queue, xdp_too_big, ...).\n# TYPE umacvlan_steering_total counter");
+        for p in stats.as_array().into_iter().flatten() {
+            for (counter, n) in p["kernel"].as_object().into_iter().flatten() {
+                let _ = writeln!(
+                    out,
+                    "umacvlan_steering_total{{parent=\"{}\",counter=\"{counter}\"}} {}",
+                    esc(&p["parent"]),
+                    n.as_u64().unwrap_or(0)
+                );
+            }
+        }
         Ok(out)
     }
 
