@@ -594,7 +594,8 @@ impl Dataplane {
     ///
     /// # Errors
     /// [`Error::QueuesOutgrown`] (reported once per change) or a kernel step; the
-    /// queues bound before stay bound.
+    /// queues bound before stay bound, and a queue that failed is tried again at the
+    /// next call.
     pub fn sync_queues(&mut self) -> Result<Option<QueueChange>> {
         if self.cfg.queues.is_some() {
             return Ok(None);
@@ -603,34 +604,20 @@ impl Dataplane {
         if pq.rx == self.seen {
             return Ok(None);
         }
-        let before = std::mem::replace(&mut self.seen, pq.rx);
+        let before = self.seen;
         let want = pq.rx.min(self.reserved);
-        let n = self.workers.len() as u32;
         let was = self.bound;
-        for qi in self.bound..want {
-            let worker = &self.workers[(qi % n) as usize];
-            let (ifindex, xsk, tuning) = (self.parent.index, self.cfg.xsk.clone(), self.cfg.tuning);
-            let fd = worker.exec(move |sw: &mut Sw| -> Result<OwnedFd> {
-                let p = XskPort::open(sw.pool_mut(), ifindex, qi, &xsk)?;
-                p.socket().tune(&tuning)?;
-                let fd = dup_fd(&p)?;
-                match sw.port_mut(UPLINK) {
-                    Some(DpPort::Xsk(b)) => b.push(p),
-                    _ => unreachable!("the uplink is a bundle of sockets from start to stop"),
-                }
-                Ok(fd)
-            })??;
-            self.steering.set_xsk(qi, fd.as_fd())?;
-            self.bound = qi + 1;
-            self.steering
-                .set_device(self.parent.index, self.parent_dev())?;
-        }
+        let bound = (self.bound..want).try_for_each(|qi| self.bind_parent_queue(qi));
         if self.bound > was {
             // Some drivers (veth) run no XDP on queues added while a program is
             // attached, until it is installed again.
             self.steering.refresh_xdp(self.parent.index)?;
         }
+        // A queue that failed to bind is tried again at the next call.
+        bound?;
+        self.seen = pq.rx;
         if pq.rx > self.reserved {
+            // Reported once: the count is taken as seen.
             return Err(Error::QueuesOutgrown {
                 parent: self.parent.name.clone(),
                 has: pq.rx,
@@ -642,6 +629,29 @@ impl Dataplane {
             now: pq.rx,
             bound: self.bound,
         }))
+    }
+
+    /// Binds parent queue `qi` (the next one) on worker `qi % workers` and lets the
+    /// XDP program redirect from it.
+    fn bind_parent_queue(&mut self, qi: u32) -> Result<()> {
+        let n = self.workers.len() as u32;
+        let worker = &self.workers[(qi % n) as usize];
+        let (ifindex, xsk, tuning) = (self.parent.index, self.cfg.xsk.clone(), self.cfg.tuning);
+        let fd = worker.exec(move |sw: &mut Sw| -> Result<OwnedFd> {
+            let p = XskPort::open(sw.pool_mut(), ifindex, qi, &xsk)?;
+            p.socket().tune(&tuning)?;
+            let fd = dup_fd(&p)?;
+            match sw.port_mut(UPLINK) {
+                Some(DpPort::Xsk(b)) => b.push(p),
+                _ => unreachable!("the uplink is a bundle of sockets from start to stop"),
+            }
+            Ok(fd)
+        })??;
+        self.steering.set_xsk(qi, fd.as_fd())?;
+        self.bound = qi + 1;
+        self.steering
+            .set_device(self.parent.index, self.parent_dev())?;
+        Ok(())
     }
 
     /// Runs `f` on every worker, in order, and collects the results.
