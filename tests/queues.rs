@@ -6,22 +6,9 @@
 mod common;
 
 use common::daemon::{lan_config, DaemonProc};
-use common::require_root_and;
 use common::topo::Topo;
-use serde_json::Value;
-use std::time::{Duration, Instant};
-
-/// `umacvlan stats --json` for the one parent.
-fn parent_stats(d: &DaemonProc) -> Value {
-    let out = d.cli(&["stats", "--json"]);
-    assert!(
-        out.status.success(),
-        "stats: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("stats JSON");
-    v[0].clone()
-}
+use common::{require_root_and, wait_for};
+use std::time::Instant;
 
 /// For each queue k in `queues`: everything from the wire goes to parent queue k,
 /// and endpoint e(k+1) pings ext and back; only queue k carries it.
@@ -34,7 +21,7 @@ fn every_queue_reaches_its_endpoint(t: &Topo, d: &DaemonProc, queues: std::ops::
             format!(
                 "parent queues {:?}\n{}",
                 t.parent_queue_packets(),
-                parent_stats(d)
+                d.parent_stats()
             )
         };
         assert!(
@@ -68,7 +55,7 @@ fn daemon_serves_every_queue(q: u32) {
     let d = DaemonProc::start_logged(&t.host, &tag, &lan_config(&t, q as usize, &with_mac));
     assert_eq!(t.parent_queue_packets().len(), q as usize, "ethtool -S par");
     every_queue_reaches_its_endpoint(&t, &d, 0..q);
-    let st = parent_stats(&d);
+    let st = d.parent_stats();
     assert_eq!(st["queues"], q, "{st}");
     assert_eq!(st["kernel"]["xdp_unbound_queue"], 0, "{st}");
     // Every AF_XDP port reports its sockets' kernel counters (XDP_STATISTICS).
@@ -130,24 +117,21 @@ fn the_daemon_binds_queues_the_parent_gains_while_running() {
     t.lab
         .exec(&t.wire, &["ethtool", "-L", "wpar", "rx", "2", "tx", "2"]);
     let d = DaemonProc::start_logged(&t.host, "umvg", &lan_config(&t, 4, &[1, 2, 3, 4]));
-    assert_eq!(parent_stats(&d)["queues"], 2);
+    assert_eq!(d.parent_stats()["queues"], 2);
     every_queue_reaches_its_endpoint(&t, &d, 0..2);
 
     // The parent grows to 4 receive queues (veth: the peer may then transmit on 4).
     t.lab.exec(&t.host, &["ethtool", "-L", "par", "rx", "4"]);
     t.lab.exec(&t.wire, &["ethtool", "-L", "wpar", "tx", "4"]);
     let t0 = Instant::now();
-    loop {
-        let st = parent_stats(&d);
+    wait_for("the daemon binds the new queues", || {
+        let st = d.parent_stats();
         if st["queues"] == 4 {
-            break;
+            Ok(())
+        } else {
+            Err(st.to_string())
         }
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "the daemon did not bind the new queues: {st}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    });
     println!("new queues bound after {:?}", t0.elapsed());
     every_queue_reaches_its_endpoint(&t, &d, 0..4);
 
@@ -158,7 +142,7 @@ fn the_daemon_binds_queues_the_parent_gains_while_running() {
             .try_exec(&t.host, &["ethtool", "-L", "par", "rx", "2"]),
         "ethtool -L removed queues bound by the switch"
     );
-    let st = parent_stats(&d);
+    let st = d.parent_stats();
     assert_eq!(st["kernel"]["xdp_unbound_queue"], 0, "{st}");
     let log = d.stop();
     assert!(log.contains("receive queues changed: 0..4 bound"), "{log}");

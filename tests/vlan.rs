@@ -7,8 +7,8 @@
 mod common;
 
 use common::daemon::DaemonProc;
-use common::require_root;
 use common::topo::{ep_ip, ep_mac, Topo};
+use common::{require_root, wait_for};
 
 /// Received frames on `eth0` of namespace `ns`.
 fn rx(t: &Topo, ns: &str) -> u64 {
@@ -116,9 +116,7 @@ while time.time() < end and seen < {count}:
 
 /// The switch's counter `key` of `port`, from `umacvlan stats --json`.
 fn port_stat(d: &DaemonProc, port: &str, key: &str) -> u64 {
-    let v: serde_json::Value =
-        serde_json::from_slice(&d.cli(&["stats", "--json"]).stdout).expect("stats JSON");
-    v[0]["ports"]
+    d.parent_stats()["ports"]
         .as_array()
         .unwrap()
         .iter()
@@ -128,23 +126,7 @@ fn port_stat(d: &DaemonProc, port: &str, key: &str) -> u64 {
 
 /// The kernel-side steering counter `key` of the parent (`stats --json`).
 fn kernel_stat(d: &DaemonProc, key: &str) -> u64 {
-    let v: serde_json::Value =
-        serde_json::from_slice(&d.cli(&["stats", "--json"]).stdout).expect("stats JSON");
-    v[0]["kernel"][key].as_u64().unwrap()
-}
-
-/// Waits (at most 10 s) until `done` holds; fails with `what` and what was seen.
-fn wait_for(what: &str, mut done: impl FnMut() -> Result<(), String>) {
-    let t0 = std::time::Instant::now();
-    loop {
-        match done() {
-            Ok(()) => return,
-            Err(seen) if t0.elapsed() > std::time::Duration::from_secs(10) => {
-                panic!("{what}: still {seen} after 10 s")
-            }
-            Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
-        }
-    }
+    d.parent_stats()["kernel"][key].as_u64().unwrap()
 }
 
 #[test]

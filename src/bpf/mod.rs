@@ -387,12 +387,7 @@ impl Steering {
     fn xdp_query(&self, ifindex: u32, idx: i32) -> Result<XdpState, Error> {
         let q = Xdp::new(self.skel.progs.steer.as_fd())
             .query(idx, XdpFlags::NONE)
-            .map_err(|source| Error::Interface {
-                op: "query XDP",
-                ifname: nl::ifname(ifindex),
-                ifindex,
-                source,
-            })?;
+            .map_err(Self::interface_err("query XDP", ifindex))?;
         Ok(XdpState {
             drv: q.drv_prog_id,
             skb: q.skb_prog_id,
@@ -513,12 +508,7 @@ impl Steering {
         };
         Xdp::new(new.as_fd())
             .replace(idx, old.as_fd())
-            .map_err(|source| Error::Interface {
-                op: "replace XDP",
-                ifname: nl::ifname(ifindex),
-                ifindex,
-                source,
-            })?;
+            .map_err(Self::interface_err("replace XDP", ifindex))?;
         Ok(true)
     }
 
@@ -556,13 +546,17 @@ impl Steering {
         };
         Xdp::new(self.skel.progs.steer.as_fd())
             .detach(idx, mode.flags())
-            .map_err(|source| Error::Interface {
-                op: "detach XDP",
-                ifname: nl::ifname(ifindex),
-                ifindex,
-                source,
-            })?;
+            .map_err(Self::interface_err("detach XDP", ifindex))?;
         Ok(true)
+    }
+
+    fn interface_err(op: &'static str, ifindex: u32) -> impl FnOnce(libbpf_rs::Error) -> Error {
+        move |source| Error::Interface {
+            op,
+            ifname: nl::ifname(ifindex),
+            ifindex,
+            source,
+        }
     }
 
     fn netlink_err(op: &'static str, ifindex: u32) -> impl FnOnce(std::io::Error) -> Error {
@@ -844,12 +838,7 @@ impl Steering {
             .progs
             .steer
             .test_run(input)
-            .map_err(|source| Error::Interface {
-                op: "test run of steer",
-                ifname: nl::ifname(ifindex),
-                ifindex,
-                source,
-            })?;
+            .map_err(Self::interface_err("test run of steer", ifindex))?;
         let action = o.return_value;
         let len = o.data.as_ref().map_or(0, |d| d.len());
         // ctx_out.data is the length of the metadata in front of the returned frame.
@@ -885,12 +874,7 @@ impl Steering {
             .progs
             .mirror
             .test_run(input)
-            .map_err(|source| Error::Interface {
-                op: "test run of mirror",
-                ifname: nl::ifname(ifindex),
-                ifindex,
-                source,
-            })?;
+            .map_err(Self::interface_err("test run of mirror", ifindex))?;
         Ok(o.return_value)
     }
 

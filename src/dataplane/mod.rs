@@ -1106,6 +1106,21 @@ fn is_endpoint_veth(name: &str, parent: u32) -> bool {
         .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// Whether `name` is named like an interface a dataplane makes, on any parent: an
+/// endpoint's host-side veth (`umv<N>e<M>`) or the mirror pair (`umv<N>ma`,
+/// `umv<N>mb`). Such an interface is never a parent.
+pub fn is_switch_interface(name: &str) -> bool {
+    name.strip_prefix("umv").is_some_and(|r| {
+        let digits = r.bytes().take_while(u8::is_ascii_digit).count();
+        digits > 0
+            && r[..digits].parse::<u32>().is_ok_and(|parent| {
+                is_endpoint_veth(name, parent)
+                    || name == format!("umv{parent}ma")
+                    || name == format!("umv{parent}mb")
+            })
+    })
+}
+
 /// Whether the calling thread holds CAP_IPC_LOCK, which exempts AF_XDP UMEM
 /// registration from RLIMIT_MEMLOCK.
 fn has_cap_ipc_lock() -> bool {
@@ -1210,5 +1225,13 @@ mod tests {
             assert!(!is_endpoint_veth(other, 3), "{other}");
         }
         assert!(!is_endpoint_veth("umv3e2", 31));
+        for ours in ["umv3e12", "umv3ma", "umv3mb", "umv120e7"] {
+            assert!(is_switch_interface(ours), "{ours}");
+        }
+        for other in [
+            "umv3", "umvma", "umv3mc", "umv3e", "umv3e1x", "eth0", "umve1",
+        ] {
+            assert!(!is_switch_interface(other), "{other}");
+        }
     }
 }

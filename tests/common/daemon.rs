@@ -113,6 +113,18 @@ impl DaemonProc {
         d
     }
 
+    /// `umacvlan stats --json` for the first (usually only) parent.
+    pub fn parent_stats(&self) -> serde_json::Value {
+        let out = self.cli(&["stats", "--json"]);
+        assert!(
+            out.status.success(),
+            "stats: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stats JSON");
+        v[0].clone()
+    }
+
     /// Runs a client command against this daemon.
     pub fn cli(&self, args: &[&str]) -> Output {
         cli(&self.socket, args)

@@ -205,3 +205,18 @@ pub fn assert_no_bench_leftovers(pid: u32) {
     let ovs = named(&std::env::temp_dir(), format!("umvb-ovs-{pid}-"));
     assert!(ovs.is_empty(), "OVS instances left: {ovs:?}");
 }
+
+/// Waits (at most 10 s, polling every 50 ms) until `done` holds; fails with `what` and
+/// what was seen last.
+pub fn wait_for(what: &str, mut done: impl FnMut() -> Result<(), String>) {
+    let t0 = std::time::Instant::now();
+    loop {
+        match done() {
+            Ok(()) => return,
+            Err(seen) if t0.elapsed() > std::time::Duration::from_secs(10) => {
+                panic!("{what}: still {seen} after 10 s")
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    }
+}

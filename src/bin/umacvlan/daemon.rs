@@ -254,24 +254,14 @@ impl Daemon {
         Ok(())
     }
 
-    /// Whether `ifname` is an interface the daemon made: a host port, or one named
-    /// like a dataplane's endpoint veths and mirror pair (`umv<N>e<M>`, `umv<N>ma`,
-    /// `umv<N>mb`).
+    /// Whether `ifname` is an interface the daemon made: a host port, or a
+    /// dataplane's endpoint veth or mirror pair ([`umacvlan::dataplane::is_switch_interface`]).
     fn is_own_interface(&self, ifname: &str) -> bool {
-        let made = ifname.strip_prefix("umv").is_some_and(|r| {
-            let digits = r.bytes().take_while(u8::is_ascii_digit).count();
-            let tail = &r[digits..];
-            digits > 0
-                && (tail == "ma"
-                    || tail == "mb"
-                    || tail
-                        .strip_prefix('e')
-                        .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())))
-        });
-        made || self
-            .networks
-            .values()
-            .any(|n| n.host_port.as_deref() == Some(ifname))
+        umacvlan::dataplane::is_switch_interface(ifname)
+            || self
+                .networks
+                .values()
+                .any(|n| n.host_port.as_deref() == Some(ifname))
     }
 
     /// The endpoint name of network `net`'s host port.
