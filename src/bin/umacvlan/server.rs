@@ -121,24 +121,44 @@ impl Server {
         }
     }
 
-    fn start_control(&self, mut s: UnixStream) {
-        let _ = s.set_nonblocking(false);
-        let _ = s.set_write_timeout(Some(WRITE_DEADLINE));
+    /// Serves one connection on a thread of its own named `name`, if a slot is free
+    /// (`refuse` answers it at once otherwise): `work` gets the stream and the way
+    /// to the daemon's thread.
+    fn start<S: Send + 'static>(
+        &self,
+        mut s: S,
+        name: &str,
+        refuse: impl FnOnce(&mut S),
+        work: impl FnOnce(&mut S, &Sender<Call>) + Send + 'static,
+    ) {
         let Some(client) = self.admit() else {
-            tracing::warn!("control socket: {MAX_CLIENTS} clients already, one refused");
-            let busy = format!("the daemon is serving {MAX_CLIENTS} clients already; try again");
-            write_line(&mut s, &Response::err(busy));
+            tracing::warn!("{name}: {MAX_CLIENTS} clients already, one refused");
+            refuse(&mut s);
             return;
         };
         let tx = self.tx.clone();
         let spawned = std::thread::Builder::new()
-            .name("umacvlan-ctl".into())
+            .name(name.into())
             .spawn(move || {
                 let _client = client;
-                let resp = match ctl::read_line_within(&mut s, REQUEST_DEADLINE)
-                    .and_then(|l| ctl::decode(&l))
-                {
-                    Ok(req) => match ask(&tx, Job::Control(req)) {
+                work(&mut s, &tx);
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("{name}: cannot start a connection thread: {e}");
+        }
+    }
+
+    fn start_control(&self, s: UnixStream) {
+        let _ = s.set_nonblocking(false);
+        let _ = s.set_write_timeout(Some(WRITE_DEADLINE));
+        let busy = |s: &mut UnixStream| {
+            let m = format!("the daemon is serving {MAX_CLIENTS} clients already; try again");
+            write_line(s, &Response::err(m));
+        };
+        self.start(s, "umacvlan-ctl", busy, |s, tx| {
+            let resp =
+                match ctl::read_line_within(s, REQUEST_DEADLINE).and_then(|l| ctl::decode(&l)) {
+                    Ok(req) => match ask(tx, Job::Control(req)) {
                         Some(Answer::Control(r)) => r,
                         _ => Response::err("the daemon is shutting down"),
                     },
@@ -147,47 +167,34 @@ impl Server {
                         Response::err(e)
                     }
                 };
-                write_line(&mut s, &resp);
-            });
-        if let Err(e) = spawned {
-            tracing::warn!("control socket: cannot start a connection thread: {e}");
-        }
+            write_line(s, &resp);
+        });
     }
 
-    fn start_metrics(&self, mut s: TcpStream) {
+    fn start_metrics(&self, s: TcpStream) {
         let _ = s.set_nonblocking(false);
         let _ = s.set_write_timeout(Some(WRITE_DEADLINE));
-        let Some(client) = self.admit() else {
-            write_http(&mut s, "503 Service Unavailable", "too many clients\n");
-            return;
-        };
-        let tx = self.tx.clone();
-        let spawned = std::thread::Builder::new()
-            .name("umacvlan-metrics".into())
-            .spawn(move || {
-                let _client = client;
-                let line = read_request_line(&mut s);
-                let (status, body) = match line.as_deref() {
-                    Some(l) if l.starts_with("GET /metrics ") || l.starts_with("GET / ") => {
-                        match ask(&tx, Job::Metrics) {
-                            Some(Answer::Metrics(Ok(b))) => ("200 OK", b),
-                            Some(Answer::Metrics(Err(e))) => {
-                                ("500 Internal Server Error", format!("{e}\n"))
-                            }
-                            _ => ("503 Service Unavailable", "shutting down\n".into()),
+        let busy =
+            |s: &mut TcpStream| write_http(s, "503 Service Unavailable", "too many clients\n");
+        self.start(s, "umacvlan-metrics", busy, |s, tx| {
+            let (status, body) = match read_request_line(s).as_deref() {
+                Some(l) if l.starts_with("GET /metrics ") || l.starts_with("GET / ") => {
+                    match ask(tx, Job::Metrics) {
+                        Some(Answer::Metrics(Ok(b))) => ("200 OK", b),
+                        Some(Answer::Metrics(Err(e))) => {
+                            ("500 Internal Server Error", format!("{e}\n"))
                         }
+                        _ => ("503 Service Unavailable", "shutting down\n".into()),
                     }
-                    Some(_) => ("404 Not Found", "try GET /metrics\n".into()),
-                    None => (
-                        "408 Request Timeout",
-                        format!("request timed out after {} s\n", REQUEST_DEADLINE.as_secs()),
-                    ),
-                };
-                write_http(&mut s, status, &body);
-            });
-        if let Err(e) = spawned {
-            tracing::warn!("metrics: cannot start a connection thread: {e}");
-        }
+                }
+                Some(_) => ("404 Not Found", "try GET /metrics\n".into()),
+                None => (
+                    "408 Request Timeout",
+                    format!("request timed out after {} s\n", REQUEST_DEADLINE.as_secs()),
+                ),
+            };
+            write_http(s, status, &body);
+        });
     }
 }
 
