@@ -52,12 +52,16 @@ pub struct NetworkSection {
     pub mode: Option<String>,
     /// 802.1Q VLAN id.
     pub vlan: Option<u16>,
-    /// IPAM subnet (recorded).
+    /// IPAM subnet: endpoints without an address get one of it.
     pub subnet: Option<String>,
-    /// IPAM gateway (recorded).
+    /// IPAM gateway: never handed out (needs `subnet`).
     pub gateway: Option<String>,
-    /// IPAM range (recorded).
+    /// IPAM range: where addresses are handed out from, within `subnet`.
     pub ip_range: Option<String>,
+    /// Addresses never handed out, `NAME=ADDRESS` or `ADDRESS` (Docker's
+    /// `--aux-address`; needs `subnet`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aux_address: Vec<String>,
     /// Host port: an interface the daemon creates in its own namespace, attached to
     /// the network as a bridge-mode port, so the host can reach its endpoints.
     pub host_port: Option<String>,

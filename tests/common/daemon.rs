@@ -80,6 +80,8 @@ impl DaemonProc {
                 config.to_str().unwrap(),
                 "--socket",
                 socket.to_str().unwrap(),
+                "--state-dir",
+                socket.with_extension("state").to_str().unwrap(),
             ])
             .stdout(Stdio::null())
             .stderr(if logged {
@@ -150,6 +152,27 @@ impl DaemonProc {
     /// cleanly, and returns its log (empty unless started with
     /// [`DaemonProc::start_logged`]).
     pub fn stop(mut self) -> String {
+        let log = self.terminate();
+        self.stopped = true;
+        log
+    }
+
+    /// [`DaemonProc::stop`], then a new daemon as [`DaemonProc::restart`] starts it:
+    /// same namespace, config, control socket and state. Returns it and the first
+    /// one's log.
+    pub fn stop_and_restart(mut self) -> (DaemonProc, String) {
+        let log = self.terminate();
+        let config = self.config.take().expect("a config file");
+        let d = Self::spawn(&self.ns, config, self.socket.clone(), self.logged);
+        (d, log)
+    }
+
+    /// The state directory the daemon runs with.
+    pub fn state_dir(&self) -> PathBuf {
+        self.socket.with_extension("state")
+    }
+
+    fn terminate(&mut self) -> String {
         let pid = self.child.id().to_string();
         // `ip netns exec` replaces itself with the daemon (exec), so the pid is the daemon's.
         assert!(Command::new("kill")
@@ -168,7 +191,6 @@ impl DaemonProc {
             );
             std::thread::sleep(Duration::from_millis(100));
         };
-        self.stopped = true;
         let log = self.log();
         assert!(st.success(), "daemon exit status {st}\n{log}");
         log
@@ -191,6 +213,7 @@ impl Drop for DaemonProc {
         let _ = self.child.wait();
         if let Some(config) = self.config.take() {
             let _ = std::fs::remove_file(config);
+            let _ = std::fs::remove_dir_all(self.socket.with_extension("state"));
             if !self.stopped {
                 // A killed daemon's socket.
                 let _ = std::fs::remove_file(&self.socket);

@@ -22,6 +22,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::ipam::Pool;
 use umacvlan::link::IpCidr;
 use umacvlan::mode::Mode;
 use umacvlan::wire::MacAddr;
@@ -41,6 +42,8 @@ pub struct DaemonSection {
     pub workers: Option<u32>,
     /// UMEM frames of each worker (default 16384).
     pub frames: Option<u32>,
+    /// State directory (default /var/lib/umacvlan).
+    pub state_dir: Option<PathBuf>,
 }
 
 pub use umacvlan::ctl::{EndpointSection, NetworkSection};
@@ -72,6 +75,12 @@ pub struct Network {
     pub gateway: Option<String>,
     /// IPAM range, as given.
     pub ip_range: Option<String>,
+    /// Auxiliary addresses, as given.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub aux_address: Vec<String>,
+    /// The address plan, when a subnet is given.
+    #[serde(skip)]
+    pub pool: Option<Pool>,
     /// Host port interface name.
     pub host_port: Option<String>,
 }
@@ -131,6 +140,8 @@ pub struct Config {
     pub workers: Option<u32>,
     /// UMEM frames of each worker; `None`: the dataplane's default.
     pub frames: Option<u32>,
+    /// State directory; `None`: the default.
+    pub state_dir: Option<PathBuf>,
     /// Networks, in file order.
     pub networks: Vec<Network>,
     /// Endpoints, in file order.
@@ -252,15 +263,47 @@ pub fn check_network(n: &NetworkSection) -> Result<Network, ConfigError> {
         Some(v) => parse_vlan(&f("vlan"), v)?,
         None => 0,
     };
-    for (k, v) in [("subnet", &n.subnet), ("ip_range", &n.ip_range)] {
-        if let Some(v) = v {
-            v.parse::<IpCidr>().map_err(|e| err(f(k), e))?;
-        }
-    }
+    let cidr = |k: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(|v| v.parse::<IpCidr>().map_err(|e| err(f(k), e)))
+            .transpose()
+    };
+    let subnet = cidr("subnet", &n.subnet)?;
+    let range = cidr("ip_range", &n.ip_range)?;
+    let mut reserved = Vec::new();
     if let Some(g) = &n.gateway {
-        g.parse::<std::net::IpAddr>()
+        // Docker hands the gateway over with its prefix length; either is accepted.
+        let a = g
+            .split_once('/')
+            .map_or(g.as_str(), |(a, _)| a)
+            .parse::<std::net::IpAddr>()
             .map_err(|_| err(f("gateway"), format!("'{g}' is not an IP address")))?;
+        reserved.push((a, "the gateway"));
     }
+    for x in &n.aux_address {
+        let a = x.rsplit_once('=').map_or(x.as_str(), |(_, a)| a);
+        let a = a.parse::<std::net::IpAddr>().map_err(|_| {
+            err(
+                f("aux_address"),
+                format!("'{}' is not NAME=ADDRESS", x.escape_debug()),
+            )
+        })?;
+        reserved.push((a, "an auxiliary address"));
+    }
+    let pool = match subnet {
+        Some(sn) => Some(Pool::new(sn, range, reserved).map_err(|e| err(f("subnet"), e))?),
+        None if range.is_some() || !reserved.is_empty() => {
+            let k = if range.is_some() {
+                "ip_range"
+            } else if n.gateway.is_some() {
+                "gateway"
+            } else {
+                "aux_address"
+            };
+            return Err(err(f(k), "needs a subnet"));
+        }
+        None => None,
+    };
     if let Some(h) = &n.host_port {
         check_ifname(&f("host_port"), h)?;
         if mode == Mode::Passthru {
@@ -278,6 +321,8 @@ pub fn check_network(n: &NetworkSection) -> Result<Network, ConfigError> {
         subnet: n.subnet.clone(),
         gateway: n.gateway.clone(),
         ip_range: n.ip_range.clone(),
+        aux_address: n.aux_address.clone(),
+        pool,
         host_port: n.host_port.clone(),
     })
 }
@@ -366,6 +411,7 @@ impl Config {
             metrics,
             workers: file.daemon.workers,
             frames: file.daemon.frames,
+            state_dir: file.daemon.state_dir,
             ..Config::default()
         };
         for n in &file.networks {
@@ -414,6 +460,10 @@ mod tests {
             ("[[network]]\nname='n'\nparent='eth1'\nmode='passthrough'\n", "network 'n'.mode: unknown macvlan mode 'passthrough'"),
             ("[[network]]\nname='n'\nparent='eth1'\nvlan=4095\n", "network 'n'.vlan: 4095 is out of range"),
             ("[[network]]\nname='n'\nparent='eth1'\nsubnet='10.0.0.0'\n", "network 'n'.subnet: '10.0.0.0' is not ADDRESS/PREFIX"),
+            ("[[network]]\nname='n'\nparent='eth1'\nip_range='10.0.0.0/28'\n", "network 'n'.ip_range: needs a subnet"),
+            ("[[network]]\nname='n'\nparent='eth1'\nsubnet='10.0.0.0/24'\nip_range='10.0.1.0/28'\n", "network 'n'.subnet: 10.0.1.0 is not in the network's subnet"),
+            ("[[network]]\nname='n'\nparent='eth1'\nsubnet='10.0.0.0/24'\naux_address=['nas=10.0.0.300']\n", "network 'n'.aux_address: 'nas=10.0.0.300' is not NAME=ADDRESS"),
+            ("[[network]]\nname='n'\nparent='eth1'\nsubnet='10.0.0.0/24'\ngateway='10.9.0.1'\n", "network 'n'.subnet: 10.9.0.1 is not in the network's subnet"),
             ("[[network]]\nname='n'\nparent='an/interface'\n", "network 'n'.parent"),
             ("[[network]]\nname='n'\nparent='eth1'\n[[network.endpoint]]\nname='e'\nnetns='x'\nmac='01:00:5e:00:00:01'\n", "endpoint 'e'.mac: 01:00:5e:00:00:01 is not a unicast"),
             ("[[network]]\nname='n'\nparent='eth1'\n[[network.endpoint]]\nname='e'\nnetns='x'\nmac='zz'\n", "endpoint 'e'.mac: 'zz'"),

@@ -6,14 +6,15 @@
 //! Like the [`Dataplane`]s it owns, a `Daemon` stays on the thread (network namespace)
 //! that made it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
 use crate::config::{
     check_endpoint, check_network, Config, ConfigError, Endpoint, Network, NetworkSection,
 };
-use umacvlan::ctl::{EndpointAdd, Request};
+use crate::state::{EndpointRecord, State, StateError, StateFile, STATE_VERSION};
+use umacvlan::ctl::{EndpointAdd, EndpointSection, Request};
 use umacvlan::dataplane::{Dataplane, DataplaneConfig, EndpointNet};
 use umacvlan::mode::Mode;
 use umacvlan::topology::EndpointConfig;
@@ -99,6 +100,17 @@ pub enum Error {
     /// The parent is one of the daemon's own interfaces.
     #[error("{0} is an interface of this daemon (an endpoint's veth, the mirror pair or a host port), not a parent; give the NIC the traffic uses")]
     OwnInterface(String),
+    /// The network's address plan refuses the endpoint's address.
+    #[error("endpoint '{endpoint}'.ip: {source}")]
+    Ipam {
+        /// The endpoint.
+        endpoint: String,
+        /// Why.
+        source: crate::ipam::IpamError,
+    },
+    /// The state could not be written: the change was undone.
+    #[error("{0}; the change was undone")]
+    State(#[from] StateError),
     /// A request this daemon does not know.
     #[error("unsupported request")]
     Unsupported,
@@ -134,6 +146,11 @@ pub struct Daemon {
     networks: BTreeMap<String, Network>,
     endpoints: BTreeMap<String, Endpoint>,
     make_config: Box<dyn Fn(&str) -> DataplaneConfig>,
+    /// Where every change is recorded; `None`: nowhere (tests of the daemon's logic).
+    state: Option<StateFile>,
+    /// Networks and endpoints of the configuration file (the rest were made at run
+    /// time).
+    from_config: BTreeSet<(&'static str, String)>,
 }
 
 impl Default for Daemon {
@@ -150,15 +167,27 @@ impl Daemon {
             networks: BTreeMap::new(),
             endpoints: BTreeMap::new(),
             make_config,
+            state: None,
+            from_config: BTreeSet::new(),
         }
     }
 
-    /// Creates the networks and endpoints of `cfg`, in order.
+    /// Records every change in `state` from now on.
+    pub fn with_state(mut self, state: StateFile) -> Self {
+        self.state = Some(state);
+        self
+    }
+
+    /// Brings back the configuration file's networks and endpoints and, after them,
+    /// the state's: run-time networks and endpoints, and the MACs and addresses chosen
+    /// for the file's endpoints. The file wins a conflict of names. A run-time
+    /// endpoint that cannot be made again (its namespace is gone, say) is dropped from
+    /// the state; each such case is returned as a warning.
     ///
     /// # Errors
-    /// The first failure, naming the network or endpoint; what was created stays (the
-    /// caller exits and [`Daemon::shutdown`] removes it).
-    pub fn apply(&mut self, cfg: &Config) -> Result<(), Error> {
+    /// A network or endpoint of the file that fails, named ([`Error::Apply`]); what
+    /// was created stays (the caller exits and [`Daemon::shutdown`] removes it).
+    pub fn restore(&mut self, cfg: &Config, st: &State) -> Result<Vec<String>, Error> {
         fn failed<'a>(what: &'static str, name: &'a str) -> impl FnOnce(Error) -> Error + 'a {
             move |e| Error::Apply {
                 what,
@@ -166,15 +195,122 @@ impl Daemon {
                 source: Box::new(e),
             }
         }
+        let mut warnings = Vec::new();
         for n in &cfg.networks {
+            self.from_config.insert(("network", n.name.clone()));
             self.create_network(n.clone())
                 .map_err(failed("network", &n.name))?;
         }
+        for n in &st.networks {
+            if self.networks.contains_key(&n.name) {
+                warnings.push(format!("network '{}' of the state: the configuration file has one of that name, which wins", n.name));
+                continue;
+            }
+            if let Err(e) = check_network(n)
+                .map_err(Error::from)
+                .and_then(|net| self.create_network(net))
+            {
+                warnings.push(format!(
+                    "network '{}' of the state not restored: {e}",
+                    n.name
+                ));
+            }
+        }
+        let recorded = |name: &str, net: &str| {
+            st.endpoints
+                .iter()
+                .find(|r| r.from_config && r.endpoint.name == name && r.network == net)
+        };
         for e in &cfg.endpoints {
+            self.from_config.insert(("endpoint", e.name.clone()));
+            let mut e = e.clone();
+            // What the file leaves open is what was chosen last time.
+            if let Some(r) = recorded(&e.name, &e.network) {
+                if e.mac.is_none() {
+                    e.mac = r.endpoint.mac.as_deref().and_then(|m| m.parse().ok());
+                }
+                if e.ip.is_none() {
+                    e.ip = r.endpoint.ip.as_deref().and_then(|a| a.parse().ok());
+                }
+            }
             self.add_endpoint(e.clone())
                 .map_err(failed("endpoint", &e.name))?;
         }
-        Ok(())
+        for r in st.endpoints.iter().filter(|r| !r.from_config) {
+            let name = &r.endpoint.name;
+            if self.endpoints.contains_key(name) {
+                warnings.push(format!("endpoint '{name}' of the state: the configuration file has one of that name, which wins"));
+                continue;
+            }
+            if let Err(e) = check_endpoint(&r.network, &r.endpoint)
+                .map_err(Error::from)
+                .and_then(|ep| self.add_endpoint(ep))
+            {
+                warnings.push(format!("endpoint '{name}' of the state dropped: {e}"));
+            }
+        }
+        self.save(None)?;
+        Ok(warnings)
+    }
+
+    /// What the state file holds now, less `without` (a network or endpoint about to
+    /// go).
+    fn records(&self, without: Option<(&str, &str)>) -> State {
+        let keep = |what: &'static str, name: &str| without != Some((what, name));
+        let networks = self
+            .networks
+            .values()
+            .filter(|n| {
+                keep("network", &n.name) && !self.from_config.contains(&("network", n.name.clone()))
+            })
+            .map(|n| NetworkSection {
+                name: n.name.clone(),
+                parent: n.parent.clone(),
+                mode: Some(n.mode.as_str().to_string()),
+                vlan: (n.vlan != 0).then_some(n.vlan),
+                subnet: n.subnet.clone(),
+                gateway: n.gateway.clone(),
+                ip_range: n.ip_range.clone(),
+                aux_address: n.aux_address.clone(),
+                host_port: n.host_port.clone(),
+                endpoints: vec![],
+            })
+            .collect();
+        let endpoints = self
+            .endpoints
+            .values()
+            .filter(|e| keep("endpoint", &e.name))
+            .map(|e| EndpointRecord {
+                network: e.network.clone(),
+                from_config: self.from_config.contains(&("endpoint", e.name.clone())),
+                endpoint: EndpointSection {
+                    name: e.name.clone(),
+                    netns: e.netns.clone(),
+                    ifname: Some(e.ifname.clone()),
+                    mac: self.live_mac(e).or(e.mac).map(|m| m.to_string()),
+                    ip: e.ip.map(|a| a.to_string()),
+                    mode: e.mode.map(|m| m.as_str().to_string()),
+                },
+            })
+            .collect();
+        State {
+            version: STATE_VERSION,
+            networks,
+            endpoints,
+        }
+    }
+
+    fn live_mac(&self, e: &Endpoint) -> Option<umacvlan::wire::MacAddr> {
+        let parent = &self.networks.get(&e.network)?.parent;
+        Some(self.planes.get(parent)?.topology().endpoint(&e.name)?.mac())
+    }
+
+    /// Writes the state (less `without`), if the daemon keeps one.
+    fn save(&self, without: Option<(&str, &str)>) -> Result<(), StateError> {
+        match &self.state {
+            Some(f) => f.save(&self.records(without)),
+            None => Ok(()),
+        }
     }
 
     /// Handles one control request.
@@ -183,17 +319,68 @@ impl Daemon {
     /// A message for the user; nothing changed.
     pub fn handle(&mut self, req: Request) -> Result<Value, Error> {
         match req {
-            Request::NetworkCreate(n) => self.network_create(n),
-            Request::NetworkRm { name } => self.network_rm(&name),
+            Request::NetworkCreate(n) => {
+                let name = n.name.clone();
+                let v = self.network_create(n)?;
+                self.saved_or_undone(|d| {
+                    let _ = d.network_rm(&name);
+                })?;
+                Ok(v)
+            }
+            Request::NetworkRm { name } => self.removal("network", &name, Self::network_rm),
             Request::NetworkLs => Ok(json!(self.networks.values().collect::<Vec<_>>())),
             Request::NetworkInspect { name } => self.network_inspect(&name),
-            Request::EndpointAdd(e) => self.endpoint_add(e),
-            Request::EndpointRm { name } => self.endpoint_rm(&name),
+            Request::EndpointAdd(e) => {
+                let name = e.name.clone();
+                let v = self.endpoint_add(e)?;
+                self.saved_or_undone(|d| {
+                    let _ = d.endpoint_rm(&name);
+                })?;
+                Ok(v)
+            }
+            Request::EndpointRm { name } => self.removal("endpoint", &name, Self::endpoint_rm),
             Request::EndpointLs => Ok(self.endpoint_ls()),
             Request::Stats => self.stats(),
             #[allow(unreachable_patterns)]
             _ => Err(Error::Unsupported),
         }
+    }
+
+    /// Records a change just made; if that fails, `undo` takes it back.
+    fn saved_or_undone(&mut self, undo: impl FnOnce(&mut Self)) -> Result<(), Error> {
+        if let Err(e) = self.save(None) {
+            undo(self);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Removes network or endpoint `name` with `rm`: recorded as gone first, so a
+    /// crash in between leaves nothing the state would bring back half; if `rm`
+    /// refuses, the record is put back.
+    fn removal(
+        &mut self,
+        what: &'static str,
+        name: &str,
+        rm: fn(&mut Self, &str) -> Result<Value, Error>,
+    ) -> Result<Value, Error> {
+        let exists = match what {
+            "network" => self.networks.contains_key(name),
+            _ => self.endpoints.contains_key(name),
+        };
+        if exists {
+            self.save(Some((what, name)))?;
+        }
+        let r = rm(self, name);
+        if r.is_ok() {
+            self.from_config.remove(&(what, name.to_string()));
+        }
+        if r.is_err() && exists {
+            if let Err(e) = self.save(None) {
+                tracing::error!("{e}");
+            }
+        }
+        r
     }
 
     fn network_create(&mut self, n: NetworkSection) -> Result<Value, Error> {
@@ -366,7 +553,7 @@ impl Daemon {
             .unwrap_or(Value::Null))
     }
 
-    fn add_endpoint(&mut self, ep: Endpoint) -> Result<(), Error> {
+    fn add_endpoint(&mut self, mut ep: Endpoint) -> Result<(), Error> {
         if self.endpoints.contains_key(&ep.name) {
             return Err(Error::EndpointExists(ep.name));
         }
@@ -374,6 +561,22 @@ impl Daemon {
             .networks
             .get(&ep.network)
             .ok_or_else(|| Error::NoSuchNetwork(ep.network.clone()))?;
+        if let Some(pool) = &net.pool {
+            let used: Vec<_> = self
+                .endpoints
+                .values()
+                .filter(|e| e.network == net.name)
+                .filter_map(|e| Some((e.ip?.addr, e.name.clone())))
+                .collect();
+            let got = match ep.ip {
+                Some(want) => pool.check(want, &used),
+                None => pool.allocate(&used),
+            };
+            ep.ip = Some(got.map_err(|source| Error::Ipam {
+                endpoint: ep.name.clone(),
+                source,
+            })?);
+        }
         let mode = ep.mode.unwrap_or(net.mode);
         if (mode == Mode::Passthru) != (net.mode == Mode::Passthru) {
             return Err(Error::ModeMismatch {

@@ -14,7 +14,9 @@ mod bench;
 mod config;
 mod daemon;
 mod demo;
+mod ipam;
 mod server;
+mod state;
 use crate::config::{Config, NetworkSection, DEFAULT_SOCKET};
 use crate::daemon::Daemon;
 use serde_json::Value;
@@ -51,6 +53,10 @@ enum Cmd {
         /// queue of the parent, up to the cores the daemon may use).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         workers: Option<u32>,
+        /// Where networks, endpoints, MACs and addresses made at run time are kept
+        /// across restarts (default: the config's, else /var/lib/umacvlan).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
     },
     /// Manage networks.
     #[command(subcommand)]
@@ -110,15 +116,18 @@ enum NetworkCmd {
         /// 802.1Q VLAN id (1..4094).
         #[arg(long)]
         vlan: Option<u16>,
-        /// IPAM subnet (recorded).
+        /// IPAM subnet: endpoints added without --ip get the next free address.
         #[arg(long)]
         subnet: Option<String>,
-        /// IPAM gateway (recorded).
+        /// IPAM gateway (never handed out).
         #[arg(long)]
         gateway: Option<String>,
-        /// IPAM range (recorded).
+        /// IPAM range within the subnet that addresses are handed out from.
         #[arg(long)]
         ip_range: Option<String>,
+        /// An address never handed out, NAME=ADDRESS (repeatable), as Docker's.
+        #[arg(long = "aux-address", value_name = "NAME=ADDRESS")]
+        aux_address: Vec<String>,
         /// Create interface IFNAME in the daemon's namespace, attached to the network as
         /// a bridge-mode port, so the host can reach its endpoints through it.
         #[arg(long, value_name = "IFNAME")]
@@ -235,7 +244,8 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             config,
             socket,
             workers,
-        } => run(config.as_deref(), socket, workers),
+            state_dir,
+        } => run(config.as_deref(), socket, workers, state_dir),
         Cmd::Demo => Ok(crate::demo::run(&mut std::io::stdout())?),
         Cmd::Bench(c) => bench::cli::main(c),
         Cmd::Stats { json, socket } => {
@@ -256,6 +266,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 subnet,
                 gateway,
                 ip_range,
+                aux_address,
                 host_port,
                 socket,
             } => {
@@ -267,6 +278,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                     subnet,
                     gateway,
                     ip_range,
+                    aux_address,
                     host_port,
                     endpoints: vec![],
                 };
@@ -429,7 +441,12 @@ fn request(socket: &Path, req: Request) -> Result<Value> {
 }
 
 /// The daemon: networks from the config, then control requests until a signal.
-fn run(config: Option<&Path>, socket: Option<PathBuf>, workers: Option<u32>) -> Result<()> {
+fn run(
+    config: Option<&Path>,
+    socket: Option<PathBuf>,
+    workers: Option<u32>,
+    state_dir: Option<PathBuf>,
+) -> Result<()> {
     let cfg = match config {
         Some(p) => {
             let text =
@@ -441,6 +458,13 @@ fn run(config: Option<&Path>, socket: Option<PathBuf>, workers: Option<u32>) -> 
     let sock = socket
         .or_else(|| cfg.socket.clone())
         .unwrap_or_else(|| DEFAULT_SOCKET.into());
+    // The state before anything is touched: an unusable file stops the start.
+    let state = state::StateFile::new(
+        state_dir
+            .or_else(|| cfg.state_dir.clone())
+            .unwrap_or_else(|| state::DEFAULT_STATE_DIR.into()),
+    );
+    let saved = state.load()?;
     let term = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, term.clone()).context("installing signal handlers")?;
@@ -465,15 +489,26 @@ fn run(config: Option<&Path>, socket: Option<PathBuf>, workers: Option<u32>) -> 
             c.frames = f;
         }
         c
-    }));
-    if let Err(e) = daemon.apply(&cfg) {
-        daemon.shutdown();
-        let _ = std::fs::remove_file(&sock);
-        bail!("{e}");
+    }))
+    .with_state(state.clone());
+    match daemon.restore(&cfg, &saved) {
+        Ok(warnings) => {
+            for w in warnings {
+                tracing::warn!("{w}");
+            }
+        }
+        Err(e) => {
+            daemon.shutdown();
+            let _ = std::fs::remove_file(&sock);
+            bail!("{e}");
+        }
     }
     tracing::info!(
         networks = cfg.networks.len(),
         endpoints = cfg.endpoints.len(),
+        restored_networks = saved.networks.len(),
+        restored_endpoints = saved.endpoints.iter().filter(|r| !r.from_config).count(),
+        state = %state.path().display(),
         socket = %sock.display(),
         "umacvlan running"
     );

@@ -30,7 +30,7 @@ pub const MAX_CLIENTS: usize = 64;
 
 /// What a connection asks of the daemon's thread.
 enum Job {
-    Control(Request),
+    Control(Box<Request>),
     Metrics,
 }
 
@@ -158,7 +158,7 @@ impl Server {
         self.start(s, "umacvlan-ctl", busy, |s, tx| {
             let resp =
                 match ctl::read_line_within(s, REQUEST_DEADLINE).and_then(|l| ctl::decode(&l)) {
-                    Ok(req) => match ask(tx, Job::Control(req)) {
+                    Ok(req) => match ask(tx, Job::Control(Box::new(req))) {
                         Some(Answer::Control(r)) => r,
                         _ => Response::err("the daemon is shutting down"),
                     },
@@ -211,7 +211,7 @@ fn answer(daemon: &mut Daemon, call: Call) {
     let a = match call.job {
         Job::Control(req) => {
             let what = format!("{req:?}");
-            Answer::Control(match daemon.handle(req) {
+            Answer::Control(match daemon.handle(*req) {
                 Ok(v) => {
                     tracing::info!(request = %what, "done");
                     Response::ok(v)
