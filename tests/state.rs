@@ -164,9 +164,36 @@ fn runtime_networks_endpoints_macs_and_addresses_survive_restarts() {
     let d = d.restart();
     assert_eq!(endpoints(&d), now, "e2 stays removed, e3 is back");
 
-    // A torn state file: the start is refused, naming the file; nothing is applied.
+    // A recorded network whose parent is missing at start is kept, not lost: listed
+    // as pending, refusing endpoints with a reason, still in the state, removable.
     let (socket, dir) = (d.socket.clone(), d.state_dir());
     d.stop();
+    std::fs::create_dir_all(&dir).unwrap();
+    let gone = r#"{"version":1,"networks":[{"name":"gone","parent":"nope0","mode":"bridge","vlan":null,"subnet":null,"gateway":null,"ip_range":null,"host_port":null}],
+        "endpoints":[{"network":"gone","from_config":false,"endpoint":{"name":"g1","netns":"g1","ifname":"eth0","mac":"02:00:00:00:00:77","ip":null,"mode":null}}]}"#;
+    std::fs::write(dir.join("state.json"), gone).unwrap();
+    let d = DaemonProc::start_logged(&t.host, "umvst", "");
+    let ls = ok(&d.cli(&["network", "ls"]));
+    assert!(ls.contains("gone") && ls.contains("pending"), "{ls}");
+    refused(
+        &d.cli(&["endpoint", "add", "g2", "--network", "gone", "--netns", e3]),
+        "network 'gone' was not restored at start",
+    );
+    let kept = std::fs::read_to_string(dir.join("state.json")).unwrap();
+    assert!(
+        kept.contains("nope0") && kept.contains("02:00:00:00:00:77"),
+        "{kept}"
+    );
+    ok(&d.cli(&["network", "rm", "gone"]));
+    let kept = std::fs::read_to_string(dir.join("state.json")).unwrap();
+    assert!(!kept.contains("nope0") && !kept.contains("g1"), "{kept}");
+    let log = d.stop();
+    assert!(
+        log.contains("network 'gone' of the state not restored, kept"),
+        "{log}"
+    );
+
+    // A torn state file: the start is refused, naming the file; nothing is applied.
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("state.json");
     std::fs::write(&file, "{\"version\":1,\"networks\":[{\"name\":\"la").unwrap();

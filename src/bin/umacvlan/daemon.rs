@@ -108,6 +108,9 @@ pub enum Error {
         /// Why.
         source: crate::ipam::IpamError,
     },
+    /// A network of the state that could not be made at start.
+    #[error("network '{0}' was not restored at start (see the daemon's log; its parent may be missing): restart the daemon once the parent is back, or remove it with network rm")]
+    NetworkPending(String),
     /// The state could not be written: the change was undone.
     #[error("{0}; the change was undone")]
     State(#[from] StateError),
@@ -151,6 +154,10 @@ pub struct Daemon {
     /// Networks and endpoints of the configuration file (the rest were made at run
     /// time).
     from_config: BTreeSet<(&'static str, String)>,
+    /// Run-time networks of the state that could not be made again at start (their
+    /// parent is missing, say), with their endpoints: kept in the state, not lost,
+    /// until they are removed with `network rm` or a later start makes them.
+    pending: State,
 }
 
 impl Default for Daemon {
@@ -169,6 +176,7 @@ impl Daemon {
             make_config,
             state: None,
             from_config: BTreeSet::new(),
+            pending: State::default(),
         }
     }
 
@@ -210,10 +218,8 @@ impl Daemon {
                 .map_err(Error::from)
                 .and_then(|net| self.create_network(net))
             {
-                warnings.push(format!(
-                    "network '{}' of the state not restored: {e}",
-                    n.name
-                ));
+                warnings.push(format!("network '{}' of the state not restored, kept in the state with its endpoints (a restart tries again; network rm removes it): {e}", n.name));
+                self.pending.networks.push(n.clone());
             }
         }
         let recorded = |name: &str, net: &str| {
@@ -238,6 +244,10 @@ impl Daemon {
         }
         for r in st.endpoints.iter().filter(|r| !r.from_config) {
             let name = &r.endpoint.name;
+            if self.pending.networks.iter().any(|n| n.name == r.network) {
+                self.pending.endpoints.push(r.clone());
+                continue;
+            }
             if self.endpoints.contains_key(name) {
                 warnings.push(format!("endpoint '{name}' of the state: the configuration file has one of that name, which wins"));
                 continue;
@@ -293,11 +303,29 @@ impl Daemon {
                 },
             })
             .collect();
-        State {
+        let mut st = State {
             version: STATE_VERSION,
             networks,
             endpoints,
+        };
+        for n in &self.pending.networks {
+            if keep("network", &n.name) {
+                st.networks.push(n.clone());
+                st.endpoints.extend(
+                    self.pending
+                        .endpoints
+                        .iter()
+                        .filter(|r| r.network == n.name)
+                        .cloned(),
+                );
+            }
         }
+        st
+    }
+
+    /// A network kept in the state but not made at start, if `name` is one.
+    fn pending_network(&self, name: &str) -> Option<&NetworkSection> {
+        self.pending.networks.iter().find(|n| n.name == name)
     }
 
     fn live_mac(&self, e: &Endpoint) -> Option<umacvlan::wire::MacAddr> {
@@ -328,7 +356,13 @@ impl Daemon {
                 Ok(v)
             }
             Request::NetworkRm { name } => self.removal("network", &name, Self::network_rm),
-            Request::NetworkLs => Ok(json!(self.networks.values().collect::<Vec<_>>())),
+            Request::NetworkLs => {
+                let mut v: Vec<Value> = self.networks.values().map(|n| json!(n)).collect();
+                v.extend(self.pending.networks.iter().map(|n| {
+                    json!({ "name": n.name, "parent": n.parent, "mode": n.mode, "vlan": n.vlan.unwrap_or(0), "pending": true })
+                }));
+                Ok(json!(v))
+            }
             Request::NetworkInspect { name } => self.network_inspect(&name),
             Request::EndpointAdd(e) => {
                 let name = e.name.clone();
@@ -365,7 +399,7 @@ impl Daemon {
         rm: fn(&mut Self, &str) -> Result<Value, Error>,
     ) -> Result<Value, Error> {
         let exists = match what {
-            "network" => self.networks.contains_key(name),
+            "network" => self.networks.contains_key(name) || self.pending_network(name).is_some(),
             _ => self.endpoints.contains_key(name),
         };
         if exists {
@@ -394,7 +428,7 @@ impl Daemon {
     }
 
     fn create_network(&mut self, net: Network) -> Result<(), Error> {
-        if self.networks.contains_key(&net.name) {
+        if self.networks.contains_key(&net.name) || self.pending_network(&net.name).is_some() {
             return Err(Error::NetworkExists(net.name));
         }
         if self.is_own_interface(&net.parent) {
@@ -476,6 +510,11 @@ impl Daemon {
     }
 
     fn network_rm(&mut self, name: &str) -> Result<Value, Error> {
+        if self.pending_network(name).is_some() {
+            self.pending.networks.retain(|n| n.name != name);
+            self.pending.endpoints.retain(|r| r.network != name);
+            return Ok(json!({ "removed": name }));
+        }
         let net = self
             .networks
             .get(name)
@@ -556,6 +595,9 @@ impl Daemon {
     fn add_endpoint(&mut self, mut ep: Endpoint) -> Result<(), Error> {
         if self.endpoints.contains_key(&ep.name) {
             return Err(Error::EndpointExists(ep.name));
+        }
+        if self.pending_network(&ep.network).is_some() {
+            return Err(Error::NetworkPending(ep.network));
         }
         let net = self
             .networks

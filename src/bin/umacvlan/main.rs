@@ -294,8 +294,13 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                     "NAME", "PARENT", "MODE", "VLAN"
                 );
                 for n in v.as_array().into_iter().flatten() {
+                    let pending = if n["pending"] == true {
+                        "  pending: not restored at start (see the daemon's log)"
+                    } else {
+                        ""
+                    };
                     println!(
-                        "{:<16} {:<12} {:<9} {:>5}",
+                        "{:<16} {:<12} {:<9} {:>5}{pending}",
                         s(&n["name"]),
                         s(&n["parent"]),
                         s(&n["mode"]),
