@@ -5,31 +5,11 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Command;
 
-use common::daemon::{lan_config, DaemonProc, BIN};
+use common::daemon::{lan_config, ok, refused, DaemonProc, BIN};
 use common::topo::{ep_ip, Topo};
 use common::{require_root, require_root_and};
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).to_string()
-}
-
-fn refused(o: &Output, want: &str) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success(),
-        "should have failed: {}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    assert!(err.contains(want), "error should contain {want:?}: {err}");
-}
 
 #[test]
 fn a_bad_config_is_refused_with_the_field_named() {

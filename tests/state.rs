@@ -5,31 +5,11 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Command;
 
-use common::daemon::{DaemonProc, BIN};
+use common::daemon::{ok, refused, DaemonProc, BIN};
 use common::require_root;
 use common::topo::{ep_ip, Topo, EXT_IP};
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).to_string()
-}
-
-fn refused(o: &Output, want: &str) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success(),
-        "should have failed: {}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    assert!(err.contains(want), "error should contain {want:?}: {err}");
-}
 
 /// `(endpoint, mac, ip)` of network `lan`, from `network inspect`.
 fn endpoints(d: &DaemonProc) -> Vec<(String, String, String)> {

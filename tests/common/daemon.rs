@@ -228,3 +228,25 @@ pub fn cli(socket: &Path, args: &[&str]) -> Output {
     a.extend(["--socket", socket.to_str().unwrap()]);
     Command::new(BIN).args(&a).output().unwrap()
 }
+
+/// A command's stdout, asserting it succeeded (showing its output if not).
+pub fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// Asserts a command failed with `want` in its error output.
+pub fn refused(o: &Output, want: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success(),
+        "should have failed: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(err.contains(want), "error should contain {want:?}: {err}");
+}
