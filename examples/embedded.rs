@@ -77,6 +77,7 @@ fn main() -> Result<()> {
                     ifname: "eth0".into(),
                     addrs: vec![format!("10.20.0.{}/24", 10 + n).parse()?],
                     queues: None,
+                    adopt: None,
                 };
                 dp.add_endpoint(cfg, net)?;
             }

@@ -22,7 +22,7 @@
 //! let mut dp = Dataplane::start(DataplaneConfig::new("eth1"))?;
 //! dp.add_endpoint(
 //!     EndpointConfig::new("web", Mode::Bridge).with_mac("02:42:c0:a8:20:0a".parse()?),
-//!     EndpointNet { netns: "web".into(), ifname: "eth0".into(), addrs: vec!["192.168.32.10/24".parse()?], queues: None },
+//!     EndpointNet { netns: "web".into(), ifname: "eth0".into(), addrs: vec!["192.168.32.10/24".parse()?], queues: None, adopt: None },
 //! )?;
 //! let mac = "02:42:c0:a8:20:40".parse()?;
 //! dp.add_app_endpoint(EndpointConfig::new("app", Mode::Bridge).with_mac(mac), move || Box::new(Responder::new(mac, Ipv4Addr::new(192, 168, 32, 64))))?;

@@ -54,6 +54,7 @@ fn endpoint(t: &Topo, n: usize, mode: Mode) -> (EndpointConfig, EndpointNet) {
         ifname: "eth0".into(),
         addrs: vec![format!("{}/24", ep_ip(n)).parse().unwrap()],
         queues: None,
+        adopt: None,
     };
     (cfg, net)
 }

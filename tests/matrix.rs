@@ -50,6 +50,7 @@ fn umacvlan(name: &str, modes: &[&str], hairpin: bool) -> Matrix {
                     ifname: "eth0".into(),
                     addrs: vec![format!("{}/24", ep_ip(n)).parse().unwrap()],
                     queues: None,
+                    adopt: None,
                 };
                 dp.add_endpoint(cfg, net)
                     .map_err(|e| format!("endpoint e{n}: {e}"))?;

@@ -36,7 +36,7 @@
 //! another thread in the same namespace): the kernel resolves interface indexes in
 //! the caller's namespace.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
@@ -125,6 +125,11 @@ pub struct DataplaneConfig {
     pub worker: WorkerConfig,
     /// Kernel tuning of every socket (transmit budget, busy polling); none by default.
     pub tuning: SocketTuning,
+    /// Keep the endpoint veths an earlier run on this parent left (`kill -9`, or a
+    /// stop that kept them) for [`EndpointNet::adopt`], instead of deleting them at
+    /// [`Dataplane::start`]; [`Dataplane::remove_unclaimed`] deletes the ones nobody
+    /// took. Off by default.
+    pub adopt: bool,
 }
 
 impl DataplaneConfig {
@@ -151,6 +156,7 @@ impl DataplaneConfig {
             xsk,
             worker: WorkerConfig::default(),
             tuning: SocketTuning::default(),
+            adopt: false,
         }
     }
 }
@@ -168,6 +174,11 @@ pub struct EndpointNet {
     /// allowed (a container that wants to spread its own traffic); each is served by
     /// a socket of worker `q % workers`.
     pub queues: Option<u32>,
+    /// The switch-side name of a veth pair an earlier run left on this parent (kept by
+    /// [`DataplaneConfig::adopt`]) to take over as it is, instead of creating one:
+    /// its peer keeps its namespace, name, MAC and addresses (`netns`, `ifname` and
+    /// `addrs` are not used), so whatever holds it (a container) sees no change.
+    pub adopt: Option<String>,
 }
 
 /// Why the dataplane refused or failed something.
@@ -236,6 +247,16 @@ pub enum Error {
         asked: u32,
         /// Workers of the dataplane.
         workers: u32,
+    },
+    /// [`EndpointNet::adopt`] names no veth the dataplane can take over.
+    #[error("endpoint '{endpoint}': cannot take over interface {ifname}: {why}")]
+    Adopt {
+        /// The endpoint.
+        endpoint: String,
+        /// The switch-side veth named.
+        ifname: String,
+        /// Why not.
+        why: String,
     },
     /// A worker's UMEM has no room for another endpoint's sockets.
     #[error("endpoint '{endpoint}' does not fit: a worker's UMEM has {frames} frames, and its {sockets} sockets would keep {fill_level} each in their fill rings, leaving fewer than {} for traffic; give the workers more frames (`frames` in the daemon's [daemon] section, DataplaneConfig::frames)", umem_reserve(*frames))]
@@ -360,6 +381,9 @@ pub struct Dataplane {
     max_len: u32,
     mirror: (LinkInfo, LinkInfo),
     endpoints: BTreeMap<String, EndpointRt>,
+    /// Endpoint veths of an earlier run kept for adoption ([`DataplaneConfig::adopt`]):
+    /// switch-side name and ifindex.
+    unclaimed: BTreeMap<String, u32>,
     slots: SlotAlloc,
     stopped: bool,
 }
@@ -413,7 +437,8 @@ impl Dataplane {
     /// removed first, one line on stderr each: its XDP and tc programs, which no
     /// process holds open any more ([`Steering::remove_leftovers`]), then, once the
     /// parent's XDP hook is ours, interfaces named like ours (`umv<ifindex>ma`/`mb`,
-    /// `umv<ifindex>e<port>`).
+    /// `umv<ifindex>e<port>`; with [`DataplaneConfig::adopt`] the endpoint veths
+    /// are kept for adoption).
     ///
     /// # Errors
     /// If the parent is missing or unsuitable, it already carries an XDP program the
@@ -467,7 +492,12 @@ impl Dataplane {
         // The parent is ours now, so interfaces named like ours on it are leftovers:
         // the mirror pair and endpoint veths (deleting one removes its peer in the
         // endpoint's namespace too).
+        let mut unclaimed = BTreeMap::new();
         for l in links.list()? {
+            if cfg.adopt && is_endpoint_veth(&l.name, parent.index) {
+                unclaimed.insert(l.name.clone(), l.index);
+                continue;
+            }
             if l.name == ma || l.name == mb || is_endpoint_veth(&l.name, parent.index) {
                 // Deleting one end of a pair removes the other: it may be gone already.
                 if links.get(&l.name)?.is_some_and(|now| now.index == l.index) {
@@ -566,6 +596,7 @@ impl Dataplane {
             parent,
             mirror: (mirror_a, mirror_b),
             endpoints: BTreeMap::new(),
+            unclaimed,
         })
     }
 
@@ -719,9 +750,12 @@ impl Dataplane {
 
     fn plumb(&mut self, name: &str, id: PortId, net: EndpointNet) -> Result<()> {
         let ep = self.topo.endpoint(name).expect("just added").clone();
-        let host_ifname = endpoint_veth_name(self.parent.index, id);
         let n = self.workers.len() as u32;
-        let queues = net.queues.unwrap_or(n);
+        let adopted = match &net.adopt {
+            Some(ifname) => Some(self.adoptable(name, ifname)?),
+            None => None,
+        };
+        let queues = adopted.map_or(net.queues.unwrap_or(n), |(_, q)| q);
         if queues < n || queues > MAX_ENDPOINT_QUEUES {
             return Err(Error::EndpointQueues {
                 endpoint: name.into(),
@@ -731,22 +765,36 @@ impl Dataplane {
         }
         self.check_umem_room(name, queues)?;
         let slots = self.slots.alloc(queues)?;
-        let veth = VethEndpoint {
-            host_ifname: host_ifname.clone(),
-            netns: net.netns,
-            ifname: net.ifname,
-            mac: ep.mac(),
-            mtu: ep.mtu() as u32,
-            addrs: net.addrs,
-            queues,
-        };
-        let host_ifindex = match veth.create(&self.links) {
-            Ok(i) => i,
-            Err(e) => {
-                self.slots.release(slots);
-                return Err(e.into());
+        let made = match (&net.adopt, adopted) {
+            (Some(ifname), Some((ifindex, _))) => self
+                .take_over(ifname, ifindex)
+                .map(|()| (ifindex, ifname.clone())),
+            _ => {
+                let host_ifname = self.fresh_veth_name(id);
+                VethEndpoint {
+                    host_ifname: host_ifname.clone(),
+                    netns: net.netns,
+                    ifname: net.ifname,
+                    mac: ep.mac(),
+                    mtu: ep.mtu() as u32,
+                    addrs: net.addrs,
+                    queues,
+                }
+                .create(&self.links)
+                .map(|i| (i, host_ifname))
+                .map_err(Error::from)
             }
         };
+        let (host_ifindex, host_ifname) = match made {
+            Ok(m) => m,
+            Err(e) => {
+                self.slots.release(slots);
+                return Err(e);
+            }
+        };
+        if net.adopt.is_some() {
+            self.unclaimed.remove(&host_ifname);
+        }
         self.endpoints.insert(
             name.to_string(),
             EndpointRt {
@@ -780,6 +828,99 @@ impl Dataplane {
         self.steering
             .attach_xdp(host_ifindex, self.cfg.endpoint_xdp_mode)
             .map_err(Error::from)
+    }
+
+    /// The ifindex and queue count of `ifname`, an endpoint veth kept for adoption.
+    fn adoptable(&self, name: &str, ifname: &str) -> Result<(u32, u32)> {
+        let refuse = |why: String| Error::Adopt {
+            endpoint: name.into(),
+            ifname: ifname.into(),
+            why,
+        };
+        let Some(&ifindex) = self.unclaimed.get(ifname) else {
+            return Err(refuse(
+                "it is not an endpoint veth an earlier run left on this parent".into(),
+            ));
+        };
+        match self.links.get(ifname)? {
+            Some(l) if l.index == ifindex => Ok((ifindex, l.num_rx_queues)),
+            _ => Err(refuse(
+                "it is gone (its peer's namespace was removed?)".into(),
+            )),
+        }
+    }
+
+    /// Makes a kept veth ours again: the dead run's programs off, up.
+    fn take_over(&mut self, ifname: &str, ifindex: u32) -> Result<()> {
+        for what in self.steering.remove_leftovers(ifindex)? {
+            tracing::info!(parent = %self.cfg.parent, "taking over {ifname}: removed {what}");
+        }
+        self.links.set_up(ifindex, ifname, true)?;
+        Ok(())
+    }
+
+    /// A switch-side veth name for port `id` that no endpoint and no kept veth uses.
+    fn fresh_veth_name(&self, id: PortId) -> String {
+        let taken = |n: &String| {
+            self.unclaimed.contains_key(n)
+                || self
+                    .endpoints
+                    .values()
+                    .any(|e| e.veth.as_ref().is_some_and(|v| &v.1 == n))
+        };
+        (id.0..=u16::MAX)
+            .map(|k| endpoint_veth_name(self.parent.index, PortId(k)))
+            .find(|n| !taken(n))
+            .expect("a free name")
+    }
+
+    /// Deletes the kept veths of an earlier run that no endpoint took over
+    /// ([`DataplaneConfig::adopt`]), returning their names. Deleting one removes
+    /// its peer, wherever it is.
+    pub fn remove_unclaimed(&mut self) -> Vec<String> {
+        let mut gone = Vec::new();
+        for (name, ifindex) in std::mem::take(&mut self.unclaimed) {
+            if matches!(self.links.get(&name), Ok(Some(l)) if l.index == ifindex)
+                && self.links.delete(ifindex, &name).is_ok()
+            {
+                gone.push(name);
+            }
+        }
+        gone
+    }
+
+    /// Deletes the kept veth (if any) whose peer is `ifname` in this namespace, so
+    /// that name can be made again: a port the caller makes here itself (a host
+    /// port) is made again rather than taken over.
+    ///
+    /// # Errors
+    /// A netlink step.
+    pub fn release_kept_peer(&mut self, ifname: &str) -> Result<()> {
+        let Some(l) = self.links.get(ifname)? else {
+            return Ok(());
+        };
+        let Some((peer, false)) = l.link else {
+            return Ok(());
+        };
+        let kept = self
+            .unclaimed
+            .iter()
+            .find(|(_, &i)| i == peer)
+            .map(|(n, &i)| (n.clone(), i));
+        if let Some((name, i)) = kept {
+            self.unclaimed.remove(&name);
+            self.links.delete(i, &name)?;
+        }
+        Ok(())
+    }
+
+    /// The switch-side veth of endpoint `name` (`None` for an in-process endpoint).
+    pub fn endpoint_veth(&self, name: &str) -> Option<&str> {
+        self.endpoints
+            .get(name)?
+            .veth
+            .as_ref()
+            .map(|v| v.1.as_str())
     }
 
     /// Refuses endpoint `name` with `queues` veth queues if a worker's UMEM would
@@ -880,6 +1021,13 @@ impl Dataplane {
 
     /// Undoes whatever of an endpoint's plumbing exists (best effort).
     fn unplumb(&mut self, name: &str) {
+        self.unplumb_keeping(name, false);
+    }
+
+    /// Takes endpoint `name` out of the switch; `keep`: leaves its veth pair (and the
+    /// peer wherever it is) in place, down on the switch side, for a later run to
+    /// adopt.
+    fn unplumb_keeping(&mut self, name: &str, keep: bool) {
         if let Some(ep) = self.topo.endpoint(name) {
             let (vlan, mac, mode) = (ep.cfg.vlan, ep.mac(), ep.cfg.mode);
             let _ = self.steering.fdb_remove(vlan, mac);
@@ -909,7 +1057,11 @@ impl Dataplane {
             sw.pool_mut().reclaim_closed();
         });
         if let Some((ifindex, ifname, slots)) = rt.veth {
-            let _ = self.links.delete(ifindex, &ifname);
+            if keep {
+                let _ = self.links.set_up(ifindex, &ifname, false);
+            } else {
+                let _ = self.links.delete(ifindex, &ifname);
+            }
             self.slots.release(slots);
         }
     }
@@ -1027,11 +1179,12 @@ impl Dataplane {
         &self.steering
     }
 
-    fn teardown(&mut self) {
+    fn teardown(&mut self, keep: &BTreeSet<String>) {
         let names: Vec<String> = self.endpoints.keys().cloned().collect();
         for n in names {
-            self.unplumb(&n);
+            self.unplumb_keeping(&n, keep.contains(&n));
         }
+        self.remove_unclaimed();
         let _ = self.steering.detach_tc(self.parent.index);
         let _ = self.steering.detach_xdp(self.parent.index);
         let _ = self.steering.detach_xdp(self.mirror.1.index);
@@ -1045,14 +1198,21 @@ impl Dataplane {
     /// Stops the worker, detaches every program and removes every interface the
     /// dataplane created.
     pub fn stop(mut self) {
-        self.teardown();
+        self.teardown(&BTreeSet::new());
+    }
+
+    /// Like [`Dataplane::stop`], but the veth pairs of the endpoints in `keep` stay
+    /// (switch side down, no program), for the next run to take over
+    /// ([`EndpointNet::adopt`]): a container holding the peer keeps its interface.
+    pub fn stop_keeping(mut self, keep: &BTreeSet<String>) {
+        self.teardown(keep);
     }
 }
 
 impl Drop for Dataplane {
     fn drop(&mut self) {
         if !self.stopped {
-            self.teardown();
+            self.teardown(&BTreeSet::new());
         }
     }
 }
@@ -1095,7 +1255,8 @@ fn queue_plan(cfg: &DataplaneConfig, pq: &Queues, cores: u32) -> Result<(u32, u3
     Ok((q, n))
 }
 
-/// The host-side name of an endpoint's veth: `umv<parent ifindex>e<port id>`.
+/// The host-side name of an endpoint's veth: `umv<parent ifindex>e<port id>` (or a
+/// higher number where a kept veth has that one).
 fn endpoint_veth_name(parent: u32, id: PortId) -> String {
     format!("umv{parent}e{}", id.0)
 }

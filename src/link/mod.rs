@@ -346,6 +346,9 @@ pub struct LinkInfo {
     pub num_rx_queues: u32,
     /// Transmit queues the device was created with (`IFLA_NUM_TX_QUEUES`).
     pub num_tx_queues: u32,
+    /// The linked device (`IFLA_LINK`: a veth's peer), and whether it is in another
+    /// namespace (`IFLA_LINK_NETNSID` present).
+    pub link: Option<(u32, bool)>,
 }
 
 fn info_of(m: &LinkMessage) -> LinkInfo {
@@ -358,13 +361,19 @@ fn info_of(m: &LinkMessage) -> LinkInfo {
         loopback: m.header.flags.contains(LinkFlags::Loopback),
         num_rx_queues: 1,
         num_tx_queues: 1,
+        link: None,
     };
+    let elsewhere = m
+        .attributes
+        .iter()
+        .any(|a| matches!(a, LinkAttribute::LinkNetNsId(_)));
     for a in &m.attributes {
         match a {
             LinkAttribute::IfName(n) => li.name = n.clone(),
             LinkAttribute::Mtu(v) => li.mtu = *v,
             LinkAttribute::NumRxQueues(v) => li.num_rx_queues = (*v).max(1),
             LinkAttribute::NumTxQueues(v) => li.num_tx_queues = (*v).max(1),
+            LinkAttribute::Link(v) => li.link = Some((*v, elsewhere)),
             LinkAttribute::Address(b) if b.len() == 6 => {
                 li.mac = MacAddr([b[0], b[1], b[2], b[3], b[4], b[5]])
             }

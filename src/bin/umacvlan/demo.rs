@@ -103,6 +103,7 @@ pub fn run(out: &mut dyn Write) -> Result<(), Error> {
                     ifname: "eth0".into(),
                     addrs: vec![format!("10.20.0.{}/24", 10 + k).parse().expect("literal")],
                     queues: None,
+                    adopt: None,
                 };
                 dp.add_endpoint(
                     EndpointConfig::new(format!("c{k}"), Mode::Bridge).with_mac(mac),

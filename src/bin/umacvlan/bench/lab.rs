@@ -282,6 +282,7 @@ impl DpThread {
                             ifname: "eth0".into(),
                             addrs: vec![],
                             queues: None,
+                            adopt: None,
                         },
                     )?;
                 }
