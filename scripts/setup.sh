@@ -37,6 +37,26 @@ if [ ${#pkgs[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
 fi
 
+# Docker 20.10 (Debian's docker.io) for the Docker driver's end-to-end test, and
+# busybox-static for its image (images cannot be pulled: the test imports a rootfs).
+# The test starts its own dockerd in a namespace of its own; the package's system
+# service must not start, so a policy-rc.d refuses every start during the install.
+if ! [ -x /usr/sbin/dockerd ] || ! [ -x /usr/bin/docker ] || ! [ -x /bin/busybox ]; then
+  log "apt-get install docker.io busybox-static (its service kept from starting)"
+  export DEBIAN_FRONTEND=noninteractive
+  policy=/usr/sbin/policy-rc.d
+  saved=""
+  if [ -e "$policy" ]; then saved=$(mktemp); cp -p "$policy" "$saved"; fi
+  printf '#!/bin/sh\nexit 101\n' > "$policy"
+  chmod 755 "$policy"
+  restore_policy() { if [ -n "$saved" ]; then mv "$saved" "$policy"; else rm -f "$policy"; fi; }
+  trap restore_policy EXIT
+  [ ${#pkgs[@]} -gt 0 ] || apt-get update -qq
+  apt-get install -y -qq --no-install-recommends docker.io busybox-static >/dev/null
+  restore_policy
+  trap - EXIT
+fi
+
 # Rust components and tools.
 if ! command -v cargo >/dev/null 2>&1; then
   log "cargo not found: install the Rust toolchain (rustup) first"

@@ -28,27 +28,34 @@ fn the_host_reaches_its_endpoints_through_the_host_port() {
         &["ping", "-q", "-n", "-c", "2", "-i", "0.2", "-W", "1", "-I", "par", &e1]
     ));
     // The host port is an interface of the daemon's namespace; give it an address.
-    t.lab
-        .ip(&t.host, &["addr", "add", "10.9.0.2/32", "dev", "umvhp0"]);
-    t.lab.ip(
-        &t.host,
-        &[
-            "route",
-            "add",
-            &format!("{e1}/32"),
-            "dev",
-            "umvhp0",
-            "src",
-            "10.9.0.2",
-        ],
-    );
-    assert!(
-        t.lab.try_exec(
+    let reach_e1 = |when: &str| {
+        t.lab
+            .ip(&t.host, &["addr", "add", "10.9.0.2/32", "dev", "umvhp0"]);
+        t.lab.ip(
             &t.host,
-            &["ping", "-q", "-n", "-c", "3", "-i", "0.2", "-W", "1", &e1]
-        ),
-        "the host cannot reach e1 through its host port"
-    );
+            &[
+                "route",
+                "add",
+                &format!("{e1}/32"),
+                "dev",
+                "umvhp0",
+                "src",
+                "10.9.0.2",
+            ],
+        );
+        assert!(
+            t.lab.try_exec(
+                &t.host,
+                &["ping", "-q", "-n", "-c", "3", "-i", "0.2", "-W", "1", &e1]
+            ),
+            "the host cannot reach e1 through its host port {when}"
+        );
+    };
+    reach_e1("");
+    // After kill -9 the endpoint's veth is taken over and the host port made again
+    // (the earlier one, kept with the endpoint veths at the start, is released).
+    let d = d.restart();
+    reach_e1("after kill -9 and a restart");
     let inspect =
         String::from_utf8_lossy(&d.cli(&["network", "inspect", "lan"]).stdout).to_string();
     assert!(inspect.contains("\"host_port\": \"umvhp0\""), "{inspect}");

@@ -88,6 +88,17 @@ pub struct EndpointAdd {
     pub ip: Option<String>,
     /// Mode (default: the network's).
     pub mode: Option<String>,
+    /// The container runtime's id for this endpoint (the Docker driver's endpoint
+    /// id, a CNI container id). Such an endpoint's interface lives where the runtime
+    /// moves it, so it is never made again: a daemon stop keeps its veth pair and
+    /// the next start takes it over as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Whether the daemon puts `ip` on the interface (default true). `false`: the
+    /// address is only reserved and recorded, and the runtime configures it (Docker
+    /// does, once it has moved the interface into the container).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configure_ip: Option<bool>,
 }
 
 /// A request.
@@ -427,6 +438,8 @@ mod tests {
                 mac: Some("02:42:00:00:00:01".into()),
                 ip: None,
                 mode: None,
+                container: Some("c0ffee".into()),
+                configure_ip: Some(false),
             }),
         ];
         for r in reqs {

@@ -42,6 +42,8 @@ pub struct DaemonProc {
     /// Whether its log (stderr) is captured for [`DaemonProc::stop`] rather than
     /// passed through to the test's stderr.
     logged: bool,
+    /// More arguments of `umacvlan run`.
+    extra: Vec<String>,
 }
 
 impl DaemonProc {
@@ -50,25 +52,44 @@ impl DaemonProc {
     /// stderr; waits (bounded) until it answers on the socket, i.e. its configuration
     /// is applied.
     pub fn start(ns: &str, tag: &str, config: &str) -> DaemonProc {
-        Self::write_and_spawn(ns, tag, config, false)
+        Self::write_and_spawn(ns, tag, config, false, &[])
+    }
+
+    /// [`DaemonProc::start`] with more arguments of `umacvlan run`, kept by
+    /// [`DaemonProc::restart`].
+    pub fn start_with(ns: &str, tag: &str, config: &str, extra: &[&str]) -> DaemonProc {
+        Self::write_and_spawn(ns, tag, config, false, extra)
     }
 
     /// [`DaemonProc::start`], with the daemon's log (stderr) captured: an early exit
     /// shows it and [`DaemonProc::stop`] returns it.
     pub fn start_logged(ns: &str, tag: &str, config: &str) -> DaemonProc {
-        Self::write_and_spawn(ns, tag, config, true)
+        Self::write_and_spawn(ns, tag, config, true, &[])
     }
 
-    fn write_and_spawn(ns: &str, tag: &str, config: &str, logged: bool) -> DaemonProc {
+    fn write_and_spawn(
+        ns: &str,
+        tag: &str,
+        config: &str,
+        logged: bool,
+        extra: &[&str],
+    ) -> DaemonProc {
         let base = std::env::temp_dir().join(format!("{tag}-{}", std::process::id()));
         let (cfg, socket) = (base.with_extension("toml"), base.with_extension("sock"));
         std::fs::write(&cfg, config).unwrap();
-        Self::spawn(ns, cfg, socket, logged)
+        let extra = extra.iter().map(|a| a.to_string()).collect();
+        Self::spawn(ns, cfg, socket, logged, extra)
     }
 
     /// Starts the daemon in `ns` on the existing config file `config` and the control
     /// socket `socket`, and waits (bounded) until it answers there.
-    fn spawn(ns: &str, config: PathBuf, socket: PathBuf, logged: bool) -> DaemonProc {
+    fn spawn(
+        ns: &str,
+        config: PathBuf,
+        socket: PathBuf,
+        logged: bool,
+        extra: Vec<String>,
+    ) -> DaemonProc {
         let child = Command::new("ip")
             .args([
                 "netns",
@@ -83,6 +104,7 @@ impl DaemonProc {
                 "--state-dir",
                 socket.with_extension("state").to_str().unwrap(),
             ])
+            .args(&extra)
             .stdout(Stdio::null())
             .stderr(if logged {
                 Stdio::piped()
@@ -98,6 +120,7 @@ impl DaemonProc {
             config: Some(config),
             stopped: false,
             logged,
+            extra,
         };
         let t0 = Instant::now();
         // A socket file may be a killed daemon's, and the daemon binds its socket
@@ -145,7 +168,8 @@ impl DaemonProc {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let config = self.config.take().expect("a config file");
-        Self::spawn(&self.ns, config, self.socket.clone(), self.logged)
+        let extra = std::mem::take(&mut self.extra);
+        Self::spawn(&self.ns, config, self.socket.clone(), self.logged, extra)
     }
 
     /// Sends SIGTERM, waits (bounded) for the daemon to exit, checks that it exited
@@ -163,7 +187,8 @@ impl DaemonProc {
     pub fn stop_and_restart(mut self) -> (DaemonProc, String) {
         let log = self.terminate();
         let config = self.config.take().expect("a config file");
-        let d = Self::spawn(&self.ns, config, self.socket.clone(), self.logged);
+        let extra = std::mem::take(&mut self.extra);
+        let d = Self::spawn(&self.ns, config, self.socket.clone(), self.logged, extra);
         (d, log)
     }
 

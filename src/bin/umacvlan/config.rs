@@ -48,11 +48,25 @@ pub struct DaemonSection {
 
 pub use umacvlan::ctl::{EndpointSection, NetworkSection};
 
+/// `[docker]`: the Docker network driver (`docker network create -d umacvlan`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DockerSection {
+    /// Serve the driver (default false).
+    #[serde(default)]
+    pub enabled: bool,
+    /// The plugin socket (default /run/docker/plugins/umacvlan.sock); Docker names
+    /// the driver after the file (`umacvlan.sock`: `-d umacvlan`).
+    pub socket: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 struct File {
     #[serde(default)]
     daemon: DaemonSection,
+    #[serde(default)]
+    docker: DockerSection,
     #[serde(default, rename = "network")]
     networks: Vec<NetworkSection>,
 }
@@ -105,6 +119,16 @@ pub struct Endpoint {
     /// Mode, if it differs from the network's.
     #[serde(serialize_with = "ser_opt_mode")]
     pub mode: Option<Mode>,
+    /// The container runtime's id for it ([`umacvlan::ctl::EndpointAdd::container`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Whether the daemon puts `ip` on the interface.
+    #[serde(skip)]
+    pub configure_ip: bool,
+    /// The switch-side veth of an earlier run to take over
+    /// ([`umacvlan::dataplane::EndpointNet::adopt`]).
+    #[serde(skip)]
+    pub adopt: Option<String>,
 }
 
 fn ser_mode<S: serde::Serializer>(m: &Mode, s: S) -> Result<S::Ok, S::Error> {
@@ -142,6 +166,8 @@ pub struct Config {
     pub frames: Option<u32>,
     /// State directory; `None`: the default.
     pub state_dir: Option<PathBuf>,
+    /// The Docker driver's socket, if the driver is enabled.
+    pub docker: Option<PathBuf>,
     /// Networks, in file order.
     pub networks: Vec<Network>,
     /// Endpoints, in file order.
@@ -370,6 +396,9 @@ pub fn check_endpoint(net: &str, e: &EndpointSection) -> Result<Endpoint, Config
         mac,
         ip,
         mode,
+        container: None,
+        configure_ip: true,
+        adopt: None,
     })
 }
 
@@ -412,6 +441,12 @@ impl Config {
             workers: file.daemon.workers,
             frames: file.daemon.frames,
             state_dir: file.daemon.state_dir,
+            docker: file.docker.enabled.then(|| {
+                file.docker
+                    .socket
+                    .clone()
+                    .unwrap_or_else(|| crate::docker::DEFAULT_PLUGIN_SOCKET.into())
+            }),
             ..Config::default()
         };
         for n in &file.networks {

@@ -158,6 +158,9 @@ pub struct Daemon {
     /// parent is missing, say), with their endpoints: kept in the state, not lost,
     /// until they are removed with `network rm` or a later start makes them.
     pending: State,
+    /// In [`Daemon::restore`]: dataplanes keep an earlier run's endpoint veths for
+    /// their endpoints to take over.
+    restoring: bool,
 }
 
 impl Default for Daemon {
@@ -177,6 +180,7 @@ impl Daemon {
             state: None,
             from_config: BTreeSet::new(),
             pending: State::default(),
+            restoring: false,
         }
     }
 
@@ -196,6 +200,27 @@ impl Daemon {
     /// A network or endpoint of the file that fails, named ([`Error::Apply`]); what
     /// was created stays (the caller exits and [`Daemon::shutdown`] removes it).
     pub fn restore(&mut self, cfg: &Config, st: &State) -> Result<Vec<String>, Error> {
+        let mut warnings = Vec::new();
+        self.restoring = true;
+        let r = self.restore_all(cfg, st, &mut warnings);
+        self.restoring = false;
+        // What an earlier run left and nothing took over goes now.
+        for (parent, dp) in &mut self.planes {
+            for gone in dp.remove_unclaimed() {
+                tracing::warn!(parent = %parent, "removed a leftover of an earlier run: interface {gone} (no endpoint of the state claims it)");
+            }
+        }
+        r?;
+        self.save(None)?;
+        Ok(warnings)
+    }
+
+    fn restore_all(
+        &mut self,
+        cfg: &Config,
+        st: &State,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), Error> {
         fn failed<'a>(what: &'static str, name: &'a str) -> impl FnOnce(Error) -> Error + 'a {
             move |e| Error::Apply {
                 what,
@@ -203,7 +228,6 @@ impl Daemon {
                 source: Box::new(e),
             }
         }
-        let mut warnings = Vec::new();
         for n in &cfg.networks {
             self.from_config.insert(("network", n.name.clone()));
             self.create_network(n.clone())
@@ -238,8 +262,9 @@ impl Daemon {
                 if e.ip.is_none() {
                     e.ip = r.endpoint.ip.as_deref().and_then(|a| a.parse().ok());
                 }
+                e.adopt = r.host_ifname.clone();
             }
-            self.add_endpoint(e.clone())
+            self.add_restored(e.clone())
                 .map_err(failed("endpoint", &e.name))?;
         }
         for r in st.endpoints.iter().filter(|r| !r.from_config) {
@@ -254,13 +279,37 @@ impl Daemon {
             }
             if let Err(e) = check_endpoint(&r.network, &r.endpoint)
                 .map_err(Error::from)
-                .and_then(|ep| self.add_endpoint(ep))
+                .and_then(|mut ep| {
+                    ep.container = r.container.clone();
+                    ep.configure_ip = r.configure_ip != Some(false);
+                    ep.adopt = r.host_ifname.clone();
+                    self.add_restored(ep)
+                })
             {
                 warnings.push(format!("endpoint '{name}' of the state dropped: {e}"));
             }
         }
-        self.save(None)?;
-        Ok(warnings)
+        Ok(())
+    }
+
+    /// Adds an endpoint of the file or the state: takes over the veth it had if it is
+    /// still there; if not, makes it again, unless a container runtime owns it (its
+    /// interface was moved where only the runtime knows).
+    fn add_restored(&mut self, ep: Endpoint) -> Result<(), Error> {
+        let Some(veth) = ep.adopt.clone() else {
+            return self.add_endpoint(ep);
+        };
+        match self.add_endpoint(ep.clone()) {
+            Ok(()) => {
+                tracing::info!(endpoint = %ep.name, "took over its interface {veth}");
+                Ok(())
+            }
+            Err(e) if ep.container.is_none() => {
+                tracing::info!(endpoint = %ep.name, "making it again: {e}");
+                self.add_endpoint(Endpoint { adopt: None, ..ep })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// What the state file holds now, less `without` (a network or endpoint about to
@@ -293,6 +342,14 @@ impl Daemon {
             .map(|e| EndpointRecord {
                 network: e.network.clone(),
                 from_config: self.from_config.contains(&("endpoint", e.name.clone())),
+                container: e.container.clone(),
+                configure_ip: (!e.configure_ip).then_some(false),
+                host_ifname: self
+                    .networks
+                    .get(&e.network)
+                    .and_then(|n| self.planes.get(&n.parent))
+                    .and_then(|dp| dp.endpoint_veth(&e.name))
+                    .map(str::to_string),
                 endpoint: EndpointSection {
                     name: e.name.clone(),
                     netns: e.netns.clone(),
@@ -453,7 +510,9 @@ impl Daemon {
         }
         let fresh = !self.planes.contains_key(&net.parent);
         if fresh {
-            let dp = Dataplane::start((self.make_config)(&net.parent))?;
+            let mut c = (self.make_config)(&net.parent);
+            c.adopt = self.restoring;
+            let dp = Dataplane::start(c)?;
             self.planes.insert(net.parent.clone(), dp);
         }
         let dp = self.planes.get_mut(&net.parent).expect("present");
@@ -493,6 +552,9 @@ impl Daemon {
     /// The host port: a veth pair whose far end, named `ifname`, stays in the daemon's
     /// own namespace for the host to address; the near end is a bridge-mode port.
     fn add_host_port(dp: &mut Dataplane, net: &Network, ifname: &str) -> Result<(), Error> {
+        // An earlier run's host port, kept with the endpoint veths at a restart, is
+        // made again.
+        dp.release_kept_peer(ifname)?;
         let mut cfg = EndpointConfig::new(Self::host_port_endpoint(&net.name), Mode::Bridge);
         cfg.vlan = net.vlan;
         let here = EndpointNet {
@@ -500,6 +562,7 @@ impl Daemon {
             ifname: ifname.into(),
             addrs: vec![],
             queues: None,
+            adopt: None,
         };
         dp.add_endpoint(cfg, here)
             .map(|_| ())
@@ -582,7 +645,12 @@ impl Daemon {
             ip: a.ip,
             mode: a.mode,
         };
-        let ep = check_endpoint(&a.network, &sec)?;
+        let mut ep = check_endpoint(&a.network, &sec)?;
+        if let Some(c) = &a.container {
+            crate::config::check_name("endpoint.container", "container id", c)?;
+        }
+        ep.container = a.container;
+        ep.configure_ip = a.configure_ip != Some(false);
         let name = ep.name.clone();
         self.add_endpoint(ep)?;
         let all = self.endpoint_ls();
@@ -633,8 +701,9 @@ impl Daemon {
         let netcfg = EndpointNet {
             netns: ep.netns.clone(),
             ifname: ep.ifname.clone(),
-            addrs: ep.ip.into_iter().collect(),
+            addrs: ep.ip.filter(|_| ep.configure_ip).into_iter().collect(),
             queues: None,
+            adopt: ep.adopt.clone(),
         };
         let dp = self
             .planes
@@ -674,6 +743,7 @@ impl Daemon {
                     "mac": live.map(|l| l.mac().to_string()),
                     "mode": live.map(|l| l.cfg.mode.as_str()),
                     "ip": e.ip.map(|i| i.to_string()),
+                    "container": e.container,
                 })
             })
             .collect::<Vec<_>>())
@@ -837,10 +907,46 @@ impl Daemon {
     }
 
     /// Removes every endpoint and network: detaches every program and deletes every
-    /// interface the daemon created.
+    /// interface the daemon created, except the veth pairs of endpoints a container
+    /// runtime owns ([`Endpoint::container`]): the containers keep their interfaces
+    /// (unswitched until the next start takes them over, as the state records).
     pub fn shutdown(mut self) {
+        let keep: BTreeSet<String> = self
+            .endpoints
+            .values()
+            .filter(|e| e.container.is_some())
+            .map(|e| e.name.clone())
+            .collect();
         for (_, dp) in std::mem::take(&mut self.planes) {
-            dp.stop();
+            dp.stop_keeping(&keep);
         }
+    }
+
+    /// Network `name`, if it exists (and is not pending).
+    pub fn network(&self, name: &str) -> Option<&Network> {
+        self.networks.get(name)
+    }
+
+    /// Endpoint `name`, if it exists.
+    pub fn endpoint(&self, name: &str) -> Option<&Endpoint> {
+        self.endpoints.get(name)
+    }
+
+    /// The MACs in use on network `name`: its parent's and its endpoints'.
+    pub fn macs_in_use(&self, name: &str) -> Vec<umacvlan::wire::MacAddr> {
+        let Some(net) = self.networks.get(name) else {
+            return vec![];
+        };
+        let Some(dp) = self.planes.get(&net.parent) else {
+            return vec![];
+        };
+        let mut v = vec![dp.topology().parent().mac];
+        v.extend(
+            self.endpoints
+                .values()
+                .filter(|e| e.network == name)
+                .filter_map(|e| self.live_mac(e)),
+        );
+        v
     }
 }

@@ -14,6 +14,7 @@ mod bench;
 mod config;
 mod daemon;
 mod demo;
+mod docker;
 mod ipam;
 mod server;
 mod state;
@@ -57,6 +58,14 @@ enum Cmd {
         /// across restarts (default: the config's, else /var/lib/umacvlan).
         #[arg(long)]
         state_dir: Option<PathBuf>,
+        /// Serve the Docker network driver (`docker network create -d umacvlan`) on
+        /// /run/docker/plugins/umacvlan.sock, or on --docker-socket.
+        #[arg(long)]
+        docker: bool,
+        /// The Docker driver's socket: Docker names the driver after the file
+        /// (implies --docker).
+        #[arg(long)]
+        docker_socket: Option<PathBuf>,
     },
     /// Manage networks.
     #[command(subcommand)]
@@ -245,7 +254,13 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             socket,
             workers,
             state_dir,
-        } => run(config.as_deref(), socket, workers, state_dir),
+            docker,
+            docker_socket,
+        } => {
+            let docker =
+                docker_socket.or_else(|| docker.then(|| docker::DEFAULT_PLUGIN_SOCKET.into()));
+            run(config.as_deref(), socket, workers, state_dir, docker)
+        }
         Cmd::Demo => Ok(crate::demo::run(&mut std::io::stdout())?),
         Cmd::Bench(c) => bench::cli::main(c),
         Cmd::Stats { json, socket } => {
@@ -336,6 +351,8 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                     mac,
                     ip,
                     mode,
+                    container: None,
+                    configure_ip: None,
                 }),
             )?),
             EndpointCmd::Rm { name, socket } => {
@@ -344,17 +361,19 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             EndpointCmd::Ls { socket } => {
                 let v = request(&socket.path, Request::EndpointLs)?;
                 println!(
-                    "{:<16} {:<12} {:<9} {:<18} {:<20} NETNS",
-                    "NAME", "NETWORK", "MODE", "MAC", "IP"
+                    "{:<20} {:<20} {:<9} {:<18} {:<20} {:<12} NETNS",
+                    "NAME", "NETWORK", "MODE", "MAC", "IP", "CONTAINER"
                 );
                 for e in v.as_array().into_iter().flatten() {
+                    let container: String = s(&e["container"]).chars().take(12).collect();
                     println!(
-                        "{:<16} {:<12} {:<9} {:<18} {:<20} {}",
+                        "{:<20} {:<20} {:<9} {:<18} {:<20} {:<12} {}",
                         s(&e["name"]),
                         s(&e["network"]),
                         s(&e["mode"]),
                         s(&e["mac"]),
                         s(&e["ip"]),
+                        container,
                         s(&e["netns"])
                     );
                 }
@@ -451,6 +470,7 @@ fn run(
     socket: Option<PathBuf>,
     workers: Option<u32>,
     state_dir: Option<PathBuf>,
+    docker: Option<PathBuf>,
 ) -> Result<()> {
     let cfg = match config {
         Some(p) => {
@@ -485,6 +505,22 @@ fn run(
         None => None,
     };
     let listener = bind_socket(&sock)?;
+    let plugin = match docker.or_else(|| cfg.docker.clone()) {
+        Some(p) => match bind_socket(&p) {
+            Ok(l) => Some((l, p)),
+            Err(e) => {
+                let _ = std::fs::remove_file(&sock);
+                return Err(e.context("the Docker driver's socket"));
+            }
+        },
+        None => None,
+    };
+    let remove_sockets = || {
+        let _ = std::fs::remove_file(&sock);
+        if let Some((_, p)) = &plugin {
+            let _ = std::fs::remove_file(p);
+        }
+    };
     let workers = workers.or(cfg.workers);
     let frames = cfg.frames;
     let mut daemon = Daemon::new(Box::new(move |p: &str| {
@@ -504,7 +540,7 @@ fn run(
         }
         Err(e) => {
             daemon.shutdown();
-            let _ = std::fs::remove_file(&sock);
+            remove_sockets();
             bail!("{e}");
         }
     }
@@ -518,6 +554,11 @@ fn run(
         "umacvlan running"
     );
     let mut server = server::Server::new(listener, metrics);
+    if let Some((l, p)) = &plugin {
+        let l = l.try_clone().context("the Docker driver's socket")?;
+        docker::spawn(l, server.gate()).context("starting the Docker driver")?;
+        tracing::info!(socket = %p.display(), "Docker network driver serving");
+    }
     let mut last_tick = Instant::now();
     while !term.load(Ordering::Relaxed) {
         if last_tick.elapsed() >= Duration::from_secs(1) {
@@ -526,9 +567,11 @@ fn run(
         }
         server.turn(&mut daemon, Duration::from_millis(20));
     }
-    tracing::info!("stopping: removing endpoints, programs and interfaces");
+    tracing::info!(
+        "stopping: removing endpoints, programs and interfaces (containers keep theirs)"
+    );
     daemon.shutdown();
-    let _ = std::fs::remove_file(&sock);
+    remove_sockets();
     Ok(())
 }
 

@@ -17,6 +17,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::Value;
 use umacvlan::ctl::{self, Request, Response};
 
 use crate::daemon::Daemon;
@@ -32,6 +33,7 @@ pub const MAX_CLIENTS: usize = 64;
 enum Job {
     Control(Box<Request>),
     Metrics,
+    Docker(crate::docker::Call),
 }
 
 /// A job and where its answer goes.
@@ -43,6 +45,7 @@ struct Call {
 enum Answer {
     Control(Response),
     Metrics(Result<String, String>),
+    Docker(Result<Value, String>),
 }
 
 /// Both listeners, the connection threads' way to the daemon, and the count of live
@@ -51,12 +54,39 @@ pub struct Server {
     control: UnixListener,
     metrics: Option<TcpListener>,
     calls: Receiver<Call>,
+    gate: Gate,
+}
+
+/// What a connection of any listener needs: a slot among [`MAX_CLIENTS`], and the way
+/// to the daemon's thread.
+#[derive(Clone)]
+pub struct Gate {
     tx: Sender<Call>,
     clients: Arc<AtomicUsize>,
 }
 
-/// Counts a live connection; uncounts it when the connection's thread ends.
-struct Client(Arc<AtomicUsize>);
+impl Gate {
+    /// A new connection's slot, or `None` when [`MAX_CLIENTS`] are being served.
+    pub fn admit(&self) -> Option<Client> {
+        let n = self.clients.fetch_add(1, Ordering::AcqRel);
+        if n >= MAX_CLIENTS {
+            self.clients.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Client(self.clients.clone()))
+    }
+
+    /// Has the daemon's thread answer a Docker driver call (`None` if it stops first).
+    pub fn docker(&self, call: crate::docker::Call) -> Option<Result<Value, String>> {
+        match ask(&self.tx, Job::Docker(call))? {
+            Answer::Docker(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+/// Counts a live connection; uncounts it when the connection ends.
+pub struct Client(Arc<AtomicUsize>);
 
 impl Drop for Client {
     fn drop(&mut self) {
@@ -72,19 +102,17 @@ impl Server {
             control,
             metrics,
             calls,
-            tx,
-            clients: Arc::new(AtomicUsize::new(0)),
+            gate: Gate {
+                tx,
+                clients: Arc::new(AtomicUsize::new(0)),
+            },
         }
     }
 
-    /// A new connection's slot, or `None` when [`MAX_CLIENTS`] are being served.
-    fn admit(&self) -> Option<Client> {
-        let n = self.clients.fetch_add(1, Ordering::AcqRel);
-        if n >= MAX_CLIENTS {
-            self.clients.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        Some(Client(self.clients.clone()))
+    /// The way for another listener's connections (the Docker driver's) to the
+    /// daemon's thread, within the same [`MAX_CLIENTS`].
+    pub fn gate(&self) -> Gate {
+        self.gate.clone()
     }
 
     /// Accepts what is waiting, handles the requests that are complete, and waits at
@@ -131,12 +159,12 @@ impl Server {
         refuse: impl FnOnce(&mut S),
         work: impl FnOnce(&mut S, &Sender<Call>) + Send + 'static,
     ) {
-        let Some(client) = self.admit() else {
+        let Some(client) = self.gate.admit() else {
             tracing::warn!("{name}: {MAX_CLIENTS} clients already, one refused");
             refuse(&mut s);
             return;
         };
-        let tx = self.tx.clone();
+        let tx = self.gate.tx.clone();
         let spawned = std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
@@ -223,6 +251,14 @@ fn answer(daemon: &mut Daemon, call: Call) {
             })
         }
         Job::Metrics => Answer::Metrics(daemon.metrics().map_err(|e| e.to_string())),
+        Job::Docker(c) => {
+            let r = crate::docker::answer(daemon, &c);
+            match &r {
+                Ok(_) => tracing::info!(call = %c.method, body = %c.body, "docker: done"),
+                Err(e) => tracing::warn!(call = %c.method, body = %c.body, "docker: refused: {e}"),
+            }
+            Answer::Docker(r)
+        }
     };
     let _ = call.reply.send(a);
 }

@@ -33,6 +33,16 @@ pub struct EndpointRecord {
     pub from_config: bool,
     /// The endpoint.
     pub endpoint: EndpointSection,
+    /// Its container ([`umacvlan::ctl::EndpointAdd::container`]): taken over at a
+    /// start, never made again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// `false`: its address is only recorded ([`umacvlan::ctl::EndpointAdd::configure_ip`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configure_ip: Option<bool>,
+    /// The switch-side veth it had, for the next start to take over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ifname: Option<String>,
 }
 
 /// The contents of the state file.
@@ -199,6 +209,9 @@ mod tests {
                     ip: Some("10.0.0.2/24".into()),
                     mode: None,
                 },
+                container: Some("4d1f".into()),
+                configure_ip: Some(false),
+                host_ifname: Some("umv2e1".into()),
             }],
         }
     }

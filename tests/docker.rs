@@ -1,0 +1,584 @@
+//! The Docker network driver with a real Docker (Debian's docker.io, 20.10): a
+//! private dockerd in a namespace of its own uses the daemon's driver socket, as
+//! `docker network create -d umacvlan` would. Containers get their interfaces, their
+//! addresses and MACs, reach each other and the external host, are disconnected and
+//! connected again, and keep their interfaces across a `kill -9` and a SIGTERM of the
+//! daemon; removing everything leaves nothing. Bad options are refused naming them.
+//!
+//! Nothing here touches the machine's Docker, if any: dockerd gets its own socket,
+//! data root, exec root, cgroup parent and driver name, all named `umvdk<pid>`, and
+//! a run that crashed is reaped at the next start (its dockerd, containerd and shims
+//! killed, its mounts unmounted, its cgroups and directories removed).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::daemon::{ok, DaemonProc};
+use common::require_root_and;
+use common::topo::{Topo, EXT_IP};
+
+const DOCKER: &str = "/usr/bin/docker";
+const DOCKERD: &str = "/usr/sbin/dockerd";
+const TAG: &str = "umvdk";
+
+/// The names of this run's private Docker.
+struct Names {
+    /// The driver: `-d umvdk<pid>`, socket /run/docker/plugins/umvdk<pid>.sock.
+    driver: String,
+    plugin: PathBuf,
+    exec_root: PathBuf,
+    data_root: PathBuf,
+    cgroup_parent: String,
+}
+
+impl Names {
+    fn of(pid: u32) -> Names {
+        let driver = format!("{TAG}{pid}");
+        Names {
+            plugin: PathBuf::from(format!("/run/docker/plugins/{driver}.sock")),
+            exec_root: PathBuf::from(format!("/run/{driver}")),
+            data_root: PathBuf::from(format!("/var/lib/{driver}")),
+            cgroup_parent: driver.clone(),
+            driver,
+        }
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.exec_root.join("docker.sock")
+    }
+}
+
+/// Removes everything the private Docker of process `pid` left: dockerd, its
+/// containerd and shims (every process whose command line names its roots), mounts
+/// under its roots, its cgroups and its directories.
+fn reap(pid: u32) {
+    let n = Names::of(pid);
+    let roots = [
+        n.exec_root.to_string_lossy().into_owned(),
+        n.data_root.to_string_lossy().into_owned(),
+    ];
+    for _ in 0..50 {
+        let mut alive = false;
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if roots.iter().any(|r| cmd.contains(r.as_str())) {
+                alive = true;
+                let _ = Command::new("kill").args(["-9", &p.to_string()]).status();
+            }
+        }
+        if !alive {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mut mine: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|m| roots.iter().any(|r| m.starts_with(r.as_str())))
+        .collect();
+    mine.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in mine {
+        let _ = Command::new("umount").args(["-l", m]).status();
+    }
+    for ctl in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        remove_cgroup(&ctl.path().join(&n.cgroup_parent));
+    }
+    let _ = std::fs::remove_dir_all(&n.exec_root);
+    let _ = std::fs::remove_dir_all(&n.data_root);
+}
+
+/// Removes a cgroup directory and its children, deepest first (their processes are
+/// dead by then).
+fn remove_cgroup(dir: &Path) {
+    if !dir.is_dir() {
+        return;
+    }
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            remove_cgroup(&e.path());
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+/// What earlier runs whose process is gone left.
+fn reap_dead_runs() {
+    for e in std::fs::read_dir("/run").into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix(TAG).and_then(|p| p.parse::<u32>().ok()) {
+            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                reap(pid);
+                let _ = std::fs::remove_file(Names::of(pid).plugin);
+            }
+        }
+    }
+}
+
+/// A private dockerd in namespace `ns`, stopped and reaped on drop.
+struct Dockerd {
+    child: Child,
+    names: Names,
+}
+
+impl Dockerd {
+    fn start(ns: &str) -> Dockerd {
+        reap_dead_runs();
+        let names = Names::of(std::process::id());
+        reap(std::process::id());
+        std::fs::create_dir_all(&names.exec_root).unwrap();
+        std::fs::create_dir_all(&names.data_root).unwrap();
+        let log = std::fs::File::create(names.exec_root.join("dockerd.log")).unwrap();
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{ns}"))
+            .arg(DOCKERD)
+            .arg("-H")
+            .arg(format!("unix://{}", names.socket().display()))
+            .arg("--data-root")
+            .arg(&names.data_root)
+            .arg("--exec-root")
+            .arg(&names.exec_root)
+            .arg("--pidfile")
+            .arg(names.exec_root.join("dockerd.pid"))
+            .args(["--cgroup-parent", &names.cgroup_parent])
+            .args(["--storage-driver", "vfs"])
+            .args([
+                "--bridge=none",
+                "--iptables=false",
+                "--ip6tables=false",
+                "--ip-forward=false",
+                "--ip-masq=false",
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("dockerd");
+        let d = Dockerd { child, names };
+        let t0 = Instant::now();
+        while !d.docker(&["version"]).status.success() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "dockerd did not come up:\n{}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        d
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.names.exec_root.join("dockerd.log")).unwrap_or_default()
+    }
+
+    fn docker(&self, args: &[&str]) -> Output {
+        Command::new(DOCKER)
+            .arg("-H")
+            .arg(format!("unix://{}", self.names.socket().display()))
+            .args(args)
+            .output()
+            .expect("docker")
+    }
+
+    /// `docker ARGS`, which must succeed; its stdout, trimmed.
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.docker(args);
+        assert!(
+            o.status.success(),
+            "docker {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    /// `docker ARGS`, which must fail with `want` in its error.
+    fn refused(&self, args: &[&str], want: &str) {
+        let o = self.docker(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains(want),
+            "docker {} should fail with {want:?}: {err}",
+            args.join(" ")
+        );
+    }
+
+    /// Imports a busybox image (`umvbusybox`) from the machine's busybox-static.
+    fn import_busybox(&self) {
+        let root = self.names.exec_root.join("rootfs");
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+        common::run(
+            "chroot",
+            &[
+                root.to_str().unwrap(),
+                "/bin/busybox",
+                "--install",
+                "-s",
+                "/bin",
+            ],
+        );
+        let mut tar = Command::new("tar")
+            .args(["-C", root.to_str().unwrap(), "-c", "."])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let imported = Command::new(DOCKER)
+            .arg("-H")
+            .arg(format!("unix://{}", self.names.socket().display()))
+            .args(["import", "-", "umvbusybox"])
+            .stdin(tar.stdout.take().unwrap())
+            .output()
+            .unwrap();
+        assert!(tar.wait().unwrap().success(), "tar of the busybox rootfs");
+        assert!(
+            imported.status.success(),
+            "docker import: {}",
+            String::from_utf8_lossy(&imported.stderr)
+        );
+    }
+
+    /// `ping -c 1` from container `c` to `ip`, retried until `deadline`.
+    fn ping(&self, c: &str, ip: &str, deadline: Duration) -> bool {
+        let t0 = Instant::now();
+        loop {
+            if self
+                .docker(&["exec", c, "ping", "-c", "1", "-W", "1", ip])
+                .status
+                .success()
+            {
+                return true;
+            }
+            if t0.elapsed() > deadline {
+                return false;
+            }
+        }
+    }
+
+    /// Container `c`'s interface on the network (its only one but `lo`; Docker names
+    /// it `eth0`, or `eth1` after a reconnect): its MAC and IPv4 address with prefix.
+    fn eth0(&self, c: &str) -> (String, String) {
+        let links = self.ok(&["exec", c, "ip", "-o", "link"]);
+        let line = links
+            .lines()
+            .find(|l| l.split(": ").nth(1).is_some_and(|n| n != "lo"))
+            .unwrap_or_else(|| panic!("{c} has no interface but lo: {links}"));
+        let word = |l: &str, after: &str| {
+            l.split_whitespace()
+                .skip_while(|w| *w != after)
+                .nth(1)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let dev = line
+            .split(": ")
+            .nth(1)
+            .unwrap()
+            .split('@')
+            .next()
+            .unwrap()
+            .to_string();
+        let addr = self.ok(&["exec", c, "ip", "-o", "-4", "addr", "show", "dev", &dev]);
+        (word(line, "link/ether"), word(&addr, "inet"))
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        // Containers first (their shims hold mounts), then dockerd itself.
+        let ids = self.docker(&["ps", "-aq"]);
+        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+            let _ = self.docker(&["rm", "-f", id]);
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let t0 = Instant::now();
+        while self.child.try_wait().ok().flatten().is_none()
+            && t0.elapsed() < Duration::from_secs(15)
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        reap(std::process::id());
+    }
+}
+
+/// `ping -c 1` from namespace `ns` to `ip`, retried until `deadline`.
+fn ping_from(t: &Topo, ns: &str, ip: &str, deadline: Duration) -> bool {
+    let t0 = Instant::now();
+    loop {
+        if t.lab.try_exec(ns, &["ping", "-c", "1", "-W", "1", ip]) {
+            return true;
+        }
+        if t0.elapsed() > deadline {
+            return false;
+        }
+    }
+}
+
+/// Interface names in namespace `ns`.
+fn links(t: &Topo, ns: &str) -> Vec<String> {
+    let out = t.lab.ip(ns, &["-o", "link", "show"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .collect()
+}
+
+#[test]
+fn docker_uses_the_umacvlan_driver() {
+    if !require_root_and(
+        "docker_uses_the_umacvlan_driver",
+        &["ping", "nsenter", "tar", "chroot"],
+    ) {
+        return;
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    if !Path::new(DOCKERD).exists() || !Path::new("/bin/busybox").exists() {
+        assert!(
+            !ci,
+            "dockerd or busybox-static missing: run scripts/setup.sh"
+        );
+        eprintln!("docker_uses_the_umacvlan_driver: skipped (no dockerd or busybox-static)");
+        return;
+    }
+    let mut t = Topo::new(TAG, false, 0);
+    let dk = t.lab.quiet_ns("dk");
+    let names = Names::of(std::process::id());
+    let plugin = names.plugin.to_str().unwrap().to_string();
+    let d = DaemonProc::start_with(&t.host, TAG, "", &["--docker-socket", &plugin]);
+    let docker = Dockerd::start(&dk);
+    docker.import_busybox();
+    let drv = names.driver.clone();
+
+    // Bad options are refused at network create, naming them.
+    docker.refused(
+        &[
+            "network",
+            "create",
+            "-d",
+            &drv,
+            "-o",
+            "parent=par",
+            "-o",
+            "colour=blue",
+            "bad",
+        ],
+        "option colour",
+    );
+    docker.refused(
+        &[
+            "network",
+            "create",
+            "-d",
+            &drv,
+            "-o",
+            "macvlan_mode=bridge",
+            "bad",
+        ],
+        "option parent is required",
+    );
+    docker.refused(
+        &[
+            "network",
+            "create",
+            "-d",
+            &drv,
+            "-o",
+            "parent=par",
+            "-o",
+            "macvlan_mode=hairpin",
+            "bad",
+        ],
+        "'hairpin' is not a mode",
+    );
+
+    let nid = docker.ok(&[
+        "network",
+        "create",
+        "-d",
+        &drv,
+        "-o",
+        "parent=par",
+        "--subnet",
+        "10.9.0.0/24",
+        "--gateway",
+        "10.9.0.1",
+        "--aux-address",
+        &format!("ext={EXT_IP}"),
+        "lan",
+    ]);
+    let net = format!("docker-{}", &nid[..12]);
+    assert!(ok(&d.cli(&["network", "ls"])).contains(&net));
+
+    // An address from Docker's IPAM, a chosen one, a chosen MAC.
+    let run = |name: &str, extra: &[&str]| {
+        let mut a = vec!["run", "-d", "--name", name, "--network", "lan"];
+        a.extend_from_slice(extra);
+        a.extend_from_slice(&["umvbusybox", "sleep", "600"]);
+        docker.ok(&a);
+    };
+    run("c1", &["--ip", "10.9.0.11"]);
+    run("c2", &[]);
+    run("c3", &["--mac-address", "02:00:00:00:aa:03"]);
+    let (m1, ip1) = docker.eth0("c1");
+    let (m2, ip2) = docker.eth0("c2");
+    let (m3, _) = docker.eth0("c3");
+    assert_eq!(ip1, "10.9.0.11/24");
+    assert!(ip2.starts_with("10.9.0.") && ip2.ends_with("/24"), "{ip2}");
+    assert_eq!(m3, "02:00:00:00:aa:03");
+    let eps = ok(&d.cli(&["endpoint", "ls"]));
+    for m in [&m1, &m2, &m3] {
+        assert!(eps.contains(m.as_str()), "{m} not in endpoint ls:\n{eps}");
+    }
+    let ip2 = ip2.trim_end_matches("/24").to_string();
+    let wait = Duration::from_secs(10);
+    assert!(docker.ping("c1", EXT_IP, wait), "c1 → external host");
+    assert!(docker.ping("c1", &ip2, wait), "c1 → c2");
+    assert!(docker.ping("c3", "10.9.0.11", wait), "c3 → c1");
+    assert!(
+        ping_from(&t, &t.ext, "10.9.0.11", wait),
+        "external host → c1"
+    );
+    // Nothing of the endpoints is left in dockerd's namespace: Docker moved them.
+    assert!(
+        !links(&t, &dk).iter().any(|l| l.starts_with("umvd")),
+        "{:?}",
+        links(&t, &dk)
+    );
+
+    // Disconnect and connect again.
+    docker.ok(&["network", "disconnect", "lan", "c2"]);
+    assert!(
+        !ok(&d.cli(&["endpoint", "ls"])).contains(&m2),
+        "c2's endpoint stays"
+    );
+    assert!(
+        !docker.ping("c1", &ip2, Duration::ZERO),
+        "c2 still reachable"
+    );
+    docker.ok(&["network", "connect", "lan", "c2"]);
+    let (_, ip2) = docker.eth0("c2");
+    let ip2 = ip2.trim_end_matches("/24").to_string();
+    assert!(docker.ping("c1", &ip2, wait), "c1 → c2 connected again");
+
+    // kill -9 of the daemon: the containers keep their interfaces; the new daemon
+    // takes them over. How long the external host could not reach c1:
+    let before = ok(&d.cli(&["endpoint", "ls"]));
+    let t0 = Instant::now();
+    let d = d.restart();
+    assert!(
+        ping_from(&t, &t.ext, "10.9.0.11", wait),
+        "ext → c1 after kill -9"
+    );
+    println!(
+        "kill -9 and restart: ext → c1 answered again {:?} after the kill",
+        t0.elapsed()
+    );
+    assert_eq!(
+        ok(&d.cli(&["endpoint", "ls"])),
+        before,
+        "endpoints after kill -9"
+    );
+    assert_eq!(docker.eth0("c1").0, m1, "c1's MAC after kill -9");
+    assert!(docker.ping("c3", &ip2, wait), "c3 → c2 after kill -9");
+
+    // SIGTERM and a new start: the same.
+    let (d, _) = d.stop_and_restart();
+    assert!(
+        ping_from(&t, &t.ext, "10.9.0.11", wait),
+        "ext → c1 after SIGTERM"
+    );
+    assert_eq!(
+        ok(&d.cli(&["endpoint", "ls"])),
+        before,
+        "endpoints after SIGTERM"
+    );
+
+    // A container restart gets its address, hence its MAC, again.
+    docker.ok(&["restart", "-t", "0", "c1"]);
+    assert_eq!(docker.eth0("c1"), (m1.clone(), "10.9.0.11/24".to_string()));
+    assert!(
+        docker.ping("c1", EXT_IP, wait),
+        "c1 → ext after its restart"
+    );
+
+    // Private mode: siblings cut off from each other, the wire still reachable.
+    docker.ok(&["rm", "-f", "c1", "c2", "c3"]);
+    docker.ok(&["network", "rm", "lan"]);
+    assert!(!ok(&d.cli(&["network", "ls"])).contains(&net));
+    docker.ok(&[
+        "network",
+        "create",
+        "-d",
+        &drv,
+        "-o",
+        "parent=par",
+        "-o",
+        "macvlan_mode=private",
+        "--subnet",
+        "10.9.0.0/24",
+        "--gateway",
+        "10.9.0.1",
+        "--aux-address",
+        &format!("ext={EXT_IP}"),
+        "priv",
+    ]);
+    run_on(&docker, "p1", "priv", "10.9.0.21");
+    run_on(&docker, "p2", "priv", "10.9.0.22");
+    assert!(docker.ping("p1", EXT_IP, wait), "private: p1 → ext");
+    assert!(
+        !docker.ping("p1", "10.9.0.22", Duration::from_secs(2)),
+        "private: p1 → p2 must fail"
+    );
+    let inspect = ok(&d.cli(&["endpoint", "ls"]));
+    assert!(inspect.contains(" private "), "{inspect}");
+
+    // Everything removed: nothing of it is left anywhere.
+    docker.ok(&["rm", "-f", "p1", "p2"]);
+    docker.ok(&["network", "rm", "priv"]);
+    assert_eq!(
+        ok(&d.cli(&["endpoint", "ls"])).lines().count(),
+        1,
+        "only the header"
+    );
+    let left: Vec<String> = links(&t, &t.host)
+        .into_iter()
+        .chain(links(&t, &dk))
+        .filter(|l| l.starts_with("umv"))
+        .collect();
+    assert!(left.is_empty(), "left: {left:?}");
+    drop(docker);
+    d.stop();
+    assert!(!names.plugin.exists(), "the plugin socket was left");
+}
+
+fn run_on(docker: &Dockerd, name: &str, net: &str, ip: &str) {
+    docker.ok(&[
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--network",
+        net,
+        "--ip",
+        ip,
+        "umvbusybox",
+        "sleep",
+        "600",
+    ]);
+}
