@@ -356,7 +356,8 @@ fn docker_uses_the_umacvlan_driver() {
         eprintln!("docker_uses_the_umacvlan_driver: skipped (no dockerd or busybox-static)");
         return;
     }
-    let mut t = Topo::new(TAG, false, 0);
+    // Hairpin on the wire's port: VEPA siblings reach each other through it.
+    let mut t = Topo::new(TAG, true, 0);
     let dk = t.lab.quiet_ns("dk");
     let names = Names::of(std::process::id());
     let plugin = names.plugin.to_str().unwrap().to_string();
@@ -548,9 +549,68 @@ fn docker_uses_the_umacvlan_driver() {
     let inspect = ok(&d.cli(&["endpoint", "ls"]));
     assert!(inspect.contains(" private "), "{inspect}");
 
-    // Everything removed: nothing of it is left anywhere.
     docker.ok(&["rm", "-f", "p1", "p2"]);
     docker.ok(&["network", "rm", "priv"]);
+
+    // umacvlan's IPAM driver, on a VEPA network: the lowest free address of the
+    // range, kept across a kill -9, released ones handed out again; VEPA siblings
+    // reach each other through the wire's hairpin.
+    docker.ok(&[
+        "network",
+        "create",
+        "-d",
+        &drv,
+        "--ipam-driver",
+        &drv,
+        "-o",
+        "parent=par",
+        "-o",
+        "macvlan_mode=vepa",
+        "--subnet",
+        "10.9.0.0/24",
+        "--ip-range",
+        "10.9.0.32/28",
+        "--gateway",
+        "10.9.0.1",
+        "--aux-address",
+        &format!("ext={EXT_IP}"),
+        "vepa",
+    ]);
+    let run_vepa = |name: &str| {
+        docker.ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            "vepa",
+            "umvbusybox",
+            "sleep",
+            "600",
+        ]);
+        docker.eth0(name).1
+    };
+    assert_eq!(run_vepa("v1"), "10.9.0.32/24");
+    assert_eq!(run_vepa("v2"), "10.9.0.33/24");
+    assert!(
+        docker.ping("v1", "10.9.0.33", wait),
+        "VEPA: v1 → v2 through the hairpin"
+    );
+    assert!(docker.ping("v2", EXT_IP, wait), "VEPA: v2 → ext");
+    let d = d.restart();
+    assert_eq!(run_vepa("v3"), "10.9.0.34/24", "after kill -9");
+    docker.ok(&["rm", "-f", "v1"]);
+    assert_eq!(run_vepa("v4"), "10.9.0.32/24", "a released address again");
+    assert!(docker.ping("v4", "10.9.0.34", wait), "VEPA: v4 → v3");
+    docker.ok(&["rm", "-f", "v2", "v3", "v4"]);
+    docker.ok(&["network", "rm", "vepa"]);
+    let state = std::fs::read_to_string(d.state_dir().join("state.json")).unwrap();
+    assert!(
+        !state.contains("ipam_pools"),
+        "the pool was released:\n{state}"
+    );
+
+    // Everything removed: nothing of it is left anywhere.
     assert_eq!(
         ok(&d.cli(&["endpoint", "ls"])).lines().count(),
         1,

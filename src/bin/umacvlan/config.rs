@@ -487,6 +487,12 @@ mod tests {
             .endpoints
             .iter()
             .any(|e| e.ifname == "eth0" && e.mac.is_some()));
+        assert_eq!(c.docker, None, "the Docker driver is off unless enabled");
+        let on = Config::parse("[docker]\nenabled = true\n").unwrap();
+        assert_eq!(
+            on.docker.as_deref(),
+            Some(std::path::Path::new(crate::docker::DEFAULT_PLUGIN_SOCKET))
+        );
     }
 
     #[test]

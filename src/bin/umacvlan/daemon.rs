@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use crate::config::{
     check_endpoint, check_network, Config, ConfigError, Endpoint, Network, NetworkSection,
 };
-use crate::state::{EndpointRecord, State, StateError, StateFile, STATE_VERSION};
+use crate::state::{EndpointRecord, PoolRecord, State, StateError, StateFile, STATE_VERSION};
 use umacvlan::ctl::{EndpointAdd, EndpointSection, Request};
 use umacvlan::dataplane::{Dataplane, DataplaneConfig, EndpointNet};
 use umacvlan::mode::Mode;
@@ -161,6 +161,8 @@ pub struct Daemon {
     /// In [`Daemon::restore`]: dataplanes keep an earlier run's endpoint veths for
     /// their endpoints to take over.
     restoring: bool,
+    /// The Docker IPAM driver's pools, by id.
+    ipam: BTreeMap<String, PoolRecord>,
 }
 
 impl Default for Daemon {
@@ -181,6 +183,7 @@ impl Daemon {
             from_config: BTreeSet::new(),
             pending: State::default(),
             restoring: false,
+            ipam: BTreeMap::new(),
         }
     }
 
@@ -201,6 +204,11 @@ impl Daemon {
     /// was created stays (the caller exits and [`Daemon::shutdown`] removes it).
     pub fn restore(&mut self, cfg: &Config, st: &State) -> Result<Vec<String>, Error> {
         let mut warnings = Vec::new();
+        self.ipam = st
+            .ipam_pools
+            .iter()
+            .map(|p| (p.id.clone(), p.clone()))
+            .collect();
         self.restoring = true;
         let r = self.restore_all(cfg, st, &mut warnings);
         self.restoring = false;
@@ -364,6 +372,7 @@ impl Daemon {
             version: STATE_VERSION,
             networks,
             endpoints,
+            ipam_pools: self.ipam.values().cloned().collect(),
         };
         for n in &self.pending.networks {
             if keep("network", &n.name) {
@@ -920,6 +929,27 @@ impl Daemon {
         for (_, dp) in std::mem::take(&mut self.planes) {
             dp.stop_keeping(&keep);
         }
+    }
+
+    /// Changes the IPAM driver's pools with `f`, recorded before the answer; if `f`
+    /// or the recording fails, the pools are as they were.
+    ///
+    /// # Errors
+    /// `f`'s, or the state's.
+    pub fn ipam_change<T>(
+        &mut self,
+        f: impl FnOnce(&mut BTreeMap<String, PoolRecord>) -> Result<T, String>,
+    ) -> Result<T, String> {
+        let before = self.ipam.clone();
+        let r = f(&mut self.ipam).and_then(|v| {
+            self.save(None)
+                .map(|()| v)
+                .map_err(|e| format!("{e}; the change was undone"))
+        });
+        if r.is_err() {
+            self.ipam = before;
+        }
+        r
     }
 
     /// Network `name`, if it exists (and is not pending).

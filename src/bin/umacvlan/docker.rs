@@ -1,5 +1,6 @@
 //! The Docker network driver: libnetwork's remote driver protocol (HTTP/1.1 and JSON
-//! over a Unix socket under `/run/docker/plugins`), served by `umacvlan run --docker`.
+//! over a Unix socket under `/run/docker/plugins`), served by `umacvlan run --docker`,
+//! and the remote IPAM driver beside it ([`pools`]).
 //!
 //! The driver is a translator: each call becomes the control requests a user would
 //! send (`network create`, `endpoint add`, ...), handled on the daemon's thread like
@@ -39,8 +40,10 @@ use umacvlan::wire::MacAddr;
 /// Where Docker looks for a plugin named `umacvlan`.
 pub const DEFAULT_PLUGIN_SOCKET: &str = "/run/docker/plugins/umacvlan.sock";
 
+mod pools;
+
 /// The calls the driver answers; anything else is 404 (Docker: not implemented).
-const METHODS: [&str; 13] = [
+const METHODS: [&str; 19] = [
     "Plugin.Activate",
     "NetworkDriver.GetCapabilities",
     "NetworkDriver.CreateNetwork",
@@ -54,6 +57,12 @@ const METHODS: [&str; 13] = [
     "NetworkDriver.RevokeExternalConnectivity",
     "NetworkDriver.DiscoverNew",
     "NetworkDriver.DiscoverDelete",
+    "IpamDriver.GetCapabilities",
+    "IpamDriver.GetDefaultAddressSpaces",
+    "IpamDriver.RequestPool",
+    "IpamDriver.ReleasePool",
+    "IpamDriver.RequestAddress",
+    "IpamDriver.ReleaseAddress",
 ];
 
 /// The largest request body read.
@@ -156,7 +165,7 @@ async fn handle(
     if method == "Plugin.Activate" {
         return Ok(reply(
             StatusCode::OK,
-            &json!({ "Implements": ["NetworkDriver"] }),
+            &json!({ "Implements": ["NetworkDriver", "IpamDriver"] }),
         ));
     }
     let call = Call { method, body, pid };
@@ -221,6 +230,15 @@ pub fn answer(d: &mut Daemon, call: &Call) -> Result<Value, String> {
             Ok(json!({ "Value": { "umacvlan.endpoint": name, "umacvlan.network": ep.network } }))
         }
         "NetworkDriver.Join" => join(d, b),
+        "IpamDriver.GetCapabilities" => Ok(json!({ "RequiresMACAddress": false })),
+        "IpamDriver.GetDefaultAddressSpaces" => Ok(json!({
+            "LocalDefaultAddressSpace": "umacvlan-local",
+            "GlobalDefaultAddressSpace": "umacvlan-global",
+        })),
+        "IpamDriver.RequestPool" => d.ipam_change(|p| pools::request_pool(p, b)),
+        "IpamDriver.ReleasePool" => d.ipam_change(|p| pools::release_pool(p, b)),
+        "IpamDriver.RequestAddress" => d.ipam_change(|p| pools::request_address(p, b)),
+        "IpamDriver.ReleaseAddress" => d.ipam_change(|p| pools::release_address(p, b)),
         "NetworkDriver.Leave"
         | "NetworkDriver.ProgramExternalConnectivity"
         | "NetworkDriver.RevokeExternalConnectivity"

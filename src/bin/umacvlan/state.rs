@@ -55,6 +55,25 @@ pub struct State {
     pub networks: Vec<NetworkSection>,
     /// Every endpoint.
     pub endpoints: Vec<EndpointRecord>,
+    /// The pools of the Docker IPAM driver (`--ipam-driver umacvlan`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ipam_pools: Vec<PoolRecord>,
+}
+
+/// A pool of the Docker IPAM driver and what it handed out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolRecord {
+    /// Its id, as Docker passes it back: the subnet.
+    pub id: String,
+    /// The subnet (`--subnet`).
+    pub pool: String,
+    /// Where endpoint addresses come from (`--ip-range`), within the subnet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_pool: Option<String>,
+    /// The addresses handed out (gateway, auxiliary and endpoint addresses).
+    #[serde(default)]
+    pub allocated: Vec<String>,
 }
 
 /// Why the state could not be read or written.
@@ -212,6 +231,12 @@ mod tests {
                 container: Some("4d1f".into()),
                 configure_ip: Some(false),
                 host_ifname: Some("umv2e1".into()),
+            }],
+            ipam_pools: vec![PoolRecord {
+                id: "10.0.0.0/24".into(),
+                pool: "10.0.0.0/24".into(),
+                sub_pool: Some("10.0.0.128/25".into()),
+                allocated: vec!["10.0.0.1".into(), "10.0.0.128".into()],
             }],
         }
     }
