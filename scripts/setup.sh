@@ -41,8 +41,12 @@ fi
 # busybox-static for its image (images cannot be pulled: the test imports a rootfs).
 # The test starts its own dockerd in a namespace of its own; the package's system
 # service must not start, so a policy-rc.d refuses every start during the install.
-if ! [ -x /usr/sbin/dockerd ] || ! [ -x /usr/bin/docker ] || ! [ -x /bin/busybox ]; then
-  log "apt-get install docker.io busybox-static (its service kept from starting)"
+# The CNI plugin's tests: the reference plugins (host-local, macvlan, ...) under
+# /usr/lib/cni, Podman 4.3 (run by the test with a private configuration) and
+# containerd's ctr (part of docker.io's dependencies).
+if ! [ -x /usr/sbin/dockerd ] || ! [ -x /usr/bin/docker ] || ! [ -x /bin/busybox ] \
+  || ! [ -x /usr/lib/cni/host-local ] || ! [ -x /usr/bin/podman ] || ! [ -x /usr/bin/ctr ]; then
+  log "apt-get install docker.io busybox-static containernetworking-plugins podman (services kept from starting)"
   export DEBIAN_FRONTEND=noninteractive
   policy=/usr/sbin/policy-rc.d
   saved=""
@@ -52,7 +56,8 @@ if ! [ -x /usr/sbin/dockerd ] || ! [ -x /usr/bin/docker ] || ! [ -x /bin/busybox
   restore_policy() { if [ -n "$saved" ]; then mv "$saved" "$policy"; else rm -f "$policy"; fi; }
   trap restore_policy EXIT
   [ ${#pkgs[@]} -gt 0 ] || apt-get update -qq
-  apt-get install -y -qq --no-install-recommends docker.io busybox-static >/dev/null
+  apt-get install -y -qq --no-install-recommends docker.io busybox-static \
+    containernetworking-plugins podman containerd >/dev/null
   restore_policy
   trap - EXIT
 fi

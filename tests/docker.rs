@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::daemon::{ok, DaemonProc};
 use common::require_root_and;
+use common::runtime;
 use common::topo::{Topo, EXT_IP};
 
 const DOCKER: &str = "/usr/bin/docker";
@@ -52,77 +53,17 @@ impl Names {
 }
 
 /// Removes everything the private Docker of process `pid` left: dockerd, its
-/// containerd and shims (every process whose command line names its roots), mounts
-/// under its roots, its cgroups and its directories.
+/// containerd and shims, mounts under its roots, its cgroups and its directories.
 fn reap(pid: u32) {
     let n = Names::of(pid);
-    let roots = [
-        n.exec_root.to_string_lossy().into_owned(),
-        n.data_root.to_string_lossy().into_owned(),
-    ];
-    for _ in 0..50 {
-        let mut alive = false;
-        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if roots.iter().any(|r| cmd.contains(r.as_str())) {
-                alive = true;
-                let _ = Command::new("kill").args(["-9", &p.to_string()]).status();
-            }
-        }
-        if !alive {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let mut mine: Vec<&str> = mounts
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(1))
-        .filter(|m| roots.iter().any(|r| m.starts_with(r.as_str())))
-        .collect();
-    mine.sort_by_key(|m| std::cmp::Reverse(m.len()));
-    for m in mine {
-        let _ = Command::new("umount").args(["-l", m]).status();
-    }
-    for ctl in std::fs::read_dir("/sys/fs/cgroup")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        remove_cgroup(&ctl.path().join(&n.cgroup_parent));
-    }
-    let _ = std::fs::remove_dir_all(&n.exec_root);
-    let _ = std::fs::remove_dir_all(&n.data_root);
-}
-
-/// Removes a cgroup directory and its children, deepest first (their processes are
-/// dead by then).
-fn remove_cgroup(dir: &Path) {
-    if !dir.is_dir() {
-        return;
-    }
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.path().is_dir() {
-            remove_cgroup(&e.path());
-        }
-    }
-    let _ = std::fs::remove_dir(dir);
+    runtime::reap(&[n.exec_root, n.data_root], Some(&n.cgroup_parent));
 }
 
 /// What earlier runs whose process is gone left.
 fn reap_dead_runs() {
-    for e in std::fs::read_dir("/run").into_iter().flatten().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if let Some(pid) = name.strip_prefix(TAG).and_then(|p| p.parse::<u32>().ok()) {
-            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-                reap(pid);
-                let _ = std::fs::remove_file(Names::of(pid).plugin);
-            }
-        }
+    for pid in runtime::dead_runs(Path::new("/run"), TAG) {
+        reap(pid);
+        let _ = std::fs::remove_file(Names::of(pid).plugin);
     }
 }
 
@@ -216,37 +157,8 @@ impl Dockerd {
 
     /// Imports a busybox image (`umvbusybox`) from the machine's busybox-static.
     fn import_busybox(&self) {
-        let root = self.names.exec_root.join("rootfs");
-        std::fs::create_dir_all(root.join("bin")).unwrap();
-        std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-        common::run(
-            "chroot",
-            &[
-                root.to_str().unwrap(),
-                "/bin/busybox",
-                "--install",
-                "-s",
-                "/bin",
-            ],
-        );
-        let mut tar = Command::new("tar")
-            .args(["-C", root.to_str().unwrap(), "-c", "."])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let imported = Command::new(DOCKER)
-            .arg("-H")
-            .arg(format!("unix://{}", self.names.socket().display()))
-            .args(["import", "-", "umvbusybox"])
-            .stdin(tar.stdout.take().unwrap())
-            .output()
-            .unwrap();
-        assert!(tar.wait().unwrap().success(), "tar of the busybox rootfs");
-        assert!(
-            imported.status.success(),
-            "docker import: {}",
-            String::from_utf8_lossy(&imported.stderr)
-        );
+        let tar = runtime::busybox_tar(&self.names.exec_root);
+        self.ok(&["import", tar.to_str().unwrap(), "umvbusybox"]);
     }
 
     /// `ping -c 1` from container `c` to `ip`, retried until `deadline`.

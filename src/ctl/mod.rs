@@ -38,6 +38,13 @@ pub struct EndpointSection {
     pub ip: Option<String>,
     /// Mode (default: the network's).
     pub mode: Option<String>,
+    /// MTU of its interface (default: the parent's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u16>,
+    /// Private mode only: strict isolation, also from the host behind the parent
+    /// (default false, as the kernel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
 }
 
 /// A network as written: `network create`, or `[[network]]` of the configuration file.
@@ -88,6 +95,13 @@ pub struct EndpointAdd {
     pub ip: Option<String>,
     /// Mode (default: the network's).
     pub mode: Option<String>,
+    /// MTU of its interface (default: the parent's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u16>,
+    /// Private mode only: strict isolation, also from the host behind the parent
+    /// (default false, as the kernel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
     /// The container runtime's id for this endpoint (the Docker driver's endpoint
     /// id, a CNI container id). Such an endpoint's interface lives where the runtime
     /// moves it, so it is never made again: a daemon stop keeps its veth pair and
@@ -440,6 +454,8 @@ mod tests {
                 mode: None,
                 container: Some("c0ffee".into()),
                 configure_ip: Some(false),
+                mtu: Some(1400),
+                strict: None,
             }),
         ];
         for r in reqs {

@@ -914,6 +914,31 @@ impl Dataplane {
         Ok(())
     }
 
+    /// The endpoints whose veth is gone: its peer's namespace was destroyed (the
+    /// container's last process exited), which takes the pair with it, as it takes a
+    /// kernel macvlan device. The caller removes them.
+    ///
+    /// # Errors
+    /// [`Error::Link`] if the interfaces cannot be listed.
+    pub fn vanished(&self) -> Result<Vec<String>> {
+        let present: BTreeSet<(u32, String)> = self
+            .links
+            .list()?
+            .into_iter()
+            .map(|l| (l.index, l.name))
+            .collect();
+        Ok(self
+            .endpoints
+            .iter()
+            .filter(|(_, rt)| {
+                rt.veth
+                    .as_ref()
+                    .is_some_and(|(i, n, _)| !present.contains(&(*i, n.clone())))
+            })
+            .map(|(name, _)| name.clone())
+            .collect())
+    }
+
     /// The switch-side veth of endpoint `name` (`None` for an in-process endpoint).
     pub fn endpoint_veth(&self, name: &str) -> Option<&str> {
         self.endpoints

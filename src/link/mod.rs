@@ -708,6 +708,69 @@ impl Links {
         self.nl("add address", ifname, req.execute())
     }
 
+    /// The addresses of interface `index`.
+    ///
+    /// # Errors
+    /// [`Error::Netlink`].
+    pub fn addrs(&self, index: u32, ifname: &str) -> Result<Vec<IpCidr>> {
+        use netlink_packet_route::address::AddressAttribute;
+        let req = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
+        self.nl("list addresses", ifname, async {
+            req.map_ok(|m| {
+                m.attributes.iter().find_map(|a| match a {
+                    AddressAttribute::Address(addr) => Some(IpCidr {
+                        addr: *addr,
+                        prefix: m.header.prefix_len,
+                    }),
+                    _ => None,
+                })
+            })
+            .try_collect::<Vec<_>>()
+            .await
+        })
+        .map(|v| v.into_iter().flatten().collect())
+    }
+
+    /// Adds a route to `dst` out of interface `index`, through `gateway` if given.
+    ///
+    /// # Errors
+    /// [`Error::Netlink`].
+    pub fn add_route(
+        &self,
+        index: u32,
+        ifname: &str,
+        dst: IpCidr,
+        gateway: Option<IpAddr>,
+    ) -> Result<()> {
+        use rtnetlink::RouteMessageBuilder;
+        let msg = match (dst.addr, gateway) {
+            (IpAddr::V4(d), gw) => {
+                let mut b = RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+                    .destination_prefix(d, dst.prefix)
+                    .output_interface(index);
+                if let Some(IpAddr::V4(g)) = gw {
+                    b = b.gateway(g);
+                }
+                b.build()
+            }
+            (IpAddr::V6(d), gw) => {
+                let mut b = RouteMessageBuilder::<std::net::Ipv6Addr>::new()
+                    .destination_prefix(d, dst.prefix)
+                    .output_interface(index);
+                if let Some(IpAddr::V6(g)) = gw {
+                    b = b.gateway(g);
+                }
+                b.build()
+            }
+        };
+        self.nl("add route", ifname, self.handle.route().add(msg).execute())
+    }
+
     /// Deletes interface `index` (for a veth, its peer goes too).
     ///
     /// # Errors

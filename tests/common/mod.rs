@@ -9,6 +9,8 @@
 pub mod daemon;
 mod lab;
 #[allow(dead_code)]
+pub mod runtime;
+#[allow(dead_code)]
 pub mod switch;
 pub mod topo;
 

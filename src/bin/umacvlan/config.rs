@@ -119,6 +119,10 @@ pub struct Endpoint {
     /// Mode, if it differs from the network's.
     #[serde(serialize_with = "ser_opt_mode")]
     pub mode: Option<Mode>,
+    /// MTU, if given.
+    pub mtu: Option<u16>,
+    /// Strict private isolation.
+    pub strict: bool,
     /// The container runtime's id for it ([`umacvlan::ctl::EndpointAdd::container`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
@@ -388,6 +392,18 @@ pub fn check_endpoint(net: &str, e: &EndpointSection) -> Result<Endpoint, Config
         .as_deref()
         .map(|m| parse_mode(&f("mode"), m))
         .transpose()?;
+    let mtu = match e.mtu {
+        Some(m) if m < 68 => {
+            return Err(err(
+                f("mtu"),
+                format!("{m} is below 68, the least IPv4 needs"),
+            ))
+        }
+        m => m,
+    };
+    if e.strict == Some(true) && mode.is_some_and(|m| m != Mode::Private) {
+        return Err(err(f("strict"), "strict applies to private mode only"));
+    }
     Ok(Endpoint {
         name: e.name.clone(),
         network: net.into(),
@@ -396,6 +412,8 @@ pub fn check_endpoint(net: &str, e: &EndpointSection) -> Result<Endpoint, Config
         mac,
         ip,
         mode,
+        mtu,
+        strict: e.strict == Some(true),
         container: None,
         configure_ip: true,
         adopt: None,

@@ -365,6 +365,8 @@ impl Daemon {
                     mac: self.live_mac(e).or(e.mac).map(|m| m.to_string()),
                     ip: e.ip.map(|a| a.to_string()),
                     mode: e.mode.map(|m| m.as_str().to_string()),
+                    mtu: e.mtu,
+                    strict: e.strict.then_some(true),
                 },
             })
             .collect();
@@ -636,6 +638,8 @@ impl Daemon {
                     "name": e.name, "netns": e.netns, "ifname": e.ifname,
                     "mac": live.map(|l| l.mac().to_string()),
                     "mode": live.map(|l| l.cfg.mode.as_str()),
+                    "mtu": live.map(|l| l.mtu()),
+                    "strict": live.map(|l| l.cfg.strict),
                     "ip": e.ip.map(|i| i.to_string()),
                 })
             })
@@ -653,6 +657,8 @@ impl Daemon {
             mac: a.mac,
             ip: a.ip,
             mode: a.mode,
+            mtu: a.mtu,
+            strict: a.strict,
         };
         let mut ep = check_endpoint(&a.network, &sec)?;
         if let Some(c) = &a.container {
@@ -704,9 +710,18 @@ impl Daemon {
                 network_mode: net.mode,
             });
         }
+        if ep.strict && mode != Mode::Private {
+            return Err(ConfigError {
+                field: format!("endpoint '{}'.strict", ep.name),
+                msg: format!("strict applies to private mode only; the endpoint's mode is {mode}"),
+            }
+            .into());
+        }
         let mut cfg = EndpointConfig::new(ep.name.clone(), mode);
         cfg.mac = ep.mac;
         cfg.vlan = net.vlan;
+        cfg.mtu = ep.mtu;
+        cfg.strict = ep.strict;
         let netcfg = EndpointNet {
             netns: ep.netns.clone(),
             ifname: ep.ifname.clone(),
@@ -751,6 +766,8 @@ impl Daemon {
                     "name": e.name, "network": e.network, "netns": e.netns, "ifname": e.ifname,
                     "mac": live.map(|l| l.mac().to_string()),
                     "mode": live.map(|l| l.cfg.mode.as_str()),
+                    "mtu": live.map(|l| l.mtu()),
+                    "strict": live.map(|l| l.cfg.strict),
                     "ip": e.ip.map(|i| i.to_string()),
                     "container": e.container,
                 })
@@ -758,9 +775,29 @@ impl Daemon {
             .collect::<Vec<_>>())
     }
 
-    /// Periodic work: follows a change of every parent's receive queues
-    /// ([`Dataplane::sync_queues`]), logging what changed. Call it about once a second.
+    /// Periodic work: removes endpoints whose interface vanished
+    /// ([`Dataplane::vanished`]) and follows a change of every parent's receive
+    /// queues ([`Dataplane::sync_queues`]), logging what changed. Call it about once a
+    /// second.
     pub fn tick(&mut self) {
+        let mut gone = Vec::new();
+        for (parent, dp) in &self.planes {
+            match dp.vanished() {
+                Ok(v) => gone.extend(v),
+                Err(e) => tracing::warn!(parent = %parent, "{e}"),
+            }
+        }
+        gone.retain(|n| self.endpoints.contains_key(n));
+        for name in gone {
+            match self.removal("endpoint", &name, Self::endpoint_rm) {
+                Ok(_) => {
+                    tracing::warn!(endpoint = %name, "its interface is gone (its namespace was destroyed): endpoint removed")
+                }
+                Err(e) => {
+                    tracing::error!(endpoint = %name, "its interface is gone, but removing it failed: {e}")
+                }
+            }
+        }
         for (parent, dp) in &mut self.planes {
             match dp.sync_queues() {
                 Ok(None) => {}

@@ -421,6 +421,8 @@ fn create_endpoint(d: &mut Daemon, b: &Value, pid: Option<i32>) -> Result<Value,
         mode: None,
         container: Some(eid.to_string()),
         configure_ip: Some(false),
+        mtu: None,
+        strict: None,
     };
     d.handle(Request::EndpointAdd(add))
         .map_err(|e| format!("umacvlan endpoint {name}: {e}"))?;

@@ -11,6 +11,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod cni;
 mod config;
 mod daemon;
 mod demo;
@@ -189,6 +190,12 @@ enum EndpointCmd {
         /// Mode (default: the network's).
         #[arg(long)]
         mode: Option<String>,
+        /// MTU of the interface (default: the parent's).
+        #[arg(long)]
+        mtu: Option<u16>,
+        /// Private mode only: strict isolation, also from the host behind the parent.
+        #[arg(long)]
+        strict: bool,
         #[command(flatten)]
         socket: SocketArg,
     },
@@ -207,6 +214,10 @@ enum EndpointCmd {
 }
 
 fn main() {
+    // Installed in a CNI plugin directory, the binary is the `umacvlan` CNI plugin.
+    if std::env::var_os("CNI_COMMAND").is_some() {
+        std::process::exit(cni::main());
+    }
     if let Err(e) = dispatch(Cli::parse().cmd) {
         eprintln!("umacvlan: error: {e:#}");
         std::process::exit(1);
@@ -340,6 +351,8 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 mac,
                 ip,
                 mode,
+                mtu,
+                strict,
                 socket,
             } => print_json(request(
                 &socket.path,
@@ -353,6 +366,8 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                     mode,
                     container: None,
                     configure_ip: None,
+                    mtu,
+                    strict: strict.then_some(true),
                 }),
             )?),
             EndpointCmd::Rm { name, socket } => {

@@ -227,6 +227,8 @@ mod tests {
                     mac: Some("02:42:0a:00:00:02".into()),
                     ip: Some("10.0.0.2/24".into()),
                     mode: None,
+                    mtu: Some(1400),
+                    strict: None,
                 },
                 container: Some("4d1f".into()),
                 configure_ip: Some(false),
