@@ -293,3 +293,63 @@ fn the_plugin_answers_every_command_as_a_runtime_drives_it() {
     );
     let _ = std::fs::remove_dir_all(&ipam_dir);
 }
+
+/// `ip -o link` of namespace `ns` names `eth0`.
+fn has_eth0(t: &Topo, ns: &str) -> bool {
+    String::from_utf8_lossy(&t.lab.ip(ns, &["-o", "link", "show"]).stdout).contains(": eth0@")
+}
+
+#[test]
+fn a_stop_keeps_containers_interfaces_unless_told_to_clean_up() {
+    if !require_root_and(
+        "a_stop_keeps_containers_interfaces_unless_told_to_clean_up",
+        &["ping"],
+    ) {
+        return;
+    }
+    let mut t = Topo::new("umvck", false, 0);
+    let c1 = t.lab.quiet_ns("c1");
+    let dir = PluginDir::new("umvck");
+    let conf = |socket: &Path| {
+        json!({
+            "cniVersion": "1.0.0", "name": "keep", "type": "umacvlan", "master": "par",
+            "socket": socket,
+            "ipam": { "type": "umacvlan", "subnet": "10.9.0.0/24", "ip_range": "10.9.0.80/29" },
+        })
+    };
+    let add = |d: &DaemonProc| {
+        let a = cni(
+            &dir,
+            &t.host,
+            "umacvlan",
+            "ADD",
+            "k1",
+            &format!("/run/netns/{c1}"),
+            "eth0",
+            "",
+            &conf(&d.socket),
+        );
+        assert!(a.ok, "{}", a.out);
+        assert_eq!(
+            a.out["ips"][0]["address"], "10.9.0.80/24",
+            "the daemon's IPAM"
+        );
+    };
+    // By default SIGTERM keeps a container's interface; the next start takes it over.
+    let d = DaemonProc::start(&t.host, "umvck", "");
+    add(&d);
+    let (d, _) = d.stop_and_restart();
+    assert!(
+        has_eth0(&t, &c1),
+        "SIGTERM removed the container's interface"
+    );
+    assert!(ping(&t, &c1, EXT_IP), "c1 → ext after SIGTERM and a start");
+    // --cleanup-on-exit removes it.
+    let (d, _) = d.with_args(&["--cleanup-on-exit"]).stop_and_restart();
+    assert!(has_eth0(&t, &c1), "taken over by the new start");
+    d.stop();
+    assert!(
+        !has_eth0(&t, &c1),
+        "--cleanup-on-exit left the container's interface"
+    );
+}

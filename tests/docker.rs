@@ -327,6 +327,8 @@ fn docker_uses_the_umacvlan_driver() {
         &drv,
         "-o",
         "parent=par",
+        "-o",
+        "host_port=umvdkhp",
         "--subnet",
         "10.9.0.0/24",
         "--gateway",
@@ -372,6 +374,26 @@ fn docker_uses_the_umacvlan_driver() {
         !links(&t, &dk).iter().any(|l| l.starts_with("umvd")),
         "{:?}",
         links(&t, &dk)
+    );
+
+    // The host reaches a container through the host port.
+    t.lab
+        .ip(&t.host, &["addr", "add", "10.9.0.3/32", "dev", "umvdkhp"]);
+    t.lab.ip(
+        &t.host,
+        &[
+            "route",
+            "add",
+            "10.9.0.11/32",
+            "dev",
+            "umvdkhp",
+            "src",
+            "10.9.0.3",
+        ],
+    );
+    assert!(
+        ping_from(&t, &t.host, "10.9.0.11", wait),
+        "host → c1 through the host port"
     );
 
     // Disconnect and connect again.
@@ -534,6 +556,17 @@ fn docker_uses_the_umacvlan_driver() {
         .filter(|l| l.starts_with("umv"))
         .collect();
     assert!(left.is_empty(), "left: {left:?}");
+    let par = String::from_utf8_lossy(&t.lab.ip(&t.host, &["-d", "link", "show", "par"]).stdout)
+        .to_string();
+    assert!(
+        !par.contains("prog/xdp"),
+        "an XDP program is left on the parent:\n{par}"
+    );
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.state_dir().join("state.json")).unwrap())
+            .unwrap();
+    assert_eq!(state["networks"], serde_json::json!([]), "{state}");
+    assert_eq!(state["endpoints"], serde_json::json!([]), "{state}");
     drop(docker);
     d.stop();
     assert!(!names.plugin.exists(), "the plugin socket was left");

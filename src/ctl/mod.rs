@@ -72,6 +72,10 @@ pub struct NetworkSection {
     /// Host port: an interface the daemon creates in its own namespace, attached to
     /// the network as a bridge-mode port, so the host can reach its endpoints.
     pub host_port: Option<String>,
+    /// Private mode only: every endpoint strictly isolated, also from the host
+    /// behind the parent (default false, as the kernel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
     /// Endpoints.
     #[serde(default, rename = "endpoint", skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<EndpointSection>,

@@ -172,6 +172,13 @@ impl DaemonProc {
         Self::spawn(&self.ns, config, self.socket.clone(), self.logged, extra)
     }
 
+    /// The `umacvlan run` arguments of the next [`DaemonProc::restart`] or
+    /// [`DaemonProc::stop_and_restart`] (beyond config, socket and state).
+    pub fn with_args(mut self, extra: &[&str]) -> DaemonProc {
+        self.extra = extra.iter().map(|a| a.to_string()).collect();
+        self
+    }
+
     /// Sends SIGTERM, waits (bounded) for the daemon to exit, checks that it exited
     /// cleanly, and returns its log (empty unless started with
     /// [`DaemonProc::start_logged`]).

@@ -378,6 +378,7 @@ fn ensure_network(conf: &Conf) -> Result<()> {
                 ip_range: s("ip_range"),
                 aux_address: vec![],
                 host_port: conf.host_port.clone(),
+                strict: None,
                 endpoints: vec![],
             };
             match ask(&conf.socket, Request::NetworkCreate(n)) {

@@ -97,6 +97,9 @@ pub struct Network {
     pub pool: Option<Pool>,
     /// Host port interface name.
     pub host_port: Option<String>,
+    /// Strict private isolation for every endpoint.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub strict: bool,
 }
 
 /// A checked endpoint.
@@ -334,6 +337,9 @@ pub fn check_network(n: &NetworkSection) -> Result<Network, ConfigError> {
         }
         None => None,
     };
+    if n.strict == Some(true) && mode != Mode::Private {
+        return Err(err(f("strict"), "strict applies to private mode only"));
+    }
     if let Some(h) = &n.host_port {
         check_ifname(&f("host_port"), h)?;
         if mode == Mode::Passthru {
@@ -354,6 +360,7 @@ pub fn check_network(n: &NetworkSection) -> Result<Network, ConfigError> {
         aux_address: n.aux_address.clone(),
         pool,
         host_port: n.host_port.clone(),
+        strict: n.strict == Some(true),
     })
 }
 

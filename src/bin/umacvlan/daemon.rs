@@ -340,6 +340,7 @@ impl Daemon {
                 ip_range: n.ip_range.clone(),
                 aux_address: n.aux_address.clone(),
                 host_port: n.host_port.clone(),
+                strict: n.strict.then_some(true),
                 endpoints: vec![],
             })
             .collect();
@@ -721,7 +722,7 @@ impl Daemon {
         cfg.mac = ep.mac;
         cfg.vlan = net.vlan;
         cfg.mtu = ep.mtu;
-        cfg.strict = ep.strict;
+        cfg.strict = ep.strict || (net.strict && mode == Mode::Private);
         let netcfg = EndpointNet {
             netns: ep.netns.clone(),
             ifname: ep.ifname.clone(),
@@ -954,13 +955,14 @@ impl Daemon {
 
     /// Removes every endpoint and network: detaches every program and deletes every
     /// interface the daemon created, except the veth pairs of endpoints a container
-    /// runtime owns ([`Endpoint::container`]): the containers keep their interfaces
-    /// (unswitched until the next start takes them over, as the state records).
-    pub fn shutdown(mut self) {
+    /// runtime owns ([`Endpoint::container`]) if `keep_containers`: the containers
+    /// keep their interfaces (unswitched until the next start takes them over, as the
+    /// state records).
+    pub fn shutdown(mut self, keep_containers: bool) {
         let keep: BTreeSet<String> = self
             .endpoints
             .values()
-            .filter(|e| e.container.is_some())
+            .filter(|e| keep_containers && e.container.is_some())
             .map(|e| e.name.clone())
             .collect();
         for (_, dp) in std::mem::take(&mut self.planes) {

@@ -67,6 +67,11 @@ enum Cmd {
         /// (implies --docker).
         #[arg(long)]
         docker_socket: Option<PathBuf>,
+        /// On SIGTERM remove every interface, containers' too (by default the
+        /// endpoints of containers keep their veth pairs for the next start to take
+        /// over, so a restart does not cut them off).
+        #[arg(long)]
+        cleanup_on_exit: bool,
     },
     /// Manage networks.
     #[command(subcommand)]
@@ -142,6 +147,10 @@ enum NetworkCmd {
         /// a bridge-mode port, so the host can reach its endpoints through it.
         #[arg(long, value_name = "IFNAME")]
         host_port: Option<String>,
+        /// Private mode only: every endpoint strictly isolated, also from the host
+        /// behind the parent.
+        #[arg(long)]
+        strict: bool,
         #[command(flatten)]
         socket: SocketArg,
     },
@@ -267,10 +276,18 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             state_dir,
             docker,
             docker_socket,
+            cleanup_on_exit,
         } => {
             let docker =
                 docker_socket.or_else(|| docker.then(|| docker::DEFAULT_PLUGIN_SOCKET.into()));
-            run(config.as_deref(), socket, workers, state_dir, docker)
+            run(
+                config.as_deref(),
+                socket,
+                workers,
+                state_dir,
+                docker,
+                cleanup_on_exit,
+            )
         }
         Cmd::Demo => Ok(crate::demo::run(&mut std::io::stdout())?),
         Cmd::Bench(c) => bench::cli::main(c),
@@ -294,6 +311,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 ip_range,
                 aux_address,
                 host_port,
+                strict,
                 socket,
             } => {
                 let sec = NetworkSection {
@@ -306,6 +324,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                     ip_range,
                     aux_address,
                     host_port,
+                    strict: strict.then_some(true),
                     endpoints: vec![],
                 };
                 print_json(request(&socket.path, Request::NetworkCreate(sec))?)
@@ -486,6 +505,7 @@ fn run(
     workers: Option<u32>,
     state_dir: Option<PathBuf>,
     docker: Option<PathBuf>,
+    cleanup_on_exit: bool,
 ) -> Result<()> {
     let cfg = match config {
         Some(p) => {
@@ -554,7 +574,7 @@ fn run(
             }
         }
         Err(e) => {
-            daemon.shutdown();
+            daemon.shutdown(false);
             remove_sockets();
             bail!("{e}");
         }
@@ -582,10 +602,14 @@ fn run(
         }
         server.turn(&mut daemon, Duration::from_millis(20));
     }
-    tracing::info!(
-        "stopping: removing endpoints, programs and interfaces (containers keep theirs)"
-    );
-    daemon.shutdown();
+    if cleanup_on_exit {
+        tracing::info!("stopping: removing endpoints, programs and every interface");
+    } else {
+        tracing::info!(
+            "stopping: removing endpoints, programs and interfaces (containers keep theirs)"
+        );
+    }
+    daemon.shutdown(!cleanup_on_exit);
     remove_sockets();
     Ok(())
 }

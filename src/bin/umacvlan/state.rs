@@ -215,6 +215,7 @@ mod tests {
                 ip_range: None,
                 aux_address: vec![],
                 host_port: None,
+                strict: None,
                 endpoints: vec![],
             }],
             endpoints: vec![EndpointRecord {
