@@ -50,6 +50,8 @@ use crate::topology::{ControlError, EndpointConfig, ParentConfig, Topology, HOST
 use crate::view::PortTable;
 use crate::xsk::{SocketTuning, Umem, XskConfig, XskPort};
 
+mod mcast;
+pub use mcast::Leave;
 mod worker;
 pub use worker::{Worker, WorkerConfig, WorkerGone};
 
@@ -125,6 +127,9 @@ pub struct DataplaneConfig {
     pub worker: WorkerConfig,
     /// Kernel tuning of every socket (transmit budget, busy polling); none by default.
     pub tuning: SocketTuning,
+    /// When a group an endpoint left stops being delivered to it: as the kernel (at
+    /// the next recomputation of its filter; the default) or promptly.
+    pub multicast_leave: Leave,
     /// Keep the endpoint veths an earlier run on this parent left (`kill -9`, or a
     /// stop that kept them) for [`EndpointNet::adopt`], instead of deleting them at
     /// [`Dataplane::start`]; [`Dataplane::remove_unclaimed`] deletes the ones nobody
@@ -156,6 +161,7 @@ impl DataplaneConfig {
             xsk,
             worker: WorkerConfig::default(),
             tuning: SocketTuning::default(),
+            multicast_leave: Leave::Kernel,
             adopt: false,
         }
     }
@@ -302,6 +308,8 @@ struct EndpointRt {
     id: PortId,
     /// The veth and its XSKMAP slots; `None` for an in-process endpoint.
     veth: Option<(u32, String, Slots)>,
+    /// Its interface's multicast membership; `None` for an in-process endpoint.
+    mc: Option<mcast::McWatch>,
 }
 
 /// The most queues an endpoint veth may have.
@@ -765,6 +773,7 @@ impl Dataplane {
         }
         self.check_umem_room(name, queues)?;
         let slots = self.slots.alloc(queues)?;
+        let mut watch = mcast::McWatch::new(net.netns.clone(), self.cfg.multicast_leave);
         let made = match (&net.adopt, adopted) {
             (Some(ifname), Some((ifindex, _))) => self
                 .take_over(ifname, ifindex)
@@ -795,13 +804,17 @@ impl Dataplane {
         if net.adopt.is_some() {
             self.unclaimed.remove(&host_ifname);
         }
+        // Its groups from the start, before it is up.
+        let mc = watch.read(host_ifindex, ep.mac());
         self.endpoints.insert(
             name.to_string(),
             EndpointRt {
                 id,
                 veth: Some((host_ifindex, host_ifname, slots)),
+                mc: Some(watch),
             },
         );
+        self.topo.set_mc(name, mc)?;
         self.steering.set_device(
             host_ifindex,
             DevVal::port(slots.base, queues).with_max_len(self.max_len),
@@ -939,6 +952,42 @@ impl Dataplane {
             .collect())
     }
 
+    /// Re-reads the multicast membership of every endpoint's interface (its L2
+    /// multicast list and PROMISC/ALLMULTI flags, inside its namespace) and publishes
+    /// the filters that changed (spec §3.5). Returns the endpoints whose filter
+    /// changed. Call it often (the daemon: every 200 ms): a join takes effect at the
+    /// next call.
+    ///
+    /// # Errors
+    /// A rule ([`Error::Control`]): none in practice.
+    pub fn sync_multicast(&mut self) -> Result<Vec<String>> {
+        let mut changed = Vec::new();
+        for (name, rt) in &mut self.endpoints {
+            let (Some(w), Some((ifindex, _, _))) = (&mut rt.mc, &rt.veth) else {
+                continue;
+            };
+            let Some(ep) = self.topo.endpoint(name) else {
+                continue;
+            };
+            let f = w.read(*ifindex, ep.mac());
+            if f != ep.cfg.mc {
+                changed.push((name.clone(), f));
+            }
+        }
+        for (name, f) in &changed {
+            self.topo.set_mc(name, f.clone())?;
+        }
+        Ok(changed.into_iter().map(|(n, _)| n).collect())
+    }
+
+    /// The namespace where endpoint `name`'s interface now is (a runtime moved it:
+    /// Docker, into the container's sandbox), for [`Dataplane::sync_multicast`].
+    pub fn set_endpoint_netns(&mut self, name: &str, netns: &str) {
+        if let Some(w) = self.endpoints.get_mut(name).and_then(|rt| rt.mc.as_mut()) {
+            w.set_netns(netns.to_string());
+        }
+    }
+
     /// The switch-side veth of endpoint `name` (`None` for an in-process endpoint).
     pub fn endpoint_veth(&self, name: &str) -> Option<&str> {
         self.endpoints
@@ -1030,8 +1079,14 @@ impl Dataplane {
             });
         }
         let r = r.and_then(|()| {
-            self.endpoints
-                .insert(name.clone(), EndpointRt { id, veth: None });
+            self.endpoints.insert(
+                name.clone(),
+                EndpointRt {
+                    id,
+                    veth: None,
+                    mc: None,
+                },
+            );
             self.bring_up(&name, want_up)
         });
         match r {

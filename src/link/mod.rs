@@ -341,6 +341,10 @@ pub struct LinkInfo {
     pub up: bool,
     /// Link type is loopback.
     pub loopback: bool,
+    /// `IFF_PROMISC`: receives every frame.
+    pub promisc: bool,
+    /// `IFF_ALLMULTI`: receives every multicast group.
+    pub allmulti: bool,
     /// Receive queues the device was created with (`IFLA_NUM_RX_QUEUES`): an upper
     /// bound, fixed for its lifetime, of the queues in use ([`queues`]).
     pub num_rx_queues: u32,
@@ -359,6 +363,8 @@ fn info_of(m: &LinkMessage) -> LinkInfo {
         mtu: 0,
         up: m.header.flags.contains(LinkFlags::Up),
         loopback: m.header.flags.contains(LinkFlags::Loopback),
+        promisc: m.header.flags.contains(LinkFlags::Promisc),
+        allmulti: m.header.flags.contains(LinkFlags::Allmulti),
         num_rx_queues: 1,
         num_tx_queues: 1,
         link: None,
@@ -533,6 +539,23 @@ impl Links {
             Err(source) => Err(Error::Netlink {
                 op: "get link",
                 ifname: name.into(),
+                source,
+            }),
+        }
+    }
+
+    /// The interface of index `index`, if it exists.
+    ///
+    /// # Errors
+    /// [`Error::Netlink`] for anything but "no such device".
+    pub fn get_index(&self, index: u32) -> Result<Option<LinkInfo>> {
+        let mut req = Box::pin(self.handle.link().get().match_index(index).execute());
+        match self.rt.block_on(async { req.try_next().await }) {
+            Ok(m) => Ok(m.as_ref().map(info_of)),
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+            Err(source) => Err(Error::Netlink {
+                op: "get link",
+                ifname: format!("#{index}"),
                 source,
             }),
         }

@@ -447,6 +447,18 @@ impl Topology {
         })
     }
 
+    /// Sets the multicast groups endpoint `name` accepts (its interface's multicast
+    /// list, or every group when it is PROMISC or ALLMULTI; spec §3.5).
+    ///
+    /// # Errors
+    /// [`ControlError::NoSuchEndpoint`].
+    pub fn set_mc(&mut self, name: &str, mc: McFilter) -> Result<(), ControlError> {
+        self.edit(name, |c| {
+            c.mc = mc;
+            Ok(())
+        })
+    }
+
     /// The parent's MTU changed: endpoints above it shrink to it and are never grown back.
     ///
     /// # Errors

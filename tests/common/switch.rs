@@ -49,7 +49,12 @@ pub fn with_switch_then<T, R: Send>(
                 return None;
             }
             ready_tx.send(Ok(())).unwrap();
-            let _ = stop_rx.recv();
+            // As the daemon does: follow the endpoints' multicast membership.
+            while let Err(mpsc::RecvTimeoutError::Timeout) =
+                stop_rx.recv_timeout(std::time::Duration::from_millis(100))
+            {
+                dp.sync_multicast().unwrap();
+            }
             let r = finish(&mut dp);
             dp.stop();
             Some(r)

@@ -135,6 +135,16 @@ impl From<umacvlan::dataplane::Error> for Error {
     }
 }
 
+/// An endpoint's multicast filter for `network inspect`: `"all"` or its groups.
+fn mc_json(mc: &umacvlan::view::McFilter) -> Value {
+    match mc {
+        umacvlan::view::McFilter::Groups(g) => {
+            json!(g.iter().map(|m| m.to_string()).collect::<Vec<_>>())
+        }
+        _ => json!("all"),
+    }
+}
+
 fn vlan_words(vlan: u16) -> String {
     if vlan == 0 {
         "untagged".to_string()
@@ -641,6 +651,7 @@ impl Daemon {
                     "mode": live.map(|l| l.cfg.mode.as_str()),
                     "mtu": live.map(|l| l.mtu()),
                     "strict": live.map(|l| l.cfg.strict),
+                    "multicast": live.map(|l| mc_json(&l.cfg.mc)),
                     "ip": e.ip.map(|i| i.to_string()),
                 })
             })
@@ -769,6 +780,7 @@ impl Daemon {
                     "mode": live.map(|l| l.cfg.mode.as_str()),
                     "mtu": live.map(|l| l.mtu()),
                     "strict": live.map(|l| l.cfg.strict),
+                    "multicast": live.map(|l| mc_json(&l.cfg.mc)),
                     "ip": e.ip.map(|i| i.to_string()),
                     "container": e.container,
                 })
@@ -989,6 +1001,45 @@ impl Daemon {
             self.ipam = before;
         }
         r
+    }
+
+    /// Follows every endpoint's multicast membership ([`Dataplane::sync_multicast`]).
+    /// Call it often (every 200 ms): a join takes effect at the next call.
+    pub fn sync_multicast(&mut self) {
+        for (parent, dp) in &mut self.planes {
+            match dp.sync_multicast() {
+                Ok(v) => {
+                    for name in v {
+                        let mc = dp.topology().endpoint(&name).map(|e| mc_json(&e.cfg.mc));
+                        tracing::debug!(parent = %parent, endpoint = %name, groups = ?mc, "multicast membership changed");
+                    }
+                }
+                Err(e) => tracing::warn!(parent = %parent, "multicast membership: {e}"),
+            }
+        }
+    }
+
+    /// Endpoint `name`'s interface was moved into namespace `netns` (Docker's
+    /// sandbox): recorded, and watched there for its multicast membership.
+    ///
+    /// # Errors
+    /// The state could not be written.
+    pub fn set_endpoint_netns(&mut self, name: &str, netns: &str) -> Result<(), Error> {
+        let Some(e) = self.endpoints.get_mut(name) else {
+            return Err(Error::NoSuchEndpoint(name.into()));
+        };
+        let before = std::mem::replace(&mut e.netns, netns.to_string());
+        let parent = self.networks[&e.network].parent.clone();
+        if let Err(err) = self.save(None) {
+            if let Some(e) = self.endpoints.get_mut(name) {
+                e.netns = before;
+            }
+            return Err(err.into());
+        }
+        if let Some(dp) = self.planes.get_mut(&parent) {
+            dp.set_endpoint_netns(name, netns);
+        }
+        Ok(())
     }
 
     /// Network `name`, if it exists (and is not pending).

@@ -478,6 +478,16 @@ fn derive_mac(network: &str, v4: Option<Ipv4Addr>, eid: &str, used: &[MacAddr]) 
 
 fn join(d: &mut Daemon, b: &Value) -> Result<Value, String> {
     let name = endpoint_name(b)?;
+    // Docker moves the interface into the container's sandbox once this returns:
+    // its multicast membership is watched there.
+    if let Some(sandbox) = b
+        .get("SandboxKey")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
+        d.set_endpoint_netns(&name, sandbox)
+            .map_err(|e| format!("umacvlan endpoint {name}: {e}"))?;
+    }
     let ep = d.endpoint(&name).ok_or_else(|| {
         format!("no umacvlan endpoint {name} (was it removed, or lost with the daemon's state?)")
     })?;

@@ -594,11 +594,15 @@ fn run(
         docker::spawn(l, server.gate()).context("starting the Docker driver")?;
         tracing::info!(socket = %p.display(), "Docker network driver serving");
     }
-    let mut last_tick = Instant::now();
+    let (mut last_tick, mut last_mc) = (Instant::now(), Instant::now());
     while !term.load(Ordering::Relaxed) {
         if last_tick.elapsed() >= Duration::from_secs(1) {
             last_tick = Instant::now();
             daemon.tick();
+        }
+        if last_mc.elapsed() >= Duration::from_millis(200) {
+            last_mc = Instant::now();
+            daemon.sync_multicast();
         }
         server.turn(&mut daemon, Duration::from_millis(20));
     }
