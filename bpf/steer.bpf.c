@@ -55,6 +55,13 @@ struct {
 } fdb SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, STEER_MAX_SRCS);
+	__type(key, struct fdb_key);
+	__type(value, __u32);
+} srcs SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, CNT_MAX);
 	__type(key, __u32);
@@ -185,7 +192,17 @@ static __always_inline int steer_frame(struct xdp_md *ctx)
 	__builtin_memcpy(key.mac, eth->h_dest, ETH_ALEN);
 	struct fdb_val *hit = bpf_map_lookup_elem(&fdb, &key);
 
+	if (hit && (hit->flags & FDB_F_NOT_DST))
+		hit = 0; /* a source-mode endpoint's own MAC: the host's (W4) */
 	if (!hit) {
+		/* From a source MAC a nodst endpoint lists: consumed by the switch,
+		 * which makes the copies (§3.1). Otherwise tc clones it for them. */
+		struct fdb_key skey = { .vlan = key.vlan };
+		__builtin_memcpy(skey.mac, eth->h_source, ETH_ALEN);
+		__u32 *sf = bpf_map_lookup_elem(&srcs, &skey);
+
+		if (sf && (*sf & SRC_F_NODST))
+			return to_switch(ctx, dev, 0);
 		/* The parent's own MAC or unknown unicast (spec W2/W3); tagged, it names a
 		 * VLAN and MAC no endpoint has (an unknown VLAN, typically). */
 		count(key.vlan ? CNT_XDP_TAGGED_MISS : CNT_XDP_PASS);
@@ -255,8 +272,7 @@ int mirror(struct __sk_buff *skb)
 
 	if ((void *)(eth + 1) > data_end)
 		return TC_NEXT;
-	if (!(eth->h_dest[0] & 1))
-		return TC_NEXT; /* unicast: XDP already steered it */
+	int multicast = eth->h_dest[0] & 1;
 
 	__u32 ifindex = skb->ifindex;
 	struct dev_val *dev = bpf_map_lookup_elem(&devs, &ifindex);
@@ -283,10 +299,31 @@ int mirror(struct __sk_buff *skb)
 	}
 	__builtin_memcpy(key.mac, eth->h_source, ETH_ALEN);
 
+	/* A source MAC some source-mode endpoint lists (§3.1): the switch gets the
+	 * frame too; with nodst the host does not. Unicast reaching tc was passed by
+	 * XDP (for the host): only such a frame is cloned. */
+	__u32 *sf = bpf_map_lookup_elem(&srcs, &key);
+	__u32 src_flags = sf ? *sf : 0;
+
+	if (!multicast && !sf)
+		return TC_NEXT; /* unicast: XDP already steered it */
+
 	__u32 mirror_ifindex = dev->mirror_ifindex;
 
 	if (mirror_ifindex)
 		mirror_clone(skb, mirror_ifindex);
+	if (!multicast) {
+		count(CNT_TC_SOURCE_COPIED);
+		if (src_flags & SRC_F_NODST) {
+			count(CNT_TC_SOURCE_CONSUMED);
+			return TC_ACT_SHOT;
+		}
+		return TC_NEXT;
+	}
+	if (src_flags & SRC_F_NODST) {
+		count(CNT_TC_SOURCE_CONSUMED);
+		return TC_ACT_SHOT;
+	}
 
 	struct fdb_val *src = bpf_map_lookup_elem(&fdb, &key);
 

@@ -15,6 +15,7 @@
 #define STEER_MAX_XSKS 4096   /* xsks: XSKMAP slots (xsk_base + rx queue) */
 #define STEER_MAX_DEVS 1024   /* devs: ifindex -> dev_val */
 #define STEER_MAX_FDB 65536   /* fdb: (vlan, mac) -> fdb_val */
+#define STEER_MAX_SRCS 4096   /* srcs: (vlan, source mac) -> SRC_F_* */
 
 /* fdb key: VLAN id (0 = untagged or priority-tagged) and MAC address. */
 struct fdb_key {
@@ -35,6 +36,18 @@ struct fdb_val {
  * (spec W9).
  */
 #define FDB_F_HOST_SUPPRESS 1
+/*
+ * The MAC is a source-mode endpoint's own: frames to it go to the host (spec W4),
+ * so XDP treats it as a miss.
+ */
+#define FDB_F_NOT_DST 2
+
+/*
+ * srcs value: a source MAC some UP source-mode endpoint lists (spec §3.1). Frames
+ * from it reach the switch (which makes the copies) as well as their normal way;
+ * with SRC_F_NODST they are consumed: the switch's copies are all there is.
+ */
+#define SRC_F_NODST 1
 
 /* devs value: what an interface the program is attached to is. */
 struct dev_val {
@@ -70,7 +83,9 @@ enum steer_counter {
 	CNT_XDP_TOO_BIG = 11,      /* for the switch, but longer than max_len: XDP_DROP */
 	CNT_XDP_TAG_STACK = 12,    /* parent: more than two VLAN tags (unsupported): XDP_PASS */
 	CNT_XDP_TAGGED_MISS = 13,  /* parent: tagged unicast for no endpoint of that VLAN: XDP_PASS */
-	CNT_MAX = 14,
+	CNT_TC_SOURCE_COPIED = 14, /* tc: a frame from a listed source MAC cloned to the mirror (§3.1) */
+	CNT_TC_SOURCE_CONSUMED = 15, /* tc: ... and dropped for the host (nodst) */
+	CNT_MAX = 16,
 };
 
 #endif /* UMACVLAN_STEER_H */

@@ -75,8 +75,9 @@ pub use error::Error;
 #[cfg(feature = "cli")]
 pub use sink::{Sink, SinkCount, SinkHook};
 pub use types::{
-    Counter, DevVal, FdbKey, FdbVal, COUNTERS, DEV_F_PASSTHRU, FDB_F_HOST_SUPPRESS, MAX_DEVS,
-    MAX_FDB, MAX_XSKS, META_LEN, META_PASSTHRU, ROLE_PARENT, ROLE_PORT, VLAN_MAX,
+    Counter, DevVal, FdbKey, FdbVal, COUNTERS, DEV_F_PASSTHRU, FDB_F_HOST_SUPPRESS, FDB_F_NOT_DST,
+    MAX_DEVS, MAX_FDB, MAX_SRCS, MAX_XSKS, META_LEN, META_PASSTHRU, ROLE_PARENT, ROLE_PORT,
+    SRC_F_NODST, VLAN_MAX,
 };
 
 use std::fmt;
@@ -716,6 +717,38 @@ impl Steering {
                 MapFlags::ANY,
             )
             .map_err(map_err("update", "fdb"))
+    }
+
+    /// Lists source MAC `mac` on VLAN `vlan` for source-mode copies (spec §3.1);
+    /// `flags` is `0` or [`SRC_F_NODST`]. Replaces an existing entry.
+    ///
+    /// # Errors
+    /// [`Error::Map`] (`E2BIG` when [`MAX_SRCS`] entries exist), [`Error::OutOfRange`].
+    pub fn source_insert(&self, vlan: u16, mac: MacAddr, flags: u32) -> Result<(), Error> {
+        check_vlan(vlan)?;
+        self.skel
+            .maps
+            .srcs
+            .update(
+                &FdbKey::new(vlan, mac).to_bytes(),
+                &flags.to_ne_bytes(),
+                MapFlags::ANY,
+            )
+            .map_err(map_err("update", "srcs"))
+    }
+
+    /// Unlists source MAC `mac` on VLAN `vlan`; absent is fine.
+    ///
+    /// # Errors
+    /// [`Error::Map`], [`Error::OutOfRange`].
+    pub fn source_remove(&self, vlan: u16, mac: MacAddr) -> Result<(), Error> {
+        check_vlan(vlan)?;
+        delete_idempotent(
+            &self.skel.maps.srcs,
+            &FdbKey::new(vlan, mac).to_bytes(),
+            "delete",
+            "srcs",
+        )
     }
 
     /// The entry for `(vlan, mac)`, if any.

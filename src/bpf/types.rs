@@ -17,6 +17,8 @@ pub const MAX_XSKS: u32 = 4096;
 pub const MAX_DEVS: u32 = 1024;
 /// Entries in the `fdb` hash (`STEER_MAX_FDB`).
 pub const MAX_FDB: u32 = 65536;
+/// Entries in the `srcs` hash (`STEER_MAX_SRCS`).
+pub const MAX_SRCS: u32 = 4096;
 
 /// [`DevVal::role`]: the parent NIC (`ROLE_PARENT`).
 pub const ROLE_PARENT: u32 = 1;
@@ -30,6 +32,13 @@ pub const DEV_F_PASSTHRU: u32 = 1;
 /// a multicast frame from it arriving on the parent is its own frame reflected by the
 /// external switch and must not reach the host stack (spec W9) (`FDB_F_HOST_SUPPRESS`).
 pub const FDB_F_HOST_SUPPRESS: u32 = 1;
+/// [`FdbVal::flags`]: the MAC is a source-mode endpoint's own; frames to it go to the
+/// host (spec W4), so XDP treats it as a miss (`FDB_F_NOT_DST`).
+pub const FDB_F_NOT_DST: u32 = 2;
+/// `srcs` value: frames from this source MAC are consumed by the switch, which makes
+/// the source-mode copies; the host does not get them (spec §3.1 `nodst`,
+/// `SRC_F_NODST`).
+pub const SRC_F_NODST: u32 = 1;
 /// The XDP metadata value of a passthru redirect: "not looked up, every unicast"
 /// (`STEER_META_PASSTHRU`).
 pub const META_PASSTHRU: u32 = u32::MAX;
@@ -227,7 +236,7 @@ impl DevVal {
 }
 
 /// Number of entries in the per-CPU `counters` array (`CNT_MAX`).
-pub const COUNTERS: usize = 14;
+pub const COUNTERS: usize = 16;
 
 /// Indices of the per-CPU `counters` array (`enum steer_counter`).
 ///
@@ -273,6 +282,11 @@ pub enum Counter {
     /// Parent: tagged unicast for a (VLAN, MAC) no endpoint has (an unknown VLAN,
     /// typically): passed to the host.
     XdpTaggedMiss = 13,
+    /// tc: a frame from a source MAC a source-mode endpoint lists was cloned to the
+    /// mirror for the switch's copies (spec §3.1).
+    TcSourceCopied = 14,
+    /// tc: ... and dropped for the host: a `nodst` endpoint lists it.
+    TcSourceConsumed = 15,
 }
 
 impl Counter {
@@ -292,6 +306,8 @@ impl Counter {
         Counter::XdpTooBig,
         Counter::XdpTagStack,
         Counter::XdpTaggedMiss,
+        Counter::TcSourceCopied,
+        Counter::TcSourceConsumed,
     ];
 
     /// Index into the array [`Steering::counters`](super::Steering::counters) returns.
@@ -316,6 +332,8 @@ impl Counter {
             Counter::XdpTooBig => "xdp_too_big",
             Counter::XdpTagStack => "xdp_tag_stack",
             Counter::XdpTaggedMiss => "xdp_tagged_miss",
+            Counter::TcSourceCopied => "tc_source_copied",
+            Counter::TcSourceConsumed => "tc_source_consumed",
         }
     }
 }

@@ -45,6 +45,13 @@ pub struct EndpointSection {
     /// (default false, as the kernel).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strict: Option<bool>,
+    /// Source mode only: the source MACs whose frames it receives copies of.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<String>,
+    /// Source mode only: frames from its sources go nowhere else, not even to the
+    /// host (`nodst`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodst: Option<bool>,
 }
 
 /// A network as written: `network create`, or `[[network]]` of the configuration file.
@@ -106,6 +113,13 @@ pub struct EndpointAdd {
     /// (default false, as the kernel).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strict: Option<bool>,
+    /// Source mode only: the source MACs whose frames it receives copies of.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<String>,
+    /// Source mode only: frames from its sources go nowhere else, not even to the
+    /// host (`nodst`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodst: Option<bool>,
     /// The container runtime's id for this endpoint (the Docker driver's endpoint
     /// id, a CNI container id). Such an endpoint's interface lives where the runtime
     /// moves it, so it is never made again: a daemon stop keeps its veth pair and
@@ -460,6 +474,8 @@ mod tests {
                 configure_ip: Some(false),
                 mtu: Some(1400),
                 strict: None,
+                sources: vec!["02:00:00:00:00:e0".into()],
+                nodst: Some(true),
             }),
         ];
         for r in reqs {

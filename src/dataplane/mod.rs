@@ -41,13 +41,16 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
 use crate::app::{AppHandler, AppPort};
-use crate::bpf::{DevVal, Steering, XdpMode, FDB_F_HOST_SUPPRESS, MAX_XSKS};
+use crate::bpf::{
+    DevVal, Steering, XdpMode, FDB_F_HOST_SUPPRESS, FDB_F_NOT_DST, MAX_XSKS, SRC_F_NODST,
+};
 use crate::link::{IpCidr, LinkInfo, Links, QueueSource, Queues, VethEndpoint};
 use crate::mode::Mode;
 use crate::port::{Bundle, Frame, Port, PortId};
 use crate::switch::{PortStats, Switch};
 use crate::topology::{ControlError, EndpointConfig, ParentConfig, Topology, HOST, UPLINK};
 use crate::view::PortTable;
+use crate::wire::MacAddr;
 use crate::xsk::{SocketTuning, Umem, XskConfig, XskPort};
 
 mod mcast;
@@ -209,9 +212,6 @@ pub enum Error {
     /// The parent has no MAC address (loopback, a tunnel): it cannot carry endpoints.
     #[error("{0} is not an Ethernet device: a parent needs a MAC address")]
     NotEthernet(String),
-    /// Source mode on real interfaces.
-    #[error("endpoint '{0}': source mode is not available on real interfaces yet (only in the in-memory switch)")]
-    SourceMode(String),
     /// A port could not be attached to a worker's switch.
     #[error(transparent)]
     Attach(#[from] crate::switch::AttachError),
@@ -392,6 +392,8 @@ pub struct Dataplane {
     /// Endpoint veths of an earlier run kept for adoption ([`DataplaneConfig::adopt`]):
     /// switch-side name and ifindex.
     unclaimed: BTreeMap<String, u32>,
+    /// What the `srcs` map holds ([`Dataplane::sync_sources`]).
+    srcs: BTreeMap<(u16, MacAddr), u32>,
     slots: SlotAlloc,
     stopped: bool,
 }
@@ -605,6 +607,7 @@ impl Dataplane {
             mirror: (mirror_a, mirror_b),
             endpoints: BTreeMap::new(),
             unclaimed,
+            srcs: BTreeMap::new(),
         })
     }
 
@@ -732,9 +735,6 @@ impl Dataplane {
     /// A rule ([`Error::Control`]) or a kernel step.
     pub fn add_endpoint(&mut self, cfg: EndpointConfig, net: EndpointNet) -> Result<PortId> {
         let name = cfg.name.clone();
-        if cfg.mode == Mode::Source {
-            return Err(Error::SourceMode(name));
-        }
         // Refuse by the rules (spec §5) before creating anything. Then publish it down,
         // so no worker sends to it before its port exists, and bring it up once its
         // socket is attached.
@@ -1032,10 +1032,12 @@ impl Dataplane {
     /// Mirrors one endpoint's state into the XDP program's maps.
     fn sync_fdb(&mut self, c: &EndpointConfig) -> Result<()> {
         let ep = self.topo.endpoint(&c.name).expect("exists");
-        let suppress = if matches!(c.mode, Mode::Private | Mode::Passthru) {
-            FDB_F_HOST_SUPPRESS
-        } else {
-            0
+        // A source endpoint's own MAC is not a destination (W4: the host's), but a
+        // multicast it sent, reflected, is its alone (W9).
+        let suppress = match c.mode {
+            Mode::Private | Mode::Passthru => FDB_F_HOST_SUPPRESS,
+            Mode::Source => FDB_F_HOST_SUPPRESS | FDB_F_NOT_DST,
+            _ => 0,
         };
         if c.mode == Mode::Passthru {
             self.passthru = c.up;
@@ -1048,6 +1050,30 @@ impl Dataplane {
         } else {
             self.steering.fdb_remove(c.vlan, ep.mac())?;
         }
+        self.sync_sources()
+    }
+
+    /// Mirrors the source lists of the UP source-mode endpoints into the `srcs` map
+    /// (spec §3.1): a source MAC is `nodst` if any endpoint listing it is.
+    fn sync_sources(&mut self) -> Result<()> {
+        let mut want: BTreeMap<(u16, MacAddr), u32> = BTreeMap::new();
+        for e in self.topo.endpoints() {
+            if e.cfg.mode == Mode::Source && e.cfg.up {
+                for m in &e.cfg.sources {
+                    *want.entry((e.cfg.vlan, *m)).or_default() |=
+                        if e.cfg.nodst { SRC_F_NODST } else { 0 };
+                }
+            }
+        }
+        for (&(vlan, mac), _) in self.srcs.iter().filter(|(k, _)| !want.contains_key(k)) {
+            self.steering.source_remove(vlan, mac)?;
+        }
+        for (&(vlan, mac), &f) in &want {
+            if self.srcs.get(&(vlan, mac)) != Some(&f) {
+                self.steering.source_insert(vlan, mac, f)?;
+            }
+        }
+        self.srcs = want;
         Ok(())
     }
 
@@ -1111,6 +1137,9 @@ impl Dataplane {
         if let Some(ep) = self.topo.endpoint(name) {
             let (vlan, mac, mode) = (ep.cfg.vlan, ep.mac(), ep.cfg.mode);
             let _ = self.steering.fdb_remove(vlan, mac);
+            if mode == Mode::Source {
+                let _ = self.sync_sources();
+            }
             if mode == Mode::Passthru {
                 self.passthru = false;
                 let _ = self

@@ -626,6 +626,8 @@ fn add(conf: &Conf, env: &Env, input: &[u8]) -> Result<Value> {
         configure_ip: Some(delegated.is_none()),
         mtu: conf.mtu,
         strict: conf.strict.then_some(true),
+        sources: vec![],
+        nodst: None,
     };
     let made = ask(&conf.socket, Request::EndpointAdd(add)).inspect_err(|_| undo_ipam())?;
     let mac = made["mac"].as_str().unwrap_or_default().to_string();

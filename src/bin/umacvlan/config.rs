@@ -124,6 +124,12 @@ pub struct Endpoint {
     pub mode: Option<Mode>,
     /// MTU, if given.
     pub mtu: Option<u16>,
+    /// Source mode: the source MACs it gets copies for.
+    #[serde(skip)]
+    pub sources: Vec<MacAddr>,
+    /// Source mode: `nodst`.
+    #[serde(skip)]
+    pub nodst: bool,
     /// Strict private isolation.
     pub strict: bool,
     /// The container runtime's id for it ([`umacvlan::ctl::EndpointAdd::container`]).
@@ -267,9 +273,6 @@ fn check_netns(field: &str, ns: &str) -> Result<(), ConfigError> {
 /// Parses a mode for `field`.
 pub fn parse_mode(field: &str, s: &str) -> Result<Mode, ConfigError> {
     let m: Mode = s.parse().map_err(|e| err(field, e))?;
-    if m == Mode::Source {
-        return Err(err(field, "source mode is not available in the daemon yet"));
-    }
     Ok(m)
 }
 
@@ -411,6 +414,23 @@ pub fn check_endpoint(net: &str, e: &EndpointSection) -> Result<Endpoint, Config
     if e.strict == Some(true) && mode.is_some_and(|m| m != Mode::Private) {
         return Err(err(f("strict"), "strict applies to private mode only"));
     }
+    let source = mode == Some(Mode::Source);
+    if !source && (!e.sources.is_empty() || e.nodst.is_some()) {
+        let k = if e.sources.is_empty() {
+            "nodst"
+        } else {
+            "sources"
+        };
+        return Err(err(f(k), "applies to mode source only"));
+    }
+    let sources = e
+        .sources
+        .iter()
+        .map(|m| {
+            m.parse::<MacAddr>()
+                .map_err(|x| err(f("sources"), format!("'{}': {x}", m.escape_debug())))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Endpoint {
         name: e.name.clone(),
         network: net.into(),
@@ -420,6 +440,8 @@ pub fn check_endpoint(net: &str, e: &EndpointSection) -> Result<Endpoint, Config
         ip,
         mode,
         mtu,
+        sources,
+        nodst: e.nodst == Some(true),
         strict: e.strict == Some(true),
         container: None,
         configure_ip: true,

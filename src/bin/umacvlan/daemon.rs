@@ -378,6 +378,8 @@ impl Daemon {
                     mode: e.mode.map(|m| m.as_str().to_string()),
                     mtu: e.mtu,
                     strict: e.strict.then_some(true),
+                    sources: e.sources.iter().map(|m| m.to_string()).collect(),
+                    nodst: e.nodst.then_some(true),
                 },
             })
             .collect();
@@ -652,6 +654,8 @@ impl Daemon {
                     "mtu": live.map(|l| l.mtu()),
                     "strict": live.map(|l| l.cfg.strict),
                     "multicast": live.map(|l| mc_json(&l.cfg.mc)),
+                    "sources": live.map(|l| l.cfg.sources.iter().map(|m| m.to_string()).collect::<Vec<_>>()),
+                    "nodst": live.map(|l| l.cfg.nodst),
                     "ip": e.ip.map(|i| i.to_string()),
                 })
             })
@@ -671,6 +675,8 @@ impl Daemon {
             mode: a.mode,
             mtu: a.mtu,
             strict: a.strict,
+            sources: a.sources,
+            nodst: a.nodst,
         };
         let mut ep = check_endpoint(&a.network, &sec)?;
         if let Some(c) = &a.container {
@@ -733,6 +739,8 @@ impl Daemon {
         cfg.mac = ep.mac;
         cfg.vlan = net.vlan;
         cfg.mtu = ep.mtu;
+        cfg.sources = ep.sources.clone();
+        cfg.nodst = ep.nodst;
         cfg.strict = ep.strict || (net.strict && mode == Mode::Private);
         let netcfg = EndpointNet {
             netns: ep.netns.clone(),
@@ -781,6 +789,8 @@ impl Daemon {
                     "mtu": live.map(|l| l.mtu()),
                     "strict": live.map(|l| l.cfg.strict),
                     "multicast": live.map(|l| mc_json(&l.cfg.mc)),
+                    "sources": live.map(|l| l.cfg.sources.iter().map(|m| m.to_string()).collect::<Vec<_>>()),
+                    "nodst": live.map(|l| l.cfg.nodst),
                     "ip": e.ip.map(|i| i.to_string()),
                     "container": e.container,
                 })

@@ -433,6 +433,8 @@ fn create_endpoint(d: &mut Daemon, b: &Value, pid: Option<i32>) -> Result<Value,
         configure_ip: Some(false),
         mtu: None,
         strict: None,
+        sources: vec![],
+        nodst: None,
     };
     d.handle(Request::EndpointAdd(add))
         .map_err(|e| format!("umacvlan endpoint {name}: {e}"))?;

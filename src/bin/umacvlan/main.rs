@@ -205,6 +205,13 @@ enum EndpointCmd {
         /// Private mode only: strict isolation, also from the host behind the parent.
         #[arg(long)]
         strict: bool,
+        /// Source mode only: a source MAC whose frames it gets copies of (repeatable).
+        #[arg(long = "source", value_name = "MAC")]
+        sources: Vec<String>,
+        /// Source mode only: frames from its sources go nowhere else, not even to the
+        /// host.
+        #[arg(long)]
+        nodst: bool,
         #[command(flatten)]
         socket: SocketArg,
     },
@@ -372,6 +379,8 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 mode,
                 mtu,
                 strict,
+                sources,
+                nodst,
                 socket,
             } => print_json(request(
                 &socket.path,
@@ -387,6 +396,8 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                     configure_ip: None,
                     mtu,
                     strict: strict.then_some(true),
+                    sources,
+                    nodst: nodst.then_some(true),
                 }),
             )?),
             EndpointCmd::Rm { name, socket } => {

@@ -230,6 +230,8 @@ mod tests {
                     mode: None,
                     mtu: Some(1400),
                     strict: None,
+                    sources: vec![],
+                    nodst: None,
                 },
                 container: Some("4d1f".into()),
                 configure_ip: Some(false),
