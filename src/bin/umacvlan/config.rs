@@ -44,6 +44,9 @@ pub struct DaemonSection {
     pub frames: Option<u32>,
     /// State directory (default /var/lib/umacvlan).
     pub state_dir: Option<PathBuf>,
+    /// When a group an endpoint left stops reaching it: `kernel` (default: at the
+    /// next recomputation of its filter, as the kernel) or `prompt`.
+    pub multicast_leave: Option<String>,
 }
 
 pub use umacvlan::ctl::{EndpointSection, NetworkSection};
@@ -179,6 +182,8 @@ pub struct Config {
     pub frames: Option<u32>,
     /// State directory; `None`: the default.
     pub state_dir: Option<PathBuf>,
+    /// When a left multicast group stops reaching an endpoint.
+    pub multicast_leave: umacvlan::dataplane::Leave,
     /// The Docker driver's socket, if the driver is enabled.
     pub docker: Option<PathBuf>,
     /// Networks, in file order.
@@ -482,7 +487,18 @@ impl Config {
                 ));
             }
         }
+        let multicast_leave = match file.daemon.multicast_leave.as_deref() {
+            None | Some("kernel") => umacvlan::dataplane::Leave::Kernel,
+            Some("prompt") => umacvlan::dataplane::Leave::Prompt,
+            Some(o) => {
+                return Err(err(
+                    "daemon.multicast_leave",
+                    format!("'{}' is not kernel or prompt", o.escape_debug()),
+                ))
+            }
+        };
         let mut c = Config {
+            multicast_leave,
             socket: file.daemon.socket,
             metrics,
             workers: file.daemon.workers,

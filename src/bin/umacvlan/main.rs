@@ -569,9 +569,11 @@ fn run(
     };
     let workers = workers.or(cfg.workers);
     let frames = cfg.frames;
+    let leave = cfg.multicast_leave;
     let mut daemon = Daemon::new(Box::new(move |p: &str| {
         let mut c = DataplaneConfig::new(p);
         c.workers = workers;
+        c.multicast_leave = leave;
         if let Some(f) = frames {
             c.frames = f;
         }
