@@ -61,6 +61,19 @@ struct {
 	__type(value, __u32);
 } srcs SEC(".maps");
 
+/*
+ * The groups some UP endpoint of the VLAN accepts (its multicast list); MAC
+ * 00:00:00:00:00:00 stands for "every group" (an endpoint in ALLMULTI or PROMISC,
+ * or one whose membership cannot be observed). Multicast no endpoint accepts is not
+ * cloned to the switch: the host has it anyway, and the switch would drop it.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, STEER_MAX_GROUPS);
+	__type(key, struct fdb_key);
+	__type(value, __u32);
+} groups SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, CNT_MAX);
@@ -308,9 +321,33 @@ int mirror(struct __sk_buff *skb)
 	if (!multicast && !sf)
 		return TC_NEXT; /* unicast: XDP already steered it */
 
+	struct fdb_val *src = bpf_map_lookup_elem(&fdb, &key);
+	int wanted = 1;
+
+	/* A group no endpoint of the VLAN accepts needs the switch only for source
+	 * copies or a reflected frame of a private/passthru/source sender (W9, which
+	 * skips the filter). Broadcast every endpoint accepts. */
+	if (multicast && !sf && !(src && (src->flags & FDB_F_HOST_SUPPRESS))) {
+		int bcast = 1;
+
+		for (int i = 0; i < ETH_ALEN; i++)
+			if (eth->h_dest[i] != 0xff)
+				bcast = 0;
+		if (!bcast) {
+			struct fdb_key g = { .vlan = key.vlan };
+
+			if (!bpf_map_lookup_elem(&groups, &g)) {
+				__builtin_memcpy(g.mac, eth->h_dest, ETH_ALEN);
+				wanted = bpf_map_lookup_elem(&groups, &g) != 0;
+			}
+		}
+	}
+
 	__u32 mirror_ifindex = dev->mirror_ifindex;
 
-	if (mirror_ifindex)
+	if (!wanted)
+		count(CNT_TC_UNWANTED);
+	else if (mirror_ifindex)
 		mirror_clone(skb, mirror_ifindex);
 	if (!multicast) {
 		count(CNT_TC_SOURCE_COPIED);
@@ -324,9 +361,6 @@ int mirror(struct __sk_buff *skb)
 		count(CNT_TC_SOURCE_CONSUMED);
 		return TC_ACT_SHOT;
 	}
-
-	struct fdb_val *src = bpf_map_lookup_elem(&fdb, &key);
-
 	if (src && (src->flags & FDB_F_HOST_SUPPRESS)) {
 		count(CNT_TC_SUPPRESSED);
 		return TC_ACT_SHOT;

@@ -16,6 +16,7 @@
 #define STEER_MAX_DEVS 1024   /* devs: ifindex -> dev_val */
 #define STEER_MAX_FDB 65536   /* fdb: (vlan, mac) -> fdb_val */
 #define STEER_MAX_SRCS 4096   /* srcs: (vlan, source mac) -> SRC_F_* */
+#define STEER_MAX_GROUPS 16384 /* groups: (vlan, group mac) -> 1; mac 0 = every group */
 
 /* fdb key: VLAN id (0 = untagged or priority-tagged) and MAC address. */
 struct fdb_key {
@@ -85,7 +86,8 @@ enum steer_counter {
 	CNT_XDP_TAGGED_MISS = 13,  /* parent: tagged unicast for no endpoint of that VLAN: XDP_PASS */
 	CNT_TC_SOURCE_COPIED = 14, /* tc: a frame from a listed source MAC cloned to the mirror (§3.1) */
 	CNT_TC_SOURCE_CONSUMED = 15, /* tc: ... and dropped for the host (nodst) */
-	CNT_MAX = 16,
+	CNT_TC_UNWANTED = 16,      /* tc: multicast no endpoint accepts: not cloned to the switch */
+	CNT_MAX = 17,
 };
 
 #endif /* UMACVLAN_STEER_H */

@@ -14,7 +14,7 @@ use std::os::fd::AsFd;
 use common::{in_ns, require_root, Lab};
 use umacvlan::bpf::{
     is_held_open, Counter, DevVal, Error, FdbVal, Steering, COUNTERS, FDB_F_HOST_SUPPRESS,
-    MAX_XSKS, META_PASSTHRU,
+    FDB_F_NOT_DST, MAX_XSKS, META_PASSTHRU, SRC_F_NODST,
 };
 use umacvlan::port::PortId;
 use umacvlan::wire::MacAddr;
@@ -118,6 +118,31 @@ fn steer_decisions() {
             (r.ret, r.meta, r.delta),
             (XDP_PASS, None, only(Counter::XdpPass))
         );
+        // A source-mode endpoint's own MAC is not a destination (W4): host.
+        let s = MacAddr([0x02, 0, 0, 0, 0, 0x5c]);
+        st.fdb_insert(0, s, PortId(9), FDB_F_HOST_SUPPRESS | FDB_F_NOT_DST)
+            .unwrap();
+        let r = run_xdp(&st, &frame(s, EXT, None), lo);
+        assert_eq!(
+            (r.ret, r.meta, r.delta),
+            (XDP_PASS, None, only(Counter::XdpPass))
+        );
+        // Host-bound unicast from a source a nodst endpoint lists: to the switch,
+        // which makes the copies; without nodst tc clones it instead.
+        st.source_insert(0, EXT, 0).unwrap();
+        let r = run_xdp(&st, &frame(s, EXT, None), lo);
+        assert_eq!(
+            (r.ret, r.meta, r.delta),
+            (XDP_PASS, None, only(Counter::XdpPass))
+        );
+        st.source_insert(0, EXT, SRC_F_NODST).unwrap();
+        let r = run_xdp(&st, &frame(s, EXT, None), lo);
+        assert_eq!(
+            (r.ret, r.meta, r.delta),
+            (XDP_PASS, Some(0), only(Counter::XdpRedirectFail))
+        );
+        st.source_remove(0, EXT).unwrap();
+        st.fdb_remove(0, s).unwrap();
         // B is known on VLANs 100/200 only.
         let r = run_xdp(&st, &frame(B, EXT, None), lo);
         assert_eq!((r.ret, r.meta), (XDP_PASS, None));
@@ -292,12 +317,45 @@ fn mirror_decisions() {
             run_tc(&st, &frame(A, EXT, None), par),
             (TC_NEXT, [0; COUNTERS])
         );
-        // Broadcast and multicast from outside: mirrored, host keeps it (W6).
+        // Broadcast from outside: mirrored, host keeps it (W6). A group no endpoint
+        // accepts is not mirrored; one that some endpoint of the VLAN accepts, or any
+        // once an endpoint accepts every group, is.
         assert_eq!(run_tc(&st, &bc, par), (TC_NEXT, only(Counter::TcMirrored)));
+        let mc = frame(MCAST, EXT, None);
+        assert_eq!(run_tc(&st, &mc, par), (TC_NEXT, only(Counter::TcUnwanted)));
+        st.group_insert(0, Some(MCAST)).unwrap();
+        assert_eq!(run_tc(&st, &mc, par), (TC_NEXT, only(Counter::TcMirrored)));
+        let tagged = frame(MCAST, EXT, Some((0x8100, 42)));
         assert_eq!(
-            run_tc(&st, &frame(MCAST, EXT, None), par),
+            run_tc(&st, &tagged, par),
+            (TC_NEXT, only(Counter::TcUnwanted))
+        );
+        st.group_insert(42, None).unwrap();
+        assert_eq!(
+            run_tc(&st, &tagged, par),
             (TC_NEXT, only(Counter::TcMirrored))
         );
+        st.group_remove(0, Some(MCAST)).unwrap();
+        st.group_remove(0, Some(MCAST)).unwrap(); // idempotent
+        assert_eq!(run_tc(&st, &mc, par), (TC_NEXT, only(Counter::TcUnwanted)));
+        // From a source a source-mode endpoint lists: unicast and unwanted groups
+        // are mirrored for its copies; with nodst the host does not keep them.
+        st.source_insert(0, EXT, 0).unwrap();
+        assert_eq!(
+            run_tc(&st, &frame(A, EXT, None), par),
+            (TC_NEXT, both(Counter::TcMirrored, Counter::TcSourceCopied))
+        );
+        assert_eq!(run_tc(&st, &mc, par), (TC_NEXT, only(Counter::TcMirrored)));
+        st.source_insert(0, EXT, SRC_F_NODST).unwrap();
+        assert_eq!(
+            run_tc(&st, &mc, par),
+            (
+                TC_ACT_SHOT,
+                both(Counter::TcMirrored, Counter::TcSourceConsumed)
+            )
+        );
+        st.source_remove(0, EXT).unwrap();
+        st.group_insert(0, None).unwrap();
         // From a bridge/VEPA endpoint (no flag): mirrored, host keeps it (W7/W8).
         st.fdb_insert(0, A, PortId(5), 0).unwrap();
         assert_eq!(

@@ -10,7 +10,9 @@ use std::mem::{offset_of, size_of};
 use libbpf_rs::btf::types::Struct;
 use libbpf_rs::btf::Btf;
 use libbpf_rs::{MapType, ObjectBuilder, OpenObject, ProgramType};
-use umacvlan::bpf::{DevVal, FdbKey, FdbVal, COUNTERS, MAX_DEVS, MAX_FDB, MAX_XSKS, OBJECT};
+use umacvlan::bpf::{
+    DevVal, FdbKey, FdbVal, COUNTERS, MAX_DEVS, MAX_FDB, MAX_GROUPS, MAX_SRCS, MAX_XSKS, OBJECT,
+};
 
 fn open() -> OpenObject {
     ObjectBuilder::default()
@@ -81,6 +83,14 @@ fn maps_have_expected_types_and_sizes() {
                 size_of::<FdbVal>() as u32,
                 MAX_FDB,
             ),
+        ),
+        (
+            "srcs",
+            (MapType::Hash, size_of::<FdbKey>() as u32, u32s, MAX_SRCS),
+        ),
+        (
+            "groups",
+            (MapType::Hash, size_of::<FdbKey>() as u32, u32s, MAX_GROUPS),
         ),
         (
             "counters",

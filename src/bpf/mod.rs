@@ -76,8 +76,8 @@ pub use error::Error;
 pub use sink::{Sink, SinkCount, SinkHook};
 pub use types::{
     Counter, DevVal, FdbKey, FdbVal, COUNTERS, DEV_F_PASSTHRU, FDB_F_HOST_SUPPRESS, FDB_F_NOT_DST,
-    MAX_DEVS, MAX_FDB, MAX_SRCS, MAX_XSKS, META_LEN, META_PASSTHRU, ROLE_PARENT, ROLE_PORT,
-    SRC_F_NODST, VLAN_MAX,
+    MAX_DEVS, MAX_FDB, MAX_GROUPS, MAX_SRCS, MAX_XSKS, META_LEN, META_PASSTHRU, ROLE_PARENT,
+    ROLE_PORT, SRC_F_NODST, VLAN_MAX,
 };
 
 use std::fmt;
@@ -748,6 +748,38 @@ impl Steering {
             &FdbKey::new(vlan, mac).to_bytes(),
             "delete",
             "srcs",
+        )
+    }
+
+    /// Marks multicast group `group` as accepted by some endpoint of VLAN `vlan`
+    /// (`None`: every group), so tc hands it to the switch.
+    ///
+    /// # Errors
+    /// [`Error::Map`] (`E2BIG` when [`MAX_GROUPS`] entries exist), [`Error::OutOfRange`].
+    pub fn group_insert(&self, vlan: u16, group: Option<MacAddr>) -> Result<(), Error> {
+        check_vlan(vlan)?;
+        self.skel
+            .maps
+            .groups
+            .update(
+                &FdbKey::new(vlan, group.unwrap_or(MacAddr::ZERO)).to_bytes(),
+                &1u32.to_ne_bytes(),
+                MapFlags::ANY,
+            )
+            .map_err(map_err("update", "groups"))
+    }
+
+    /// Unmarks a group [`Steering::group_insert`] marked; absent is fine.
+    ///
+    /// # Errors
+    /// [`Error::Map`], [`Error::OutOfRange`].
+    pub fn group_remove(&self, vlan: u16, group: Option<MacAddr>) -> Result<(), Error> {
+        check_vlan(vlan)?;
+        delete_idempotent(
+            &self.skel.maps.groups,
+            &FdbKey::new(vlan, group.unwrap_or(MacAddr::ZERO)).to_bytes(),
+            "delete",
+            "groups",
         )
     }
 

@@ -19,6 +19,8 @@ pub const MAX_DEVS: u32 = 1024;
 pub const MAX_FDB: u32 = 65536;
 /// Entries in the `srcs` hash (`STEER_MAX_SRCS`).
 pub const MAX_SRCS: u32 = 4096;
+/// Entries in the `groups` hash (`STEER_MAX_GROUPS`).
+pub const MAX_GROUPS: u32 = 16384;
 
 /// [`DevVal::role`]: the parent NIC (`ROLE_PARENT`).
 pub const ROLE_PARENT: u32 = 1;
@@ -236,7 +238,7 @@ impl DevVal {
 }
 
 /// Number of entries in the per-CPU `counters` array (`CNT_MAX`).
-pub const COUNTERS: usize = 16;
+pub const COUNTERS: usize = 17;
 
 /// Indices of the per-CPU `counters` array (`enum steer_counter`).
 ///
@@ -287,6 +289,9 @@ pub enum Counter {
     TcSourceCopied = 14,
     /// tc: ... and dropped for the host: a `nodst` endpoint lists it.
     TcSourceConsumed = 15,
+    /// tc: a multicast no endpoint of its VLAN accepts was not cloned to the switch
+    /// (the host has it; the switch would have dropped it).
+    TcUnwanted = 16,
 }
 
 impl Counter {
@@ -308,6 +313,7 @@ impl Counter {
         Counter::XdpTaggedMiss,
         Counter::TcSourceCopied,
         Counter::TcSourceConsumed,
+        Counter::TcUnwanted,
     ];
 
     /// Index into the array [`Steering::counters`](super::Steering::counters) returns.
@@ -334,6 +340,7 @@ impl Counter {
             Counter::XdpTaggedMiss => "xdp_tagged_miss",
             Counter::TcSourceCopied => "tc_source_copied",
             Counter::TcSourceConsumed => "tc_source_consumed",
+            Counter::TcUnwanted => "tc_unwanted",
         }
     }
 }

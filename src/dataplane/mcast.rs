@@ -19,6 +19,12 @@
 //! del`, or an IGMP leave): a left group stays accepted until the next recomputation
 //! (another join, a flag change, down/up). The watch does the same by default;
 //! [`Leave::Prompt`] makes a leave take effect at the next read instead.
+//!
+//! The open file and the netlink socket hold the namespace alive, so the watch lets
+//! go of them as soon as the namespace's path no longer names it (the runtime deleted
+//! its bind mount, or the process whose `/proc/PID/ns/net` it was exited): the
+//! namespace can then die, taking the endpoint's veth with it, as a container's exit
+//! takes a kernel macvlan device (the daemon then removes the endpoint).
 
 use std::fs::File;
 use std::io::{Read, Seek};
@@ -50,12 +56,21 @@ pub(super) struct McWatch {
     filter: McFilter,
 }
 
-/// The interface found: its namespace's `dev_mcast`, a netlink socket there, and its
-/// index there.
+/// The interface found: its namespace's `dev_mcast`, a netlink socket there, its
+/// index there, and the namespace's identity (device and inode of its path).
 struct Seen {
     dev_mcast: File,
     links: Links,
     ifindex: u32,
+    id: (u64, u64),
+}
+
+/// The device and inode the namespace path `netns` names now.
+fn identity(netns: &str) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(Netns::path_of(netns))
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
 }
 
 impl McWatch {
@@ -84,6 +99,14 @@ impl McWatch {
     pub(super) fn read(&mut self, host_ifindex: u32, mac: MacAddr) -> McFilter {
         if self.seen.is_none() {
             self.seen = resolve(&self.netns, host_ifindex, mac);
+        }
+        // Let go of a namespace its path no longer names: it may be dying.
+        if self
+            .seen
+            .as_ref()
+            .is_some_and(|s| identity(&self.netns) != Some(s.id))
+        {
+            self.seen = None;
         }
         let Some(s) = &mut self.seen else {
             self.last = None;
@@ -119,6 +142,7 @@ impl McWatch {
 
 /// Finds the peer in `netns`: linked to `host_ifindex` (`IFLA_LINK`), with MAC `mac`.
 fn resolve(netns: &str, host_ifindex: u32, mac: MacAddr) -> Option<Seen> {
+    let id = identity(netns)?;
     let ns = Netns::open(netns).ok()?;
     ns.run(|| {
         let dev_mcast = File::open("/proc/thread-self/net/dev_mcast").ok()?;
@@ -132,6 +156,7 @@ fn resolve(netns: &str, host_ifindex: u32, mac: MacAddr) -> Option<Seen> {
             dev_mcast,
             links,
             ifindex: peer.index,
+            id,
         })
     })
     .ok()

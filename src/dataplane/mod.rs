@@ -49,7 +49,7 @@ use crate::mode::Mode;
 use crate::port::{Bundle, Frame, Port, PortId};
 use crate::switch::{PortStats, Switch};
 use crate::topology::{ControlError, EndpointConfig, ParentConfig, Topology, HOST, UPLINK};
-use crate::view::PortTable;
+use crate::view::{McFilter, PortTable};
 use crate::wire::MacAddr;
 use crate::xsk::{SocketTuning, Umem, XskConfig, XskPort};
 
@@ -394,6 +394,8 @@ pub struct Dataplane {
     unclaimed: BTreeMap<String, u32>,
     /// What the `srcs` map holds ([`Dataplane::sync_sources`]).
     srcs: BTreeMap<(u16, MacAddr), u32>,
+    /// What the `groups` map holds ([`Dataplane::sync_groups`]).
+    groups: BTreeSet<(u16, Option<MacAddr>)>,
     slots: SlotAlloc,
     stopped: bool,
 }
@@ -608,6 +610,7 @@ impl Dataplane {
             endpoints: BTreeMap::new(),
             unclaimed,
             srcs: BTreeMap::new(),
+            groups: BTreeSet::new(),
         })
     }
 
@@ -977,6 +980,9 @@ impl Dataplane {
         for (name, f) in &changed {
             self.topo.set_mc(name, f.clone())?;
         }
+        if !changed.is_empty() {
+            self.sync_groups()?;
+        }
         Ok(changed.into_iter().map(|(n, _)| n).collect())
     }
 
@@ -1074,6 +1080,32 @@ impl Dataplane {
             }
         }
         self.srcs = want;
+        self.sync_groups()
+    }
+
+    /// Mirrors the groups the UP endpoints accept, per VLAN, into the `groups` map,
+    /// so tc hands the switch only multicast some endpoint wants (`None`: every
+    /// group, for an endpoint in ALLMULTI/PROMISC or one not observed).
+    fn sync_groups(&mut self) -> Result<()> {
+        let mut want: BTreeSet<(u16, Option<MacAddr>)> = BTreeSet::new();
+        for e in self.topo.endpoints() {
+            if !e.cfg.up || e.cfg.mode == Mode::Source {
+                continue; // source endpoints get copies by source MAC, not by group
+            }
+            match &e.cfg.mc {
+                McFilter::Groups(g) => want.extend(g.iter().map(|m| (e.cfg.vlan, Some(*m)))),
+                _ => {
+                    want.insert((e.cfg.vlan, None));
+                }
+            }
+        }
+        for &(vlan, g) in self.groups.difference(&want) {
+            self.steering.group_remove(vlan, g)?;
+        }
+        for &(vlan, g) in want.difference(&self.groups) {
+            self.steering.group_insert(vlan, g)?;
+        }
+        self.groups = want;
         Ok(())
     }
 
@@ -1137,9 +1169,8 @@ impl Dataplane {
         if let Some(ep) = self.topo.endpoint(name) {
             let (vlan, mac, mode) = (ep.cfg.vlan, ep.mac(), ep.cfg.mode);
             let _ = self.steering.fdb_remove(vlan, mac);
-            if mode == Mode::Source {
-                let _ = self.sync_sources();
-            }
+            // Its sources and groups go (it is down by now).
+            let _ = self.sync_sources();
             if mode == Mode::Passthru {
                 self.passthru = false;
                 let _ = self
