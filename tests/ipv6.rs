@@ -11,11 +11,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::require_root;
-use common::switch::with_switch;
-use common::topo::{ep_ip, ep_mac, Topo};
-use umacvlan::dataplane::{DataplaneConfig, EndpointNet};
+use common::switch::{add_topo_endpoints, with_switch};
+use common::topo::Topo;
+use umacvlan::dataplane::DataplaneConfig;
 use umacvlan::mode::Mode;
-use umacvlan::topology::EndpointConfig;
 
 const CONFIGS: [(&str, &[&str]); 4] = [
     ("bridge", &["bridge", "bridge"]),
@@ -116,23 +115,7 @@ fn umacvlan(modes: &[&str], hairpin: bool) -> BTreeMap<String, bool> {
     let (m, _) = with_switch(
         &t.host,
         DataplaneConfig::new("par"),
-        |dp| {
-            for (i, mode) in modes.iter().enumerate() {
-                let n = i + 1;
-                let cfg = EndpointConfig::new(format!("e{n}"), *mode)
-                    .with_mac(ep_mac(n).parse().unwrap());
-                let net = EndpointNet {
-                    netns: t.eps[i].clone(),
-                    ifname: "eth0".into(),
-                    addrs: vec![format!("{}/24", ep_ip(n)).parse().unwrap()],
-                    queues: None,
-                    adopt: None,
-                };
-                dp.add_endpoint(cfg, net)
-                    .map_err(|e| format!("endpoint e{n}: {e}"))?;
-            }
-            Ok(())
-        },
+        |dp| add_topo_endpoints(dp, &t, &modes, |_, _| {}),
         || measure(&t),
     )
     .unwrap_or_else(|e| panic!("{e}"));

@@ -13,11 +13,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::require_root;
-use common::switch::with_switch;
-use common::topo::{ep_ip, ep_mac, Topo};
-use umacvlan::dataplane::{DataplaneConfig, EndpointNet, Leave};
+use common::switch::{add_topo_endpoints, with_switch};
+use common::topo::Topo;
+use umacvlan::dataplane::{DataplaneConfig, Leave};
 use umacvlan::mode::Mode;
-use umacvlan::topology::EndpointConfig;
 
 /// A group: its address and MAC.
 #[derive(Clone, Debug)]
@@ -258,23 +257,7 @@ fn umacvlan(name: &str, modes: &[&str], hairpin: bool, leave: Leave, g: &(Group,
     let (c, _) = with_switch(
         &t.host,
         cfg,
-        |dp| {
-            for (i, mode) in modes.iter().enumerate() {
-                let n = i + 1;
-                let cfg = EndpointConfig::new(format!("e{n}"), *mode)
-                    .with_mac(ep_mac(n).parse().unwrap());
-                let net = EndpointNet {
-                    netns: t.eps[i].clone(),
-                    ifname: "eth0".into(),
-                    addrs: vec![format!("{}/24", ep_ip(n)).parse().unwrap()],
-                    queues: None,
-                    adopt: None,
-                };
-                dp.add_endpoint(cfg, net)
-                    .map_err(|e| format!("endpoint e{n}: {e}"))?;
-            }
-            Ok(())
-        },
+        |dp| add_topo_endpoints(dp, &t, &modes, |_, _| {}),
         || {
             routes(&t);
             measure(

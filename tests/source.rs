@@ -11,11 +11,10 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::require_root;
-use common::switch::with_switch;
-use common::topo::{ep_ip, ep_mac, Topo, EXT_IP, HOST_IP};
-use umacvlan::dataplane::{DataplaneConfig, EndpointNet};
+use common::switch::{add_topo_endpoints, with_switch};
+use common::topo::{ep_ip, Topo, EXT_IP, HOST_IP};
+use umacvlan::dataplane::DataplaneConfig;
 use umacvlan::mode::Mode;
-use umacvlan::topology::EndpointConfig;
 
 /// ext's MAC (tests/common/topo.rs).
 const EXT_MAC: &str = "02:00:00:00:00:e0";
@@ -81,46 +80,22 @@ fn measure(t: &Topo) -> BTreeMap<&'static str, (bool, bool)> {
 
 fn kernel(nodst: bool) -> BTreeMap<&'static str, (bool, bool)> {
     let t = Topo::new("umvsk", false, 2);
-    let mut a = vec![
-        "link", "add", "link", "par", "name", "mv1", "type", "macvlan", "mode", "source",
-    ];
+    t.add_kernel_macvlans(&["source", "bridge"]);
+    let e1 = &t.eps[0];
     if nodst {
-        a.extend(["flag", "nodst"]);
+        t.lab.ip(
+            e1,
+            &[
+                "link", "set", "dev", "eth0", "type", "macvlan", "mode", "source", "flag", "nodst",
+            ],
+        );
     }
-    t.lab.ip(&t.host, &a);
     t.lab.ip(
-        &t.host,
+        e1,
         &[
-            "link", "set", "dev", "mv1", "type", "macvlan", "macaddr", "add", EXT_MAC,
+            "link", "set", "dev", "eth0", "type", "macvlan", "macaddr", "add", EXT_MAC,
         ],
     );
-    t.lab
-        .ip(&t.host, &["link", "set", "mv1", "address", &ep_mac(1)]);
-    t.lab
-        .ip(&t.host, &["link", "set", "mv1", "netns", &t.eps[0]]);
-    t.lab.ip(&t.eps[0], &["link", "set", "mv1", "name", "eth0"]);
-    t.lab.ip(
-        &t.eps[0],
-        &["addr", "add", &format!("{}/24", ep_ip(1)), "dev", "eth0"],
-    );
-    t.lab.ip(&t.eps[0], &["link", "set", "eth0", "up"]);
-    // e2: an ordinary bridge endpoint.
-    t.lab.ip(
-        &t.host,
-        &[
-            "link", "add", "link", "par", "name", "mv2", "type", "macvlan", "mode", "bridge",
-        ],
-    );
-    t.lab
-        .ip(&t.host, &["link", "set", "mv2", "address", &ep_mac(2)]);
-    t.lab
-        .ip(&t.host, &["link", "set", "mv2", "netns", &t.eps[1]]);
-    t.lab.ip(&t.eps[1], &["link", "set", "mv2", "name", "eth0"]);
-    t.lab.ip(
-        &t.eps[1],
-        &["addr", "add", &format!("{}/24", ep_ip(2)), "dev", "eth0"],
-    );
-    t.lab.ip(&t.eps[1], &["link", "set", "eth0", "up"]);
     measure(&t)
 }
 
@@ -130,24 +105,12 @@ fn umacvlan(nodst: bool) -> BTreeMap<&'static str, (bool, bool)> {
         &t.host,
         DataplaneConfig::new("par"),
         |dp| {
-            for (n, mode) in [(1, Mode::Source), (2, Mode::Bridge)] {
-                let mut cfg =
-                    EndpointConfig::new(format!("e{n}"), mode).with_mac(ep_mac(n).parse().unwrap());
-                if mode == Mode::Source {
+            add_topo_endpoints(dp, &t, &[Mode::Source, Mode::Bridge], |n, cfg| {
+                if n == 1 {
                     cfg.sources = vec![EXT_MAC.parse().unwrap()];
                     cfg.nodst = nodst;
                 }
-                let net = EndpointNet {
-                    netns: t.eps[n - 1].clone(),
-                    ifname: "eth0".into(),
-                    addrs: vec![format!("{}/24", ep_ip(n)).parse().unwrap()],
-                    queues: None,
-                    adopt: None,
-                };
-                dp.add_endpoint(cfg, net)
-                    .map_err(|e| format!("endpoint e{n}: {e}"))?;
-            }
-            Ok(())
+            })
         },
         || measure(&t),
     )

@@ -2,9 +2,11 @@
 
 use std::sync::mpsc;
 
-use umacvlan::dataplane::{Dataplane, DataplaneConfig};
+use umacvlan::dataplane::{Dataplane, DataplaneConfig, EndpointNet};
 use umacvlan::link::Netns;
+use umacvlan::mode::Mode;
 use umacvlan::switch::PortStats;
+use umacvlan::topology::EndpointConfig;
 
 /// Runs a dataplane started with `cfg` on its own thread inside namespace `ns`:
 /// `setup` adds endpoints, then `body` runs on the calling thread while it switches,
@@ -64,4 +66,32 @@ pub fn with_switch_then<T, R: Send>(
         stop_tx.send(()).unwrap();
         Ok((t, th.join().unwrap().expect("the dataplane ran")))
     })
+}
+
+/// Adds endpoints `e1`..`eN` of topology `t` in `modes` to `dp`: each with the
+/// topology's MAC and address, as `eth0` in its namespace; `tweak` may change an
+/// endpoint's configuration first (given its number, from 1).
+pub fn add_topo_endpoints(
+    dp: &mut Dataplane,
+    t: &super::topo::Topo,
+    modes: &[Mode],
+    tweak: impl Fn(usize, &mut EndpointConfig),
+) -> Result<(), String> {
+    use super::topo::{ep_ip, ep_mac};
+    for (i, mode) in modes.iter().enumerate() {
+        let n = i + 1;
+        let mut cfg =
+            EndpointConfig::new(format!("e{n}"), *mode).with_mac(ep_mac(n).parse().unwrap());
+        tweak(n, &mut cfg);
+        let net = EndpointNet {
+            netns: t.eps[i].clone(),
+            ifname: "eth0".into(),
+            addrs: vec![format!("{}/24", ep_ip(n)).parse().unwrap()],
+            queues: None,
+            adopt: None,
+        };
+        dp.add_endpoint(cfg, net)
+            .map_err(|e| format!("endpoint e{n}: {e}"))?;
+    }
+    Ok(())
 }
