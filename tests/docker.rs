@@ -133,15 +133,7 @@ impl Dockerd {
 
     /// `docker ARGS`, which must succeed; its stdout, trimmed.
     fn ok(&self, args: &[&str]) -> String {
-        let o = self.docker(args);
-        assert!(
-            o.status.success(),
-            "docker {}: {}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).trim().to_string()
+        runtime::checked("docker", args, &self.docker(args))
     }
 
     /// `docker ARGS`, which must fail with `want` in its error.

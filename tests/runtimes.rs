@@ -29,14 +29,6 @@ fn nsenter(ns: &str, prog: &str) -> Command {
     c
 }
 
-fn out(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// Retries `f` until it holds or `deadline` passes.
 fn eventually(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
     let t0 = Instant::now();
@@ -98,11 +90,7 @@ impl Podman {
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let o = self.podman(args);
-        assert!(o.status.success(), "podman {}: {}", args.join(" "), out(&o));
-        let text = String::from_utf8_lossy(&o.stdout).trim().to_string();
-        println!("$ podman {}\n{text}", args.join(" "));
-        text
+        runtime::checked("podman", args, &self.podman(args))
     }
 }
 
@@ -452,11 +440,7 @@ impl Containerd {
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let o = self.ctr(args);
-        assert!(o.status.success(), "ctr {}: {}", args.join(" "), out(&o));
-        let text = String::from_utf8_lossy(&o.stdout).trim().to_string();
-        println!("$ ctr {}\n{text}", args.join(" "));
-        text
+        runtime::checked("ctr", args, &self.ctr(args))
     }
 }
 

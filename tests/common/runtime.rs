@@ -9,6 +9,21 @@ use std::time::Duration;
 
 use super::daemon::BIN;
 
+/// The stdout of `prog ARGS`, trimmed, which must have succeeded (its output shown if
+/// not); echoed as a transcript line.
+pub fn checked(prog: &str, args: &[&str], o: &std::process::Output) -> String {
+    assert!(
+        o.status.success(),
+        "{prog} {}: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let text = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    println!("$ {prog} {}\n{text}", args.join(" "));
+    text
+}
+
 /// Where Debian's containernetworking-plugins are.
 pub const REFERENCE_PLUGINS: &str = "/usr/lib/cni";
 

@@ -85,15 +85,7 @@ pub fn main() -> i32 {
     let cmd = std::env::var("CNI_COMMAND").unwrap_or_default();
     let mut input = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut input);
-    let version = serde_json::from_slice::<Value>(&input)
-        .ok()
-        .and_then(|v| {
-            v.get("cniVersion")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
-        .filter(|v| VERSIONS.contains(&v.as_str()))
-        .unwrap_or_else(|| "1.1.0".to_string());
+    let version = asked_version(&input);
     let out = std::io::stdout();
     match run(&cmd, &input) {
         Ok(Some(v)) => {
@@ -109,18 +101,23 @@ pub fn main() -> i32 {
     }
 }
 
+/// The `cniVersion` of `input` if it is one the plugin speaks, else the newest.
+fn asked_version(input: &[u8]) -> String {
+    serde_json::from_slice::<Value>(input)
+        .ok()
+        .and_then(|v| {
+            v.get("cniVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .filter(|v| VERSIONS.contains(&v.as_str()))
+        .unwrap_or_else(|| "1.1.0".to_string())
+}
+
 /// `CNI_COMMAND` with its configuration.
 fn run(cmd: &str, input: &[u8]) -> Result<Option<Value>> {
     if cmd == "VERSION" {
-        let asked = serde_json::from_slice::<Value>(input)
-            .ok()
-            .and_then(|v| {
-                v.get("cniVersion")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
-            .filter(|v| VERSIONS.contains(&v.as_str()))
-            .unwrap_or_else(|| "1.1.0".into());
+        let asked = asked_version(input);
         return Ok(Some(
             json!({ "cniVersion": asked, "supportedVersions": VERSIONS }),
         ));
