@@ -342,7 +342,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             NetworkCmd::Ls { socket } => {
                 let v = request(&socket.path, Request::NetworkLs)?;
                 println!(
-                    "{:<16} {:<12} {:<9} {:>5}",
+                    "{:<20} {:<12} {:<9} {:>5}",
                     "NAME", "PARENT", "MODE", "VLAN"
                 );
                 for n in v.as_array().into_iter().flatten() {
@@ -352,7 +352,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                         ""
                     };
                     println!(
-                        "{:<16} {:<12} {:<9} {:>5}{pending}",
+                        "{:<20} {:<12} {:<9} {:>5}{pending}",
                         s(&n["name"]),
                         s(&n["parent"]),
                         s(&n["mode"]),
