@@ -210,12 +210,14 @@ static __always_inline int steer_frame(struct xdp_md *ctx)
 	if (!hit) {
 		/* From a source MAC a nodst endpoint lists: consumed by the switch,
 		 * which makes the copies (§3.1). Otherwise tc clones it for them. */
-		struct fdb_key skey = { .vlan = key.vlan };
-		__builtin_memcpy(skey.mac, eth->h_source, ETH_ALEN);
-		__u32 *sf = bpf_map_lookup_elem(&srcs, &skey);
+		if (dev_flags & DEV_F_SOURCES) {
+			struct fdb_key skey = { .vlan = key.vlan };
+			__builtin_memcpy(skey.mac, eth->h_source, ETH_ALEN);
+			__u32 *sf = bpf_map_lookup_elem(&srcs, &skey);
 
-		if (sf && (*sf & SRC_F_NODST))
-			return to_switch(ctx, dev, 0);
+			if (sf && (*sf & SRC_F_NODST))
+				return to_switch(ctx, dev, 0);
+		}
 		/* The parent's own MAC or unknown unicast (spec W2/W3); tagged, it names a
 		 * VLAN and MAC no endpoint has (an unknown VLAN, typically). */
 		count(key.vlan ? CNT_XDP_TAGGED_MISS : CNT_XDP_PASS);
@@ -315,7 +317,7 @@ int mirror(struct __sk_buff *skb)
 	/* A source MAC some source-mode endpoint lists (§3.1): the switch gets the
 	 * frame too; with nodst the host does not. Unicast reaching tc was passed by
 	 * XDP (for the host): only such a frame is cloned. */
-	__u32 *sf = bpf_map_lookup_elem(&srcs, &key);
+	__u32 *sf = (dev->flags & DEV_F_SOURCES) ? bpf_map_lookup_elem(&srcs, &key) : 0;
 	__u32 src_flags = sf ? *sf : 0;
 
 	if (!multicast && !sf)

@@ -64,6 +64,7 @@ struct dev_val {
 #define ROLE_PORT 2    /* an endpoint's host-side veth, or the mirror veth */
 
 #define DEV_F_PASSTHRU 1  /* parent in passthru mode: every unicast goes to the switch */
+#define DEV_F_SOURCES 2   /* parent: srcs has entries (a source-mode endpoint is up): look frames up */
 
 /* XDP metadata value (4 bytes before the frame) on a passthru redirect. */
 #define STEER_META_PASSTHRU 0xffffffffu

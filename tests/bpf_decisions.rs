@@ -136,11 +136,17 @@ fn steer_decisions() {
             (XDP_PASS, None, only(Counter::XdpPass))
         );
         st.source_insert(0, EXT, SRC_F_NODST).unwrap();
+        // Only once the parent says the list has entries is it looked at.
+        let r = run_xdp(&st, &frame(s, EXT, None), lo);
+        assert_eq!((r.ret, r.meta), (XDP_PASS, None));
+        st.set_device(lo, DevVal::parent(8, 1, 0, false).with_sources(true))
+            .unwrap();
         let r = run_xdp(&st, &frame(s, EXT, None), lo);
         assert_eq!(
             (r.ret, r.meta, r.delta),
             (XDP_PASS, Some(0), only(Counter::XdpRedirectFail))
         );
+        st.set_device(lo, DevVal::parent(8, 1, 0, false)).unwrap();
         st.source_remove(0, EXT).unwrap();
         st.fdb_remove(0, s).unwrap();
         // B is known on VLANs 100/200 only.
@@ -343,6 +349,13 @@ fn mirror_decisions() {
         st.source_insert(0, EXT, 0).unwrap();
         assert_eq!(
             run_tc(&st, &frame(A, EXT, None), par),
+            (TC_NEXT, [0; COUNTERS]),
+            "not looked up without DEV_F_SOURCES"
+        );
+        st.set_device(par, DevVal::parent(0, 1, mir, false).with_sources(true))
+            .unwrap();
+        assert_eq!(
+            run_tc(&st, &frame(A, EXT, None), par),
             (TC_NEXT, both(Counter::TcMirrored, Counter::TcSourceCopied))
         );
         assert_eq!(run_tc(&st, &mc, par), (TC_NEXT, only(Counter::TcMirrored)));
@@ -355,6 +368,8 @@ fn mirror_decisions() {
             )
         );
         st.source_remove(0, EXT).unwrap();
+        st.set_device(par, DevVal::parent(0, 1, mir, false))
+            .unwrap();
         st.group_insert(0, None).unwrap();
         // From a bridge/VEPA endpoint (no flag): mirrored, host keeps it (W7/W8).
         st.fdb_insert(0, A, PortId(5), 0).unwrap();

@@ -75,9 +75,9 @@ pub use error::Error;
 #[cfg(feature = "cli")]
 pub use sink::{Sink, SinkCount, SinkHook};
 pub use types::{
-    Counter, DevVal, FdbKey, FdbVal, COUNTERS, DEV_F_PASSTHRU, FDB_F_HOST_SUPPRESS, FDB_F_NOT_DST,
-    MAX_DEVS, MAX_FDB, MAX_GROUPS, MAX_SRCS, MAX_XSKS, META_LEN, META_PASSTHRU, ROLE_PARENT,
-    ROLE_PORT, SRC_F_NODST, VLAN_MAX,
+    Counter, DevVal, FdbKey, FdbVal, COUNTERS, DEV_F_PASSTHRU, DEV_F_SOURCES, FDB_F_HOST_SUPPRESS,
+    FDB_F_NOT_DST, MAX_DEVS, MAX_FDB, MAX_GROUPS, MAX_SRCS, MAX_XSKS, META_LEN, META_PASSTHRU,
+    ROLE_PARENT, ROLE_PORT, SRC_F_NODST, VLAN_MAX,
 };
 
 use std::fmt;

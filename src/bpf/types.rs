@@ -30,6 +30,10 @@ pub const ROLE_PORT: u32 = 2;
 /// [`DevVal::flags`]: the parent is in passthru mode; every unicast goes to the switch
 /// (`DEV_F_PASSTHRU`).
 pub const DEV_F_PASSTHRU: u32 = 1;
+/// [`DevVal::flags`]: the `srcs` map has entries (a source-mode endpoint is up), so
+/// the programs look frames from the wire up there (`DEV_F_SOURCES`); without it
+/// they do not pay for the lookup.
+pub const DEV_F_SOURCES: u32 = 2;
 /// [`FdbVal::flags`]: the MAC is the source of a private, passthru or source endpoint;
 /// a multicast frame from it arriving on the parent is its own frame reflected by the
 /// external switch and must not reach the host stack (spec W9) (`FDB_F_HOST_SUPPRESS`).
@@ -181,6 +185,16 @@ impl DevVal {
             queues,
             max_len: 0,
         }
+    }
+
+    /// This value with [`DEV_F_SOURCES`] set (`on`) or cleared.
+    pub const fn with_sources(self, on: bool) -> Self {
+        let flags = if on {
+            self.flags | DEV_F_SOURCES
+        } else {
+            self.flags & !DEV_F_SOURCES
+        };
+        DevVal { flags, ..self }
     }
 
     /// This value with frames longer than `max_len` counted and dropped.

@@ -626,7 +626,9 @@ impl Dataplane {
 
     /// The parent's entry in the `devs` map, as it must be now.
     fn parent_dev(&self) -> DevVal {
-        DevVal::parent(0, self.bound, self.mirror.0.index, self.passthru).with_max_len(self.max_len)
+        DevVal::parent(0, self.bound, self.mirror.0.index, self.passthru)
+            .with_max_len(self.max_len)
+            .with_sources(!self.srcs.is_empty())
     }
 
     /// Follows a change of the parent's receive queue count: binds every new queue
@@ -1071,6 +1073,13 @@ impl Dataplane {
                 }
             }
         }
+        // The parent's flag is cleared before the last entry goes and set after the
+        // first one is in, so the programs never look up a half-made list.
+        let (was, now) = (!self.srcs.is_empty(), !want.is_empty());
+        if was && !now {
+            let d = self.parent_dev().with_sources(false);
+            self.steering.set_device(self.parent.index, d)?;
+        }
         for (&(vlan, mac), _) in self.srcs.iter().filter(|(k, _)| !want.contains_key(k)) {
             self.steering.source_remove(vlan, mac)?;
         }
@@ -1080,6 +1089,10 @@ impl Dataplane {
             }
         }
         self.srcs = want;
+        if now && !was {
+            self.steering
+                .set_device(self.parent.index, self.parent_dev())?;
+        }
         self.sync_groups()
     }
 
