@@ -95,14 +95,6 @@ fn shape(v: &Value, at: String, out: &mut BTreeSet<String>) {
     }
 }
 
-/// `ping` from namespace `ns` to `ip`, a few tries.
-pub fn ping(t: &Topo, ns: &str, ip: &str) -> bool {
-    t.lab.try_exec(
-        ns,
-        &["ping", "-q", "-n", "-c", "3", "-i", "0.3", "-W", "1", ip],
-    )
-}
-
 #[test]
 fn the_plugin_answers_every_command_as_a_runtime_drives_it() {
     if !require_root_and(
@@ -192,8 +184,8 @@ fn the_plugin_answers_every_command_as_a_runtime_drives_it() {
         "{}",
         again.out
     );
-    assert!(ping(&t, &c[0], &ip2), "c1 → c2");
-    assert!(ping(&t, &c[0], EXT_IP), "c1 → external host");
+    assert!(t.ping_ip(&c[0], &ip2), "c1 → c2");
+    assert!(t.ping_ip(&c[0], EXT_IP), "c1 → external host");
     let eps = ok(&d.cli(&["endpoint", "ls"]));
     assert!(
         eps.contains("ctr-1") && eps.contains("ctr-2") && !eps.contains("ctr-1b"),
@@ -209,7 +201,7 @@ fn the_plugin_answers_every_command_as_a_runtime_drives_it() {
         run("CHECK", "ctr-1", &path(&c[0]), "", &with_prev).ok,
         "CHECK after kill -9"
     );
-    assert!(ping(&t, &c[0], &ip2), "c1 → c2 after kill -9");
+    assert!(t.ping_ip(&c[0], &ip2), "c1 → c2 after kill -9");
     let eps = ok(&d.cli(&["endpoint", "ls"]));
     assert!(
         eps.contains(&mac1) && eps.contains("ctr-1"),
@@ -343,7 +335,7 @@ fn a_stop_keeps_containers_interfaces_unless_told_to_clean_up() {
         has_eth0(&t, &c1),
         "SIGTERM removed the container's interface"
     );
-    assert!(ping(&t, &c1, EXT_IP), "c1 → ext after SIGTERM and a start");
+    assert!(t.ping_ip(&c1, EXT_IP), "c1 → ext after SIGTERM and a start");
     // --cleanup-on-exit removes it.
     let (d, _) = d.with_args(&["--cleanup-on-exit"]).stop_and_restart();
     assert!(has_eth0(&t, &c1), "taken over by the new start");

@@ -62,14 +62,7 @@ fn rx(t: &Topo) -> BTreeMap<String, u64> {
     nodes(t)
         .into_iter()
         .map(|n| {
-            let out = t.lab.exec(ns(t, &n), &["cat", "/proc/net/dev"]);
-            let text = String::from_utf8_lossy(&out.stdout).to_string();
-            let v = text
-                .lines()
-                .find_map(|l| l.trim().strip_prefix("eth0:"))
-                .and_then(|r| r.split_whitespace().nth(1))
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(0);
+            let v = t.eth0_rx_packets(ns(t, &n));
             (n, v)
         })
         .collect()

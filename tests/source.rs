@@ -19,38 +19,18 @@ use umacvlan::mode::Mode;
 /// ext's MAC (tests/common/topo.rs).
 const EXT_MAC: &str = "02:00:00:00:00:e0";
 
-fn rx(t: &Topo, ns: &str) -> u64 {
-    let out = t.lab.exec(ns, &["cat", "/proc/net/dev"]);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("eth0:"))
-        .and_then(|r| r.split_whitespace().nth(1))
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0)
-}
-
-fn ping(t: &Topo, ns: &str, ip: &str) -> bool {
-    for n in [&t.ext, &t.host].into_iter().chain(&t.eps) {
-        let _ = t.lab.try_exec(n, &["ip", "neigh", "flush", "all"]);
-    }
-    t.lab.try_exec(
-        ns,
-        &["ping", "-q", "-n", "-c", "2", "-i", "0.2", "-W", "1", ip],
-    )
-}
-
 /// Runs `what` and returns whether e1 received at least `min` frames meanwhile.
 fn copies(t: &Topo, min: u64, what: impl FnOnce() -> bool) -> (bool, bool) {
-    let before = rx(t, &t.eps[0]);
+    let before = t.eth0_rx_packets(&t.eps[0]);
     let ok = what();
-    (ok, rx(t, &t.eps[0]) - before >= min)
+    (ok, t.eth0_rx_packets(&t.eps[0]) - before >= min)
 }
 
 fn measure(t: &Topo) -> BTreeMap<&'static str, (bool, bool)> {
     let mut m = BTreeMap::new();
-    m.insert("ext → host", copies(t, 2, || ping(t, &t.ext, HOST_IP)));
-    m.insert("ext → e2", copies(t, 2, || ping(t, &t.ext, &ep_ip(2))));
-    m.insert("e2 → ext", copies(t, 2, || ping(t, &t.eps[1], EXT_IP)));
+    m.insert("ext → host", copies(t, 2, || t.ping_ip(&t.ext, HOST_IP)));
+    m.insert("ext → e2", copies(t, 2, || t.ping_ip(&t.ext, &ep_ip(2))));
+    m.insert("e2 → ext", copies(t, 2, || t.ping_ip(&t.eps[1], EXT_IP)));
     m.insert(
         "ext broadcast",
         copies(t, 2, || {
@@ -74,7 +54,7 @@ fn measure(t: &Topo) -> BTreeMap<&'static str, (bool, bool)> {
     );
     // e1's own MAC is not a destination (W4): frames to it go the host's way, and
     // e1 has them as copies of ext's frames.
-    m.insert("ext → e1", copies(t, 0, || ping(t, &t.ext, &ep_ip(1))));
+    m.insert("ext → e1", copies(t, 0, || t.ping_ip(&t.ext, &ep_ip(1))));
     m
 }
 
@@ -193,7 +173,7 @@ fn source_mode_is_reachable_from_the_daemon() {
         ]),
         "endpoint 'e1'.sources: '02:00:00:00:00'",
     );
-    assert!(ping(&t, &t.ext, HOST_IP), "ext → host before");
+    assert!(t.ping_ip(&t.ext, HOST_IP), "ext → host before");
     ok(&d.cli(&[
         "endpoint",
         "add",
@@ -218,11 +198,11 @@ fn source_mode_is_reachable_from_the_daemon() {
     assert_eq!(ep["nodst"], true, "{v}");
     // nodst: ext's frames are consumed (e1 gets the copies), so ext no longer
     // reaches the host; e1's counter shows the copies.
-    let (reached, copied) = copies(&t, 2, || ping(&t, &t.ext, HOST_IP));
+    let (reached, copied) = copies(&t, 2, || t.ping_ip(&t.ext, HOST_IP));
     assert!(
         !reached && copied,
         "nodst: reached {reached}, copies {copied}"
     );
     ok(&d.cli(&["endpoint", "rm", "e1"]));
-    assert!(ping(&t, &t.ext, HOST_IP), "ext → host once e1 is gone");
+    assert!(t.ping_ip(&t.ext, HOST_IP), "ext → host once e1 is gone");
 }

@@ -11,24 +11,6 @@ use common::topo::{ep_ip, ep_mac, Topo};
 use common::{require_root, wait_for};
 
 /// Received frames on `eth0` of namespace `ns`.
-fn rx(t: &Topo, ns: &str) -> u64 {
-    let out = t.lab.exec(ns, &["cat", "/proc/net/dev"]);
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let line = text
-        .lines()
-        .find(|l| l.trim_start().starts_with("eth0:"))
-        .expect("eth0");
-    // After the name: rx bytes, then rx packets.
-    line.split(':')
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 /// Sends `count` frames from `eth0` in `ns`: dst, src, optional VLAN, EtherType 0x88b5.
 fn send(t: &Topo, ns: &str, dst: &str, src: &str, vlan: Option<u16>, count: u32) {
     let tag = vlan.map_or(String::new(), |v| format!("8100{v:04x}"));
@@ -156,7 +138,7 @@ fn vlan_networks_share_a_parent_and_never_see_each_other() {
 
     // From the wire: a frame tagged 10 for e1 arrives (untagged); tagged 20 for e1 does
     // not (e1 is not on VLAN 20); tagged 20 for e2 arrives.
-    let (r1, r2) = (rx(&t, &e1), rx(&t, &e2));
+    let (r1, r2) = (t.eth0_rx_packets(&e1), t.eth0_rx_packets(&e2));
     let passed = kernel_stat(&d, "xdp_tagged_miss");
     send(&t, &t.ext, &ep_mac(1), ext_mac, Some(10), 20);
     send(&t, &t.ext, &ep_mac(1), ext_mac, Some(20), 20);
@@ -167,8 +149,8 @@ fn vlan_networks_share_a_parent_and_never_see_each_other() {
     // arrived, nothing is still on its way.
     wait_for("all 80 frames handled", || {
         let (a, b, p) = (
-            rx(&t, &e1) - r1,
-            rx(&t, &e2) - r2,
+            t.eth0_rx_packets(&e1) - r1,
+            t.eth0_rx_packets(&e2) - r2,
             kernel_stat(&d, "xdp_tagged_miss") - passed,
         );
         if a >= 20 && b >= 20 && p >= 40 {
@@ -179,11 +161,15 @@ fn vlan_networks_share_a_parent_and_never_see_each_other() {
     });
     let stats = String::from_utf8_lossy(&d.cli(&["stats"]).stdout).to_string();
     assert_eq!(
-        rx(&t, &e1) - r1,
+        t.eth0_rx_packets(&e1) - r1,
         20,
         "e1 gets exactly its VLAN-10 frames\n{stats}"
     );
-    assert_eq!(rx(&t, &e2) - r2, 20, "e2 gets exactly its VLAN-20 frames");
+    assert_eq!(
+        t.eth0_rx_packets(&e2) - r2,
+        20,
+        "e2 gets exactly its VLAN-20 frames"
+    );
 
     // The tag is popped on the way to the endpoint.
     let cap = capture(&e1, ext_mac, 3);
@@ -213,7 +199,7 @@ fn vlan_networks_share_a_parent_and_never_see_each_other() {
     // Bridge mode switches locally only within a VLAN: e1 → e2's MAC never reaches e2.
     // Once the switch has received all 10 (its e1 rx counter), it has decided them.
     let (r2, from_e1, to_e2) = (
-        rx(&t, &e2),
+        t.eth0_rx_packets(&e2),
         port_stat(&d, "e1", "rx_packets"),
         port_stat(&d, "e2", "tx_packets"),
     );
@@ -232,7 +218,7 @@ fn vlan_networks_share_a_parent_and_never_see_each_other() {
         "the switch sent a frame from VLAN 10 to VLAN 20"
     );
     assert_eq!(
-        rx(&t, &e2) - r2,
+        t.eth0_rx_packets(&e2) - r2,
         0,
         "a frame crossed from VLAN 10 to VLAN 20"
     );

@@ -240,13 +240,29 @@ impl Topo {
 
     /// Cold-ARP ping from `a` to `b`: neighbour tables flushed first.
     pub fn ping(&self, a: &str, b: &str) -> bool {
-        self.flush_neighbours();
         let (ns, _) = self.node(a);
         let (_, ip) = self.node(b);
+        self.ping_ip(ns, &ip)
+    }
+
+    /// Cold-ARP ping from namespace `ns` to address `ip`.
+    pub fn ping_ip(&self, ns: &str, ip: &str) -> bool {
+        self.flush_neighbours();
         self.lab.try_exec(
             ns,
-            &["ping", "-q", "-n", "-c", "2", "-i", "0.3", "-W", "1", &ip],
+            &["ping", "-q", "-n", "-c", "2", "-i", "0.3", "-W", "1", ip],
         )
+    }
+
+    /// Frames `eth0` in namespace `ns` received (`/proc/net/dev`).
+    pub fn eth0_rx_packets(&self, ns: &str) -> u64 {
+        let out = self.lab.exec(ns, &["cat", "/proc/net/dev"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("eth0:"))
+            .and_then(|r| r.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok())
+            .expect("eth0 in /proc/net/dev")
     }
 
     fn echo_counters(&self) -> BTreeMap<String, u64> {
