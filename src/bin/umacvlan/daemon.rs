@@ -1002,15 +1002,10 @@ impl Daemon {
         f: impl FnOnce(&mut BTreeMap<String, PoolRecord>) -> Result<T, String>,
     ) -> Result<T, String> {
         let before = self.ipam.clone();
-        let r = f(&mut self.ipam).and_then(|v| {
-            self.save(None)
-                .map(|()| v)
-                .map_err(|e| format!("{e}; the change was undone"))
-        });
-        if r.is_err() {
-            self.ipam = before;
-        }
-        r
+        let v = f(&mut self.ipam).inspect_err(|_| self.ipam = before.clone())?;
+        self.saved_or_undone(|d| d.ipam = before)
+            .map_err(|e| e.to_string())?;
+        Ok(v)
     }
 
     /// Follows every endpoint's multicast membership ([`Dataplane::sync_multicast`]).
@@ -1040,12 +1035,11 @@ impl Daemon {
         };
         let before = std::mem::replace(&mut e.netns, netns.to_string());
         let parent = self.networks[&e.network].parent.clone();
-        if let Err(err) = self.save(None) {
-            if let Some(e) = self.endpoints.get_mut(name) {
+        self.saved_or_undone(|d| {
+            if let Some(e) = d.endpoints.get_mut(name) {
                 e.netns = before;
             }
-            return Err(err.into());
-        }
+        })?;
         if let Some(dp) = self.planes.get_mut(&parent) {
             dp.set_endpoint_netns(name, netns);
         }
