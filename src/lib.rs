@@ -47,6 +47,7 @@
 //!      │ table::Writer  ──RCU snapshot──▶  table::Reader (one load per burst)
 //!   switch     burst loop: receive → classify → decide → stage → transmit
 //!      │ mode::decide(ingress, Facts, &PortTable) -> Verdict   (pure)
+//!   fastpath   the kernel fast path's entries, compiled from the table by decide
 //!   mode       the kernel's forwarding rules T1–T4, W1–W9, §3.1
 //!   view       the published port table: ports, endpoints, the FDB snapshot
 //!   table      FDB: (VLAN, MAC) → PortId
@@ -97,6 +98,7 @@
 
 // The sans-I/O core, bottom up (tests/layers.rs holds it to this order).
 pub mod app;
+pub mod fastpath;
 pub mod mode;
 pub mod port;
 pub mod switch;

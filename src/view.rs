@@ -218,6 +218,12 @@ impl PortTable {
             .map_or(&[], Vec::as_slice)
     }
 
+    /// Whether any source-mode entry exists, in any network.
+    #[inline]
+    pub fn has_sources(&self) -> bool {
+        !self.sources.is_empty()
+    }
+
     /// Endpoints of network `vlan`, up or down.
     #[inline]
     pub fn members(&self, vlan: u16) -> &[PortId] {

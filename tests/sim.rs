@@ -194,6 +194,49 @@ fn private_only() -> Vec<EpSpec> {
     ]
 }
 
+/// The topology of a scenario, and its endpoints in the model's terms.
+fn build(scenario: &str, specs: &[EpSpec]) -> (Topology, Vec<Ep>) {
+    let parent = ParentConfig {
+        name: "eth0".into(),
+        mac: PARENT,
+        mtu: 1500,
+    };
+    let mut topo = Topology::new(parent, true).expect("parent");
+    let mut eps = Vec::new();
+    for s in specs {
+        let mut c = EndpointConfig::new(s.name, s.mode).with_mac(s.mac);
+        c.up = s.up;
+        c.nodst = s.nodst;
+        c.sources = s.sources.clone();
+        c.mc = match &s.groups {
+            None => McFilter::All,
+            Some(g) => McFilter::Groups(Arc::from(g.as_slice())),
+        };
+        let id = topo
+            .add_endpoint(c)
+            .unwrap_or_else(|e| panic!("{scenario}: add {}: {e}", s.name));
+        // §5: a passthru endpoint takes the lower's MAC, overriding any address.
+        let mac = if s.mode == Passthru { PARENT } else { s.mac };
+        assert_eq!(
+            topo.endpoint(s.name).unwrap().mac(),
+            mac,
+            "{scenario}: MAC of {}",
+            s.name
+        );
+        eps.push(Ep {
+            id,
+            name: s.name,
+            mac,
+            mode: s.mode,
+            up: s.up,
+            nodst: s.nodst,
+            groups: s.groups.clone(),
+            sources: s.sources.clone(),
+        });
+    }
+    (topo, eps)
+}
+
 // ---------------------------------------------------------------------------------
 // The simulation harness
 // ---------------------------------------------------------------------------------
@@ -231,44 +274,7 @@ impl Sim {
         slots: u32,
         tx_cap: usize,
     ) -> Sim {
-        let parent = ParentConfig {
-            name: "eth0".into(),
-            mac: PARENT,
-            mtu: 1500,
-        };
-        let mut topo = Topology::new(parent, true).expect("parent");
-        let mut eps = Vec::new();
-        for s in specs {
-            let mut c = EndpointConfig::new(s.name, s.mode).with_mac(s.mac);
-            c.up = s.up;
-            c.nodst = s.nodst;
-            c.sources = s.sources.clone();
-            c.mc = match &s.groups {
-                None => McFilter::All,
-                Some(g) => McFilter::Groups(Arc::from(g.as_slice())),
-            };
-            let id = topo
-                .add_endpoint(c)
-                .unwrap_or_else(|e| panic!("{scenario}: add {}: {e}", s.name));
-            // §5: a passthru endpoint takes the lower's MAC, overriding any address.
-            let mac = if s.mode == Passthru { PARENT } else { s.mac };
-            assert_eq!(
-                topo.endpoint(s.name).unwrap().mac(),
-                mac,
-                "{scenario}: MAC of {}",
-                s.name
-            );
-            eps.push(Ep {
-                id,
-                name: s.name,
-                mac,
-                mode: s.mode,
-                up: s.up,
-                nodst: s.nodst,
-                groups: s.groups.clone(),
-                sources: s.sources.clone(),
-            });
-        }
+        let (topo, eps) = build(scenario, specs);
         let mut sw: Switch<MemPort, MemPool> = Switch::new(topo.reader(), MemPool::new(slots, 512));
         let mut ports = vec![UPLINK, HOST];
         ports.extend(eps.iter().map(|e| e.id));
@@ -876,4 +882,144 @@ fn reference_model_reproduces_spec_examples() {
     );
     assert_eq!(pt.expect(&bc(UPLINK, PARENT)).ports, to(&[PortId(2)]));
     assert_eq!(pt.expect(&uc(UPLINK, UNKNOWN[0])).ports, to(&[PortId(2)]));
+}
+
+/// The kernel fast path moves work, never an outcome: for every scenario above (and
+/// one with VLAN networks and strict private endpoints), every ingress, destination,
+/// source, VLAN, tag stack and length, a frame the compiled fast path forwards goes
+/// exactly where `decide` sends it, to that one egress alone; where `decide` gives
+/// anything else the frame is the switch's. Some ports are left out of the kernel's
+/// reach (an in-process endpoint's), and the fast path must route around them.
+#[test]
+fn the_fast_path_forwards_only_what_decide_sends_to_one_egress() {
+    use umacvlan::fastpath::{FastTable, Reach};
+    use umacvlan::mode::{decide, Facts, Verdict};
+
+    let mut vlans = vec![
+        ep("b1", Bridge, 1),
+        ep("b2", Bridge, 2),
+        ep("p1", Private, 6),
+        ep("v1", Vepa, 4),
+    ];
+    let mut scenarios: Vec<(&str, Topology)> = vec![
+        ("mixed", build("mixed", &mixed(false)).0),
+        ("mixed+nodst", build("mixed+nodst", &mixed(true)).0),
+        ("passthru", build("passthru", &passthru(true)).0),
+        ("passthru-down", build("passthru-down", &passthru(false)).0),
+        ("private", build("private", &private_only()).0),
+        ("bridges", build("bridges", &vlans[..2]).0),
+    ];
+    // Networks on VLANs 20 and 30 beside the untagged one, strict private endpoints.
+    let (mut t, _) = build("vlans", &vlans);
+    for (i, (vlan, strict)) in [(20u16, false), (20, true), (30, true)].iter().enumerate() {
+        let n = 50 + i as u8;
+        let mut c = EndpointConfig::new(format!("x{n}"), if *strict { Private } else { Bridge })
+            .with_mac(ep_mac(n));
+        c.vlan = *vlan;
+        c.strict = *strict;
+        t.add_endpoint(c).unwrap();
+        vlans.push(ep("x", Bridge, n));
+    }
+    let mut c = EndpointConfig::new("y20", Bridge).with_mac(ep_mac(60));
+    c.vlan = 20;
+    t.add_endpoint(c).unwrap();
+    scenarios.push(("vlans", t));
+
+    let mut fast_taken = 0u64;
+    let mut checked = 0u64;
+    for (name, topo) in &scenarios {
+        let t = topo.table();
+        let eps: Vec<(PortId, MacAddr, u16, bool)> = t
+            .ports()
+            .filter_map(|(id, p)| p.endpoint().map(|e| (id, e.mac, e.vlan, e.up)))
+            .collect();
+        // Every third endpoint is out of the kernel's reach (in-process).
+        let unreachable: HashSet<PortId> = eps.iter().map(|e| e.0).step_by(3).collect();
+        for masked in [false, true] {
+            let reach = |p: PortId| {
+                if masked && unreachable.contains(&p) {
+                    Reach::default()
+                } else {
+                    Reach {
+                        ingress: true,
+                        egress: true,
+                    }
+                }
+            };
+            let ft = FastTable::compile(&t, reach);
+            let mut dsts: Vec<MacAddr> = eps.iter().map(|e| e.1).collect();
+            dsts.extend([PARENT, BCAST, G1, G3]);
+            dsts.extend(EXT);
+            dsts.extend(UNKNOWN);
+            let srcs = dsts.clone();
+            let vlan_ids: Vec<u16> = [0u16, 20, 30, 99].to_vec();
+            for &(x, own, _, _) in &eps {
+                for &dst in &dsts {
+                    for &src in &[own, EXT[0], ep_mac(2)] {
+                        for tagged in [false, true] {
+                            for payload in [46usize, 1500, 1501] {
+                                let f = Facts {
+                                    dst,
+                                    src,
+                                    vlan: 0,
+                                    ethertype: EtherType::IPV4,
+                                };
+                                checked += 1;
+                                let Some(q) = ft.from_endpoint(x, own, &f, tagged, payload) else {
+                                    continue;
+                                };
+                                fast_taken += 1;
+                                let v = decide(x, &f, &t);
+                                assert_eq!(
+                                    v,
+                                    Verdict::Forward(q),
+                                    "{name}: {x} {src} -> {dst}: fast to {q}, decide {v:?}"
+                                );
+                                assert!(
+                                    !tagged
+                                        && q != x
+                                        && !(masked && unreachable.contains(&q) && q != UPLINK),
+                                    "{name}: {x} -> {dst} fast to {q}"
+                                );
+                                assert!(payload <= t.port(q).unwrap().mtu as usize);
+                            }
+                        }
+                    }
+                }
+            }
+            for &dst in &dsts {
+                for &src in &srcs {
+                    for &vlan in &vlan_ids {
+                        for inner in [false, true] {
+                            let f = Facts {
+                                dst,
+                                src,
+                                vlan,
+                                ethertype: EtherType::IPV4,
+                            };
+                            let src_ep = t.lookup(vlan, src).is_some();
+                            let (sources, passthru) = (t.has_sources(), t.passthru().is_some());
+                            checked += 1;
+                            let Some(q) = ft.from_wire(&f, inner, 100, src_ep, sources, passthru)
+                            else {
+                                continue;
+                            };
+                            fast_taken += 1;
+                            let v = decide(UPLINK, &f, &t);
+                            assert_eq!(v, Verdict::Forward(q), "{name}: wire {src} -> {dst} vlan {vlan}: fast to {q}, decide {v:?}");
+                            assert!(
+                                !(masked && unreachable.contains(&q)),
+                                "{name}: wire fast to unreachable {q}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // The fast path is not vacuous: it takes a good share of what it may.
+    assert!(
+        fast_taken > 1000,
+        "fast path taken {fast_taken} of {checked} times"
+    );
 }
