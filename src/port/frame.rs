@@ -117,16 +117,33 @@ pub trait FramePool {
         Some(c)
     }
 
+    /// Drops the first `n` bytes of `f` (an encapsulation in front of the frame):
+    /// they become headroom. `false` (frame unchanged) if `f` is shorter.
+    fn strip_front(&mut self, f: &mut Frame, n: usize) -> bool {
+        if f.len() < n {
+            return false;
+        }
+        f.off += n as u16;
+        f.len -= n as u16;
+        true
+    }
+
     /// Inserts an 802.1Q tag with `tci` after the MAC addresses, using headroom.
     /// Returns `false` (frame unchanged) if there is no headroom or the frame is a runt.
     fn push_vlan(&mut self, f: &mut Frame, tci: u16) -> bool {
+        self.push_tag(f, 0x8100, tci)
+    }
+
+    /// Inserts a tag with TPID `tpid` (0x8100, 0x88a8) and `tci` after the MAC
+    /// addresses, using headroom; `false` (frame unchanged) as [`FramePool::push_vlan`].
+    fn push_tag(&mut self, f: &mut Frame, tpid: u16, tci: u16) -> bool {
         if f.offset() < 4 || f.len() < 14 || f.len() + 4 > u16::MAX as usize {
             return false;
         }
         let o = f.offset();
         let s = self.slot_mut(f.idx);
         s.copy_within(o..o + 12, o - 4);
-        s[o + 8..o + 10].copy_from_slice(&0x8100u16.to_be_bytes());
+        s[o + 8..o + 10].copy_from_slice(&tpid.to_be_bytes());
         s[o + 10..o + 12].copy_from_slice(&tci.to_be_bytes());
         f.off -= 4;
         f.len += 4;

@@ -11,12 +11,13 @@
 
 mod stats;
 
-pub use stats::PortStats;
+pub use stats::{FastStats, PortStats};
 
 use crate::mode::{decide, DropReason, Facts, Verdict};
 use crate::port::{Frame, FramePool, Port, PortId, MAX_PORTS};
 use crate::table::Reader;
 use crate::view::{PortTable, Role};
+use crate::wire::shim::{Shim, SHIM_LEN};
 use crate::wire::EthernetFrame;
 
 /// The default burst size.
@@ -42,6 +43,9 @@ pub struct Switch<P: Port<B>, B: FramePool, const BURST: usize = DEFAULT_BURST> 
     stage: Vec<Vec<Frame>>,
     touched: Vec<PortId>,
     kernel_host: Option<PortId>,
+    /// Frames of many ports, each behind a [`Shim`] naming its sender.
+    collector: Option<P>,
+    collector_stats: PortStats,
 }
 
 /// Why a port could not be attached.
@@ -68,6 +72,8 @@ impl<P: Port<B>, B: FramePool, const BURST: usize> Switch<P, B, BURST> {
             stage: Vec::new(),
             touched: Vec::with_capacity(MAX_PORTS),
             kernel_host: None,
+            collector: None,
+            collector_stats: PortStats::default(),
         }
     }
 
@@ -144,15 +150,53 @@ impl<P: Port<B>, B: FramePool, const BURST: usize> Switch<P, B, BURST> {
             .map(|(i, (_, s))| (PortId(i as u16), s))
     }
 
-    /// One pass over every attached port: up to `BURST` frames from each. Returns how
-    /// many frames were received.
+    /// Sets the collector: a port whose frames come from many ports, each behind a
+    /// [`Shim`] naming its sender (the kernel fast path hands the switch what it
+    /// does not forward itself this way). Every frame is switched as if its sender
+    /// had received it, and counted there; one whose shim is missing or names no
+    /// attached port is dropped, counted in [`Switch::collector_stats`]. Returns the
+    /// collector it replaces.
+    pub fn set_collector(&mut self, port: Option<P>) -> Option<P> {
+        core::mem::replace(&mut self.collector, port)
+    }
+
+    /// The collector, if one is set.
+    pub fn collector_mut(&mut self) -> Option<&mut P> {
+        self.collector.as_mut()
+    }
+
+    /// Drops of frames the collector received that belong to no port.
+    pub fn collector_stats(&self) -> &PortStats {
+        &self.collector_stats
+    }
+
+    /// One pass over every attached port (and the collector): up to `BURST` frames
+    /// from each. Returns how many frames were received.
     pub fn poll(&mut self) -> usize {
         let mut n = 0;
         for p in self.ports.iter_mut().flatten() {
             p.maintain(&mut self.pool);
         }
+        if let Some(c) = &mut self.collector {
+            c.maintain(&mut self.pool);
+        }
         for i in 0..self.ports.len() {
             n += self.poll_port(PortId(i as u16));
+        }
+        n + self.poll_collector()
+    }
+
+    /// Receives and forwards one burst from the collector. Returns how many frames
+    /// were received.
+    pub fn poll_collector(&mut self) -> usize {
+        let Some(c) = &mut self.collector else {
+            return 0;
+        };
+        debug_assert!(self.rx.is_empty());
+        c.receive(&mut self.pool, &mut self.rx, BURST);
+        let n = self.rx.len();
+        if n > 0 {
+            self.forward_rx(None);
         }
         n
     }
@@ -166,20 +210,75 @@ impl<P: Port<B>, B: FramePool, const BURST: usize> Switch<P, B, BURST> {
         debug_assert!(self.rx.is_empty());
         port.receive(&mut self.pool, &mut self.rx, BURST);
         let n = self.rx.len();
-        if n == 0 {
-            return 0;
+        if n > 0 {
+            self.forward_rx(Some(id));
         }
-        let snap = self.table.snapshot();
-        let t: &PortTable = &snap;
-        let ing = Ingress {
+        n
+    }
+
+    /// What the datapath needs to know about sender `id`.
+    #[inline]
+    fn ingress(t: &PortTable, id: PortId) -> Ingress {
+        Ingress {
             id,
             from_wire: t.port(id).is_some_and(|i| i.role == Role::Uplink),
             push_tag: t.endpoint(id).map_or(0, |e| e.vlan),
+        }
+    }
+
+    /// A collector frame without its shim, and its sender; `None` (counted) if it
+    /// belongs to no attached port.
+    #[inline]
+    fn unshim(&mut self, mut f: Frame) -> Option<(PortId, Frame)> {
+        let Some(sh) = Shim::parse(self.pool.data(&f)) else {
+            self.collector_stats.drop(DropReason::Runt);
+            self.pool.free(f);
+            return None;
         };
+        let id = PortId(sh.port);
+        if !matches!(self.ports.get(sh.port as usize), Some(Some(_))) {
+            self.collector_stats.drop(DropReason::UnknownPort);
+            self.pool.free(f);
+            return None;
+        }
+        let ok = self.pool.strip_front(&mut f, SHIM_LEN)
+            && sh
+                .tag
+                .is_none_or(|(tpid, tci)| self.pool.push_tag(&mut f, tpid, tci));
+        if !ok {
+            self.stats[id.0 as usize].drop(DropReason::NoBuffer);
+            self.pool.free(f);
+            return None;
+        }
+        Some((id, f))
+    }
+
+    /// Switches the frames in `self.rx`, all from `from`, or each from the port its
+    /// shim names (`None`: the collector's).
+    fn forward_rx(&mut self, from: Option<PortId>) {
+        let n = self.rx.len();
+        let snap = self.table.snapshot();
+        let t: &PortTable = &snap;
+        let fixed = from.map(|id| Self::ingress(t, id));
         let mut rx = core::mem::take(&mut self.rx);
         let mut rx_bytes = 0u64;
         for frame in rx.drain(..) {
-            rx_bytes += frame.len() as u64;
+            let (ing, frame) = match fixed {
+                Some(ing) => {
+                    rx_bytes += frame.len() as u64;
+                    (ing, frame)
+                }
+                None => {
+                    let Some((id, f)) = self.unshim(frame) else {
+                        continue;
+                    };
+                    let s = &mut self.stats[id.0 as usize];
+                    s.rx_packets += 1;
+                    s.rx_bytes += f.len() as u64;
+                    (Self::ingress(t, id), f)
+                }
+            };
+            let id = ing.id;
             let (facts, payload) = match EthernetFrame::new_checked(self.pool.data(&frame)) {
                 Ok(h) => (
                     Facts {
@@ -226,11 +325,12 @@ impl<P: Port<B>, B: FramePool, const BURST: usize> Switch<P, B, BURST> {
             }
         }
         self.rx = rx;
-        let s = &mut self.stats[id.0 as usize];
-        s.rx_packets += n as u64;
-        s.rx_bytes += rx_bytes;
+        if let Some(ing) = fixed {
+            let s = &mut self.stats[ing.id.0 as usize];
+            s.rx_packets += n as u64;
+            s.rx_bytes += rx_bytes;
+        }
         self.flush();
-        n
     }
 
     /// Counts a frame the kernel delivered itself (see [`Switch::set_kernel_host`]).
@@ -353,6 +453,68 @@ mod tests {
             assert_eq!(st.dropped(r), 1, "{}", r.as_str());
         }
         assert_eq!(st.total_drops(), 3);
+        assert_eq!(sw.pool().in_use(), 0);
+    }
+
+    #[test]
+    fn collector_frames_are_switched_as_their_senders_and_strays_are_counted() {
+        use crate::wire::shim::Shim;
+        use crate::wire::{emit_header, EtherType, MacAddr};
+        let parent = ParentConfig {
+            name: "eth1".into(),
+            mac: "02:00:00:00:00:fe".parse().unwrap(),
+            mtu: 1500,
+        };
+        let mut topo = Topology::new(parent, true).unwrap();
+        let ma: MacAddr = "02:00:00:00:00:01".parse().unwrap();
+        let mb: MacAddr = "02:00:00:00:00:02".parse().unwrap();
+        let a = topo
+            .add_endpoint(EndpointConfig::new("a", Mode::Bridge).with_mac(ma))
+            .unwrap();
+        let b = topo
+            .add_endpoint(EndpointConfig::new("b", Mode::Bridge).with_mac(mb))
+            .unwrap();
+        let mut sw: Switch<MemPort, MemPool> = Switch::new(topo.reader(), MemPool::new(16, 256));
+        for id in [UPLINK, HOST, a, b] {
+            sw.attach(id, MemPort::new(8)).unwrap();
+        }
+        assert!(sw.set_collector(Some(MemPort::new(8))).is_none());
+        let mut frame = [0u8; 60];
+        emit_header(&mut frame, mb, ma, None, EtherType::IPV4);
+        let shimmed = |sh: Shim| [&sh.to_bytes()[..], &frame[..]].concat();
+        let sends = [
+            shimmed(Shim {
+                port: a.0,
+                tag: None,
+            }),
+            shimmed(Shim {
+                port: a.0,
+                tag: Some((0x8100, 5)),
+            }),
+            shimmed(Shim {
+                port: 900,
+                tag: None,
+            }),
+            frame.to_vec(),
+        ];
+        for bytes in &sends {
+            let f = sw.pool_mut().alloc_with(bytes).unwrap();
+            sw.collector_mut().unwrap().inject(f);
+        }
+        assert_eq!(sw.poll(), 4);
+        let got = sw.port_mut(b).unwrap().pop_tx().expect("a -> b");
+        assert_eq!(sw.pool().data(&got), &frame[..]);
+        sw.pool_mut().free(got);
+        let st = sw.stats(a).unwrap();
+        assert_eq!((st.rx_packets, st.rx_bytes), (2, 60 + 64));
+        // The tag the kernel held out is back in the frame (the kernel's macvlan
+        // switches a tagged frame from an endpoint by its MAC alone, T2).
+        let tagged = sw.port_mut(b).unwrap().pop_tx().expect("tagged a -> b");
+        assert_eq!(&sw.pool().data(&tagged)[12..16], &[0x81, 0x00, 0x00, 0x05]);
+        sw.pool_mut().free(tagged);
+        let c = sw.collector_stats();
+        assert_eq!(c.dropped(DropReason::UnknownPort), 1);
+        assert_eq!(c.dropped(DropReason::Runt), 1);
         assert_eq!(sw.pool().in_use(), 0);
     }
 }

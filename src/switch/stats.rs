@@ -17,6 +17,36 @@ pub struct PortStats {
     pub tx_bytes: u64,
     /// Drops, indexed by [`DropReason::index`].
     pub drops: [u64; DropReason::COUNT],
+    /// Of the counters above, what the kernel fast path forwarded without the
+    /// switch (the rest took the AF_XDP path).
+    pub fast: FastStats,
+}
+
+/// What the kernel fast path forwarded for one port.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FastStats {
+    /// Frames the port sent that the kernel forwarded.
+    pub rx_packets: u64,
+    /// Their bytes.
+    pub rx_bytes: u64,
+    /// Frames the kernel delivered to the port.
+    pub tx_packets: u64,
+    /// Their bytes.
+    pub tx_bytes: u64,
+    /// Frames the port sent whose redirect the kernel refused (counted as dropped
+    /// too, reason `fast_path_failed`).
+    pub failed: u64,
+}
+
+impl FastStats {
+    /// Adds `o`'s counters to these.
+    pub fn merge(&mut self, o: &FastStats) {
+        self.rx_packets += o.rx_packets;
+        self.rx_bytes += o.rx_bytes;
+        self.tx_packets += o.tx_packets;
+        self.tx_bytes += o.tx_bytes;
+        self.failed += o.failed;
+    }
 }
 
 impl PortStats {
@@ -35,6 +65,7 @@ impl PortStats {
         for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
             *a += b;
         }
+        self.fast.merge(&o.fast);
     }
 
     /// Drops for reason `r`.

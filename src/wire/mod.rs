@@ -9,6 +9,7 @@
 mod ethernet;
 pub mod ipv4;
 mod mac;
+pub mod shim;
 
 pub use ethernet::{emit_header, EtherType, EthernetFrame, VlanId, VlanTag, HEADER_LEN, TAG_LEN};
 pub use mac::{MacAddr, MacParseError};
