@@ -74,6 +74,29 @@ struct {
 	__type(value, __u32);
 } groups SEC(".maps");
 
+/* The kernel fast path, compiled by userspace (src/fastpath.rs): from an endpoint,
+ * (ingress port, destination MAC); from the wire, (VLAN, destination MAC). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, STEER_MAX_FAST);
+	__type(key, struct fast_key);
+	__type(value, struct fast_val);
+} fast SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, STEER_MAX_PORTS);
+	__type(key, struct fdb_key);
+	__type(value, struct fast_val);
+} fast_wire SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STEER_MAX_PORTS);
+	__type(key, __u32);
+	__type(value, struct port_cnt);
+} port_stats SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, CNT_MAX);
@@ -93,6 +116,47 @@ static __always_inline void count(__u32 idx)
 
 	if (c)
 		*c += 1; /* per-CPU slot: no atomics needed */
+}
+
+static __always_inline struct port_cnt *port_cnt(__u32 port)
+{
+	return bpf_map_lookup_elem(&port_stats, &port);
+}
+
+/* A frame the fast path forwarded: sent by `in`, delivered to `out`. */
+static __always_inline void count_fast(__u32 in, __u32 out, __u64 rx_len, __u64 tx_len)
+{
+	struct port_cnt *c = port_cnt(in);
+
+	if (c) {
+		c->rx_packets += 1;
+		c->rx_bytes += rx_len;
+	}
+	c = port_cnt(out);
+	if (c) {
+		c->tx_packets += 1;
+		c->tx_bytes += tx_len;
+	}
+	count(CNT_TC_FAST);
+}
+
+static __always_inline void count_fast_fail(__u32 in, __u32 counter)
+{
+	struct port_cnt *c = port_cnt(in);
+
+	if (c)
+		c->failed += 1;
+	count(counter);
+}
+
+static __always_inline int mac_eq(const __u8 *a, const __u8 *b)
+{
+	int eq = 1;
+
+	for (int i = 0; i < ETH_ALEN; i++)
+		if (a[i] != b[i])
+			eq = 0;
+	return eq;
 }
 
 static __always_inline int is_vlan_proto(__be16 proto)
@@ -175,6 +239,8 @@ static __always_inline int steer_frame(struct xdp_md *ctx)
 
 	__u32 dev_flags = dev->flags;
 	struct fdb_key key = {};
+	__u32 hdr = sizeof(*eth);
+	int inner = 0;
 
 	if (is_vlan_proto(eth->h_proto)) {
 		struct vlan_tag *tag = (void *)(eth + 1);
@@ -184,8 +250,10 @@ static __always_inline int steer_frame(struct xdp_md *ctx)
 			return XDP_PASS;
 		}
 		key.vlan = bpf_ntohs(tag->tci) & 0x0fff;
+		hdr += sizeof(*tag);
 		/* Two tags (QinQ) the switch handles; a third it does not. */
 		if (is_vlan_proto(tag->proto)) {
+			inner = 1;
 			struct vlan_tag *inner = tag + 1;
 
 			if ((void *)(inner + 1) > data_end) {
@@ -222,6 +290,22 @@ static __always_inline int steer_frame(struct xdp_md *ctx)
 		 * VLAN and MAC no endpoint has (an unknown VLAN, typically). */
 		count(key.vlan ? CNT_XDP_TAGGED_MISS : CNT_XDP_PASS);
 		return XDP_PASS;
+	}
+	/* The fast path into the endpoint (tc, below, redirects it): one tag at most, a
+	 * source that is no endpoint's (a reflected frame's fate depends on its sender),
+	 * no source-mode lists, and a payload its MTU takes. */
+	if (!inner && !(dev_flags & DEV_F_SOURCES)) {
+		struct fast_val *fv = bpf_map_lookup_elem(&fast_wire, &key);
+
+		if (fv && (__u64)(data_end - data) - hdr <= fv->mtu) {
+			struct fdb_key skey = { .vlan = key.vlan };
+
+			__builtin_memcpy(skey.mac, eth->h_source, ETH_ALEN);
+			if (!bpf_map_lookup_elem(&fdb, &skey)) {
+				count(CNT_XDP_FAST_PASS);
+				return XDP_PASS;
+			}
+		}
 	}
 	return to_switch(ctx, dev, hit->port);
 }
@@ -278,6 +362,59 @@ static __always_inline void mirror_clone(struct __sk_buff *skb, __u32 ifindex)
  */
 #define TC_NEXT TC_ACT_UNSPEC
 
+/*
+ * Unicast from the wire that XDP passed for the fast path (CNT_XDP_FAST_PASS):
+ * into the endpoint's namespace, its tag popped. `src` is (VLAN, source MAC).
+ * Returns the tc verdict, or -1 if it is not for the fast path.
+ */
+static __always_inline int fast_from_wire(struct __sk_buff *skb, const struct fdb_key *src)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > data_end)
+		return -1;
+	struct fdb_key dkey = { .vlan = src->vlan };
+	__u32 hdr = sizeof(*eth);
+	int accel = skb->vlan_present, tagged = accel;
+
+	__builtin_memcpy(dkey.mac, eth->h_dest, ETH_ALEN);
+	if (is_vlan_proto(eth->h_proto)) {
+		struct vlan_tag *tag = (void *)(eth + 1);
+
+		/* A tag inside the accelerated one, or a second inline one: QinQ. */
+		if (tagged || (void *)(tag + 1) > data_end || is_vlan_proto(tag->proto))
+			return -1;
+		tagged = 1;
+		hdr += sizeof(*tag);
+	}
+	struct fast_val *fv = bpf_map_lookup_elem(&fast_wire, &dkey);
+
+	if (!fv || bpf_map_lookup_elem(&fdb, src) || (!skb->gso_size && skb->len - hdr > fv->mtu)) {
+		/* Had XDP passed it for us, the table changed in between. */
+		if (bpf_map_lookup_elem(&fdb, &dkey))
+			count(CNT_TC_FAST_MISS);
+		return -1;
+	}
+	__u32 len = skb->len;
+	__u32 out = fv->port, ifindex = fv->ifindex;
+
+	if (tagged && bpf_skb_vlan_pop(skb)) {
+		count_fast_fail(0, CNT_TC_FAST_FAIL);
+		return TC_ACT_SHOT;
+	}
+	long r = bpf_redirect_peer(ifindex, 0);
+
+	if (r != TC_ACT_REDIRECT) {
+		count_fast_fail(0, CNT_TC_FAST_FAIL);
+		return TC_ACT_SHOT;
+	}
+	/* As the switch counts: the frame as it was on the wire, and as delivered. */
+	count_fast(0, out, len + (accel ? 4 : 0), len - (tagged && !accel ? 4 : 0));
+	return r;
+}
+
 SEC("tc")
 int mirror(struct __sk_buff *skb)
 {
@@ -317,6 +454,14 @@ int mirror(struct __sk_buff *skb)
 	/* A source MAC some source-mode endpoint lists (§3.1): the switch gets the
 	 * frame too; with nodst the host does not. Unicast reaching tc was passed by
 	 * XDP (for the host): only such a frame is cloned. */
+	if (!multicast && dev->role == ROLE_PARENT && !(dev->flags & (DEV_F_SOURCES | DEV_F_PASSTHRU))) {
+		int r = fast_from_wire(skb, &key);
+
+		if (r >= 0)
+			return r;
+		return TC_NEXT; /* unicast: XDP already steered it */
+	}
+
 	__u32 *sf = (dev->flags & DEV_F_SOURCES) ? bpf_map_lookup_elem(&srcs, &key) : 0;
 	__u32 src_flags = sf ? *sf : 0;
 
@@ -368,4 +513,88 @@ int mirror(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	}
 	return TC_NEXT;
+}
+
+/*
+ * Hands a frame of fast port `dev` to the switch: an 8-byte shim naming the sender
+ * (and the tag the kernel held outside the frame) in front, then out of the
+ * collector veth, whose peer's XDP puts it into the switch's socket.
+ */
+static __always_inline int to_collector(struct __sk_buff *skb, const struct dev_val *dev)
+{
+	struct shim sh = { .magic = SHIM_MAGIC, .port = dev->port };
+	__u32 port = dev->port, collector = dev->mirror_ifindex;
+
+	if (skb->vlan_present) {
+		sh.tci = skb->vlan_tci;
+		sh.tpid = bpf_ntohs(skb->vlan_proto);
+	}
+	if (!collector || bpf_skb_change_head(skb, sizeof(sh), 0) ||
+	    bpf_skb_store_bytes(skb, 0, &sh, sizeof(sh), 0)) {
+		count_fast_fail(port, CNT_TC_SHIM_FAIL);
+		return TC_ACT_SHOT;
+	}
+	count(CNT_TC_TO_SWITCH);
+	return bpf_redirect(collector, 0);
+}
+
+/*
+ * port_in (tc, clsact ingress of a fast port: an endpoint's switch-side veth).
+ * Untagged unicast from the endpoint's own MAC with a fast entry goes straight to
+ * its egress: bpf_redirect_peer into the destination endpoint's namespace, or
+ * bpf_redirect to the parent (its network's tag pushed). Everything else goes to
+ * the switch through the collector.
+ */
+SEC("tc")
+int port_in(struct __sk_buff *skb)
+{
+	__u32 ifindex = skb->ifindex;
+	struct dev_val *dev = bpf_map_lookup_elem(&devs, &ifindex);
+
+	if (!dev || dev->role != ROLE_FAST_PORT) {
+		count(CNT_TC_NOT_OURS);
+		return TC_NEXT;
+	}
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+
+	if (!(dev->flags & DEV_F_FAST) || (void *)(eth + 1) > data_end || (eth->h_dest[0] & 1) ||
+	    skb->vlan_present || is_vlan_proto(eth->h_proto) || !mac_eq(eth->h_source, dev->mac))
+		return to_collector(skb, dev);
+
+	struct fast_key k = { .port = dev->port };
+
+	__builtin_memcpy(k.mac, eth->h_dest, ETH_ALEN);
+	struct fast_val *v = bpf_map_lookup_elem(&fast, &k);
+
+	if (!v) {
+		__builtin_memset(k.mac, 0, ETH_ALEN);
+		v = bpf_map_lookup_elem(&fast, &k);
+	}
+	if (!v || (v->flags & FAST_F_SLOW) ||
+	    (!skb->gso_size && skb->len - sizeof(*eth) > v->mtu))
+		return to_collector(skb, dev);
+
+	__u32 len = skb->len, skb_len = len, in = dev->port, out = v->port, ifindex_out = v->ifindex;
+	long r;
+
+	if (v->flags & FAST_F_WIRE) {
+		__u16 vlan = v->vlan;
+
+		if (vlan) {
+			if (bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021Q), vlan))
+				return to_collector(skb, dev);
+			len += 4;
+		}
+		r = bpf_redirect(ifindex_out, 0);
+	} else {
+		r = bpf_redirect_peer(ifindex_out, 0);
+	}
+	if (r != TC_ACT_REDIRECT) {
+		count_fast_fail(in, CNT_TC_FAST_FAIL);
+		return TC_ACT_SHOT;
+	}
+	count_fast(in, out, skb_len, len);
+	return r;
 }

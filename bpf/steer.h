@@ -17,6 +17,8 @@
 #define STEER_MAX_FDB 65536   /* fdb: (vlan, mac) -> fdb_val */
 #define STEER_MAX_SRCS 4096   /* srcs: (vlan, source mac) -> SRC_F_* */
 #define STEER_MAX_GROUPS 16384 /* groups: (vlan, group mac) -> 1; mac 0 = every group */
+#define STEER_MAX_FAST 65536  /* fast: (ingress port, dst mac) -> fast_val; mac 0 = any other */
+#define STEER_MAX_PORTS 1024  /* port_stats: one slot per switch PortId; fast_wire entries */
 
 /* fdb key: VLAN id (0 = untagged or priority-tagged) and MAC address. */
 struct fdb_key {
@@ -58,13 +60,58 @@ struct dev_val {
 	__u32 flags;           /* DEV_F_* */
 	__u32 queues;          /* rx queues 0..queues-1 have a socket; a frame on another is counted and passed */
 	__u32 max_len;         /* longest frame its sockets' UMEM frames hold; 0 = no limit */
+	__u16 port;            /* ROLE_FAST_PORT: the endpoint's switch PortId */
+	__u8 mac[6];           /* ROLE_FAST_PORT: the endpoint's MAC (fast path: only frames from it) */
 };
 
 #define ROLE_PARENT 1  /* the parent NIC */
 #define ROLE_PORT 2    /* an endpoint's host-side veth, or the mirror veth */
+/* An endpoint's host-side veth that carries the tc program port_in instead of XDP:
+ * frames the fast path forwards go straight to their egress, the rest to the
+ * collector veth (mirror_ifindex) behind a shim. */
+#define ROLE_FAST_PORT 3
 
 #define DEV_F_PASSTHRU 1  /* parent in passthru mode: every unicast goes to the switch */
 #define DEV_F_SOURCES 2   /* parent: srcs has entries (a source-mode endpoint is up): look frames up */
+#define DEV_F_FAST 4      /* fast port: look frames up in `fast` (else every frame to the switch) */
+
+/* fast key: the sending endpoint and a destination MAC (0: every other one). */
+struct fast_key {
+	__u16 port;   /* ingress PortId */
+	__u8 mac[6];  /* destination MAC, transmission order */
+};
+
+/* fast / fast_wire value: where the kernel forwards the frame itself. */
+struct fast_val {
+	__u32 ifindex;  /* FAST_F_PEER: the egress endpoint's switch-side veth; FAST_F_WIRE: the parent */
+	__u16 port;     /* egress PortId (its counters) */
+	__u16 vlan;     /* FAST_F_WIRE: tag to push (0 = none) */
+	__u16 mtu;      /* longest payload after the Ethernet header; longer (not GSO) goes to the switch */
+	__u16 flags;    /* FAST_F_* */
+};
+
+#define FAST_F_PEER 1  /* bpf_redirect_peer: into the endpoint's namespace */
+#define FAST_F_WIRE 2  /* bpf_redirect to the parent's egress */
+#define FAST_F_SLOW 4  /* the switch decides (an explicit entry beside a fast default) */
+
+/* port_stats value (per CPU, indexed by PortId): what the fast path forwarded. */
+struct port_cnt {
+	__u64 rx_packets;  /* frames the port sent that the kernel forwarded */
+	__u64 rx_bytes;
+	__u64 tx_packets;  /* frames the kernel delivered to the port */
+	__u64 tx_bytes;
+	__u64 failed;      /* frames the port sent whose redirect or hand-off failed: dropped */
+};
+
+/* In front of a frame port_in hands to the switch through the collector veth. */
+struct shim {
+	__u16 magic;  /* SHIM_MAGIC */
+	__u16 port;   /* the sending PortId */
+	__u16 tci;    /* the tag the kernel held out of the frame (skb->vlan_tci) */
+	__u16 tpid;   /* its TPID; 0 = none */
+};
+
+#define SHIM_MAGIC 0x554d
 
 /* XDP metadata value (4 bytes before the frame) on a passthru redirect. */
 #define STEER_META_PASSTHRU 0xffffffffu
@@ -88,7 +135,13 @@ enum steer_counter {
 	CNT_TC_SOURCE_COPIED = 14, /* tc: a frame from a listed source MAC cloned to the mirror (§3.1) */
 	CNT_TC_SOURCE_CONSUMED = 15, /* tc: ... and dropped for the host (nodst) */
 	CNT_TC_UNWANTED = 16,      /* tc: multicast no endpoint accepts: not cloned to the switch */
-	CNT_MAX = 17,
+	CNT_TC_FAST = 17,          /* tc: forwarded by the fast path (endpoint or wire ingress) */
+	CNT_TC_FAST_FAIL = 18,     /* tc: a fast-path redirect the helper refused: dropped */
+	CNT_TC_TO_SWITCH = 19,     /* tc: from a fast port to the switch, through the collector */
+	CNT_TC_SHIM_FAIL = 20,     /* tc: the shim could not be put in front: dropped */
+	CNT_XDP_FAST_PASS = 21,    /* parent: passed for the tc fast path into an endpoint */
+	CNT_TC_FAST_MISS = 22,     /* tc: passed by XDP for the fast path, no entry by then: to the host */
+	CNT_MAX = 23,
 };
 
 #endif /* UMACVLAN_STEER_H */

@@ -11,7 +11,8 @@ use libbpf_rs::btf::types::Struct;
 use libbpf_rs::btf::Btf;
 use libbpf_rs::{MapType, ObjectBuilder, OpenObject, ProgramType};
 use umacvlan::bpf::{
-    DevVal, FdbKey, FdbVal, COUNTERS, MAX_DEVS, MAX_FDB, MAX_GROUPS, MAX_SRCS, MAX_XSKS, OBJECT,
+    DevVal, FastKey, FastVal, FdbKey, FdbVal, PortCnt, COUNTERS, MAX_DEVS, MAX_FAST, MAX_FDB,
+    MAX_GROUPS, MAX_PORT_STATS, MAX_SRCS, MAX_XSKS, OBJECT,
 };
 
 fn open() -> OpenObject {
@@ -44,14 +45,16 @@ fn programs_have_expected_names_types_and_sections() {
             )
         })
         .collect();
-    assert_eq!(progs.len(), 3, "exactly three programs: {progs:?}");
+    assert_eq!(progs.len(), 4, "exactly four programs: {progs:?}");
     for xdp in [umacvlan::bpf::XDP_PROG, umacvlan::bpf::XDP_TWIN_PROG] {
         assert_eq!(progs.get(xdp), Some(&(ProgramType::Xdp, "xdp".to_string())));
     }
-    assert_eq!(
-        progs.get(umacvlan::bpf::TC_PROG),
-        Some(&(ProgramType::SchedCls, "tc".to_string()))
-    );
+    for tc in [umacvlan::bpf::TC_PROG, umacvlan::bpf::TC_PORT_PROG] {
+        assert_eq!(
+            progs.get(tc),
+            Some(&(ProgramType::SchedCls, "tc".to_string()))
+        );
+    }
 }
 
 #[test]
@@ -91,6 +94,33 @@ fn maps_have_expected_types_and_sizes() {
         (
             "groups",
             (MapType::Hash, size_of::<FdbKey>() as u32, u32s, MAX_GROUPS),
+        ),
+        (
+            "fast",
+            (
+                MapType::Hash,
+                size_of::<FastKey>() as u32,
+                size_of::<FastVal>() as u32,
+                MAX_FAST,
+            ),
+        ),
+        (
+            "fast_wire",
+            (
+                MapType::Hash,
+                size_of::<FdbKey>() as u32,
+                size_of::<FastVal>() as u32,
+                MAX_PORT_STATS,
+            ),
+        ),
+        (
+            "port_stats",
+            (
+                MapType::PercpuArray,
+                u32s,
+                size_of::<PortCnt>() as u32,
+                MAX_PORT_STATS,
+            ),
         ),
         (
             "counters",
@@ -188,6 +218,44 @@ fn shared_structs_match_the_rust_mirror() {
                 ("flags", offset_of!(DevVal, flags)),
                 ("queues", offset_of!(DevVal, queues)),
                 ("max_len", offset_of!(DevVal, max_len)),
+                ("port", offset_of!(DevVal, port)),
+                ("mac", offset_of!(DevVal, mac)),
+            ])
+        )
+    );
+    assert_eq!(
+        btf_layout(&btf, "fast_key"),
+        (
+            size_of::<FastKey>(),
+            owned(&[
+                ("port", offset_of!(FastKey, port)),
+                ("mac", offset_of!(FastKey, mac))
+            ])
+        )
+    );
+    assert_eq!(
+        btf_layout(&btf, "fast_val"),
+        (
+            size_of::<FastVal>(),
+            owned(&[
+                ("ifindex", offset_of!(FastVal, ifindex)),
+                ("port", offset_of!(FastVal, port)),
+                ("vlan", offset_of!(FastVal, vlan)),
+                ("mtu", offset_of!(FastVal, mtu)),
+                ("flags", offset_of!(FastVal, flags)),
+            ])
+        )
+    );
+    assert_eq!(
+        btf_layout(&btf, "port_cnt"),
+        (
+            size_of::<PortCnt>(),
+            owned(&[
+                ("rx_packets", offset_of!(PortCnt, rx_packets)),
+                ("rx_bytes", offset_of!(PortCnt, rx_bytes)),
+                ("tx_packets", offset_of!(PortCnt, tx_packets)),
+                ("tx_bytes", offset_of!(PortCnt, tx_bytes)),
+                ("failed", offset_of!(PortCnt, failed)),
             ])
         )
     );

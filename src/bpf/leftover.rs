@@ -110,7 +110,12 @@ impl Steering {
         ours: &[Identity],
         ifindex: u32,
     ) -> Result<Option<Identity>, Error> {
-        if id == 0 || id == self.steer_id || id == self.twin_id || id == self.mirror_id {
+        if id == 0
+            || id == self.steer_id
+            || id == self.twin_id
+            || id == self.mirror_id
+            || id == self.port_in_id
+        {
             return Ok(None);
         }
         let found = identity(id).map_err(|source| Error::Interface {
@@ -172,7 +177,10 @@ impl Steering {
             }
         }
 
-        let mirror = self.own_identity(self.mirror_id, ifindex)?;
+        let tc_ours = [
+            self.own_identity(self.mirror_id, ifindex)?,
+            self.own_identity(self.port_in_id, ifindex)?,
+        ];
         let filters = nl::with_links(|r| r.bpf_ingress_filters(ifindex))
             .map_err(Self::netlink_err("list tc filters", ifindex))?;
         let mut filters_removed = 0;
@@ -180,19 +188,16 @@ impl Steering {
             let Some(id) = f.prog_id else {
                 continue;
             };
-            if self
-                .leftover(id, std::slice::from_ref(&mirror), ifindex)?
-                .is_none()
-            {
+            let Some(found) = self.leftover(id, &tc_ours, ifindex)? else {
                 continue;
-            }
+            };
             if nl::with_links(|r| r.delete_filter(&f))
                 .map_err(Self::netlink_err("delete a leftover tc filter", ifindex))?
             {
                 filters_removed += 1;
                 removed.push(format!(
                     "tc ingress filter running {} (id {id}, handle {:#x}, priority {}) on {name}",
-                    mirror.name.to_string_lossy(),
+                    found.name.to_string_lossy(),
                     f.handle(),
                     f.priority()
                 ));

@@ -75,9 +75,10 @@ pub use error::Error;
 #[cfg(feature = "cli")]
 pub use sink::{Sink, SinkCount, SinkHook};
 pub use types::{
-    Counter, DevVal, FdbKey, FdbVal, COUNTERS, DEV_F_PASSTHRU, DEV_F_SOURCES, FDB_F_HOST_SUPPRESS,
-    FDB_F_NOT_DST, MAX_DEVS, MAX_FDB, MAX_GROUPS, MAX_SRCS, MAX_XSKS, META_LEN, META_PASSTHRU,
-    ROLE_PARENT, ROLE_PORT, SRC_F_NODST, VLAN_MAX,
+    Counter, DevVal, FastKey, FastVal, FdbKey, FdbVal, PortCnt, COUNTERS, DEV_F_FAST,
+    DEV_F_PASSTHRU, DEV_F_SOURCES, FAST_F_PEER, FAST_F_SLOW, FAST_F_WIRE, FDB_F_HOST_SUPPRESS,
+    FDB_F_NOT_DST, MAX_DEVS, MAX_FAST, MAX_FDB, MAX_GROUPS, MAX_PORT_STATS, MAX_SRCS, MAX_XSKS,
+    META_LEN, META_PASSTHRU, ROLE_FAST_PORT, ROLE_PARENT, ROLE_PORT, SRC_F_NODST, VLAN_MAX,
 };
 
 use std::fmt;
@@ -102,6 +103,8 @@ pub const XDP_PROG: &str = "steer";
 pub const XDP_TWIN_PROG: &str = "steer_twin";
 /// Name of the tc program in [`OBJECT`].
 pub const TC_PROG: &str = "mirror";
+/// Name of the tc program on fast ports (endpoint veths without XDP).
+pub const TC_PORT_PROG: &str = "port_in";
 
 /// What one run of `steer` did ([`Steering::test_xdp`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -195,6 +198,8 @@ struct XdpLink {
 /// A tc attachment this [`Steering`] made.
 struct TcLink {
     ifindex: u32,
+    /// `port_in` rather than `mirror`.
+    port_in: bool,
     /// Filter handle and priority the kernel chose.
     handle: u32,
     priority: u32,
@@ -245,6 +250,7 @@ pub struct Steering {
     steer_id: u32,
     twin_id: u32,
     mirror_id: u32,
+    port_in_id: u32,
     xdp: Vec<XdpLink>,
     tc: Vec<TcLink>,
 }
@@ -287,6 +293,17 @@ fn check_vlan(vlan: u16) -> Result<(), Error> {
         });
     }
     Ok(())
+}
+
+fn check_port(port: PortId) -> Result<[u8; 4], Error> {
+    if u32::from(port.0) >= MAX_PORT_STATS {
+        return Err(Error::OutOfRange {
+            what: "port id",
+            value: port.0.into(),
+            max: (MAX_PORT_STATS - 1).into(),
+        });
+    }
+    Ok(u32::from(port.0).to_ne_bytes())
 }
 
 fn check_slot(slot: u32) -> Result<(), Error> {
@@ -343,11 +360,14 @@ impl Steering {
             .map_err(|e| Error::load("query id of program steer_twin", e))?;
         let mirror_id = libbpf_rs::Program::id_from_fd(skel.progs.mirror.as_fd())
             .map_err(|e| Error::load("query id of program mirror", e))?;
+        let port_in_id = libbpf_rs::Program::id_from_fd(skel.progs.port_in.as_fd())
+            .map_err(|e| Error::load("query id of program port_in", e))?;
         Ok(Steering {
             skel,
             steer_id,
             twin_id,
             mirror_id,
+            port_in_id,
             xdp: Vec::new(),
             tc: Vec::new(),
         })
@@ -373,6 +393,11 @@ impl Steering {
     /// Kernel id of the loaded tc program `mirror`.
     pub fn tc_prog_id(&self) -> u32 {
         self.mirror_id
+    }
+
+    /// Kernel id of the loaded tc program `port_in` (fast ports).
+    pub fn tc_port_prog_id(&self) -> u32 {
+        self.port_in_id
     }
 
     /// Interfaces (ifindex, mode) this instance attached the XDP program to.
@@ -578,6 +603,20 @@ impl Steering {
     /// [`Error::Netlink`] if the qdisc query fails, [`Error::Interface`] if creating
     /// the qdisc or attaching fails (a qdisc created here is removed again).
     pub fn attach_tc_ingress(&mut self, ifindex: u32) -> Result<(), Error> {
+        self.attach_tc(ifindex, false)
+    }
+
+    /// Attaches the tc program `port_in` to the clsact ingress hook of `ifindex`, an
+    /// endpoint's switch-side veth that carries no XDP program (a fast port,
+    /// [`DevVal::fast_port`]), as [`Steering::attach_tc_ingress`] does `mirror`.
+    ///
+    /// # Errors
+    /// As [`Steering::attach_tc_ingress`].
+    pub fn attach_tc_port(&mut self, ifindex: u32) -> Result<(), Error> {
+        self.attach_tc(ifindex, true)
+    }
+
+    fn attach_tc(&mut self, ifindex: u32, port_in: bool) -> Result<(), Error> {
         check_ifindex(ifindex)?;
         let here = NetnsRef::current();
         if self
@@ -587,7 +626,12 @@ impl Steering {
         {
             return Ok(());
         }
-        let link = attach_tc_ingress(self.skel.progs.mirror.as_fd(), ifindex)?;
+        let prog = if port_in {
+            &self.skel.progs.port_in
+        } else {
+            &self.skel.progs.mirror
+        };
+        let link = attach_tc_ingress(prog.as_fd(), ifindex, port_in)?;
         self.tc.push(link);
         Ok(())
     }
@@ -610,8 +654,8 @@ impl Steering {
             return Ok(false);
         };
         let link = self.tc.swap_remove(pos);
-        let fd = self.skel.progs.mirror.as_fd();
-        detach_tc_link(fd, &link, self.mirror_id).map_err(|(op, e)| match e {
+        let (fd, id) = self.tc_prog(link.port_in);
+        detach_tc_link(fd, &link, id).map_err(|(op, e)| match e {
             TcDetachError::Bpf(source) => Error::Interface {
                 op,
                 ifname: nl::ifname(ifindex),
@@ -625,6 +669,105 @@ impl Steering {
                 source,
             },
         })
+    }
+
+    /// The fd and id of the tc program a link runs.
+    fn tc_prog(&self, port_in: bool) -> (BorrowedFd<'_>, u32) {
+        if port_in {
+            (self.skel.progs.port_in.as_fd(), self.port_in_id)
+        } else {
+            (self.skel.progs.mirror.as_fd(), self.mirror_id)
+        }
+    }
+
+    /// Sets the fast-path entry of frames endpoint `port` sends to `mac`
+    /// (`MacAddr::ZERO`: to every MAC without an entry of its own).
+    ///
+    /// # Errors
+    /// [`Error::Map`] (`E2BIG` when [`MAX_FAST`] entries exist).
+    pub fn fast_insert(&self, port: PortId, mac: MacAddr, val: FastVal) -> Result<(), Error> {
+        let k = FastKey {
+            port: port.0,
+            mac: mac.0,
+        };
+        self.skel
+            .maps
+            .fast
+            .update(&k.to_bytes(), &val.to_bytes(), MapFlags::ANY)
+            .map_err(map_err("update", "fast"))
+    }
+
+    /// Removes a fast-path entry (absent: done).
+    ///
+    /// # Errors
+    /// [`Error::Map`].
+    pub fn fast_remove(&self, port: PortId, mac: MacAddr) -> Result<(), Error> {
+        let k = FastKey {
+            port: port.0,
+            mac: mac.0,
+        };
+        delete_idempotent(&self.skel.maps.fast, &k.to_bytes(), "delete", "fast")
+    }
+
+    /// Sets the fast-path entry of unicast from the wire to `(vlan, mac)`.
+    ///
+    /// # Errors
+    /// [`Error::Map`], [`Error::OutOfRange`] for a VLAN id above 4095.
+    pub fn fast_wire_insert(&self, vlan: u16, mac: MacAddr, val: FastVal) -> Result<(), Error> {
+        check_vlan(vlan)?;
+        self.skel
+            .maps
+            .fast_wire
+            .update(
+                &FdbKey::new(vlan, mac).to_bytes(),
+                &val.to_bytes(),
+                MapFlags::ANY,
+            )
+            .map_err(map_err("update", "fast_wire"))
+    }
+
+    /// Removes a fast-path entry from the wire (absent: done).
+    ///
+    /// # Errors
+    /// [`Error::Map`].
+    pub fn fast_wire_remove(&self, vlan: u16, mac: MacAddr) -> Result<(), Error> {
+        let k = FdbKey::new(vlan, mac).to_bytes();
+        delete_idempotent(&self.skel.maps.fast_wire, &k, "delete", "fast_wire")
+    }
+
+    /// Port `port`'s fast-path counters, summed over CPUs.
+    ///
+    /// # Errors
+    /// [`Error::Map`], [`Error::OutOfRange`] beyond [`MAX_PORT_STATS`].
+    pub fn port_stats(&self, port: PortId) -> Result<PortCnt, Error> {
+        let k = check_port(port)?;
+        let per_cpu = self
+            .skel
+            .maps
+            .port_stats
+            .lookup_percpu(&k, MapFlags::ANY)
+            .map_err(map_err("lookup", "port_stats"))?
+            .unwrap_or_default();
+        let mut sum = PortCnt::default();
+        for v in per_cpu.iter().filter_map(|b| PortCnt::from_bytes(b)) {
+            sum.add(&v);
+        }
+        Ok(sum)
+    }
+
+    /// Zeroes port `port`'s fast-path counters (a new port on a reused id).
+    ///
+    /// # Errors
+    /// [`Error::Map`], [`Error::OutOfRange`].
+    pub fn reset_port_stats(&self, port: PortId) -> Result<(), Error> {
+        let k = check_port(port)?;
+        let cpus = libbpf_rs::num_possible_cpus().map_err(map_err("count CPUs", "port_stats"))?;
+        let zero = vec![vec![0u8; size_of::<PortCnt>()]; cpus];
+        self.skel
+            .maps
+            .port_stats
+            .update_percpu(&k, &zero, MapFlags::ANY)
+            .map_err(map_err("update", "port_stats"))
     }
 
     /// Sets what `ifindex` is to the programs ([`DevVal::parent`], [`DevVal::port`]).
@@ -977,11 +1120,10 @@ impl Steering {
                 }
             });
         }
-        let fd = self.skel.progs.mirror.as_fd();
-        let mirror_id = self.mirror_id;
         for link in std::mem::take(&mut self.tc) {
+            let (fd, id) = self.tc_prog(link.port_in);
             link.netns.run(|| {
-                let _ = detach_tc_link(fd, &link, mirror_id);
+                let _ = detach_tc_link(fd, &link, id);
             });
         }
     }
@@ -1036,7 +1178,7 @@ fn detach_tc_link(
 /// Attaches program `fd` to the clsact ingress hook of `ifindex` in the calling
 /// thread's namespace, ahead of the filters already there, creating the qdisc if
 /// there is none (and removing it again if the attach fails).
-fn attach_tc_ingress(fd: BorrowedFd<'_>, ifindex: u32) -> Result<TcLink, Error> {
+fn attach_tc_ingress(fd: BorrowedFd<'_>, ifindex: u32, port_in: bool) -> Result<TcLink, Error> {
     let idx = check_ifindex(ifindex)?;
     let existed = nl::with_links(|r| r.has_clsact(ifindex)).map_err(|source| Error::Netlink {
         op: "list qdiscs",
@@ -1060,6 +1202,7 @@ fn attach_tc_ingress(fd: BorrowedFd<'_>, ifindex: u32) -> Result<TcLink, Error> 
     match hook.attach() {
         Ok(hook) => Ok(TcLink {
             ifindex,
+            port_in,
             handle: hook.get_handle(),
             priority: hook.get_priority(),
             created_qdisc: !existed,

@@ -95,7 +95,7 @@ impl Sink {
         let prog_id = libbpf_rs::Program::id_from_fd(fd)
             .map_err(|e| Error::load("query id of program sink", e))?;
         match hook {
-            SinkHook::TcIngress => tc = Some(attach_tc_ingress(fd, ifindex)?),
+            SinkHook::TcIngress => tc = Some(attach_tc_ingress(fd, ifindex, false)?),
             SinkHook::Xdp(mode) => {
                 Xdp::new(fd)
                     .attach(idx, mode.flags() | XdpFlags::UPDATE_IF_NOEXIST)

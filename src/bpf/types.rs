@@ -98,7 +98,73 @@ pub struct DevVal {
     /// headroom); a longer one for the switch is counted ([`Counter::XdpTooBig`]) and
     /// dropped. `0`: no limit.
     pub max_len: u32,
+    /// [`ROLE_FAST_PORT`]: the endpoint's switch port.
+    pub port: u16,
+    /// [`ROLE_FAST_PORT`]: the endpoint's MAC; the fast path takes only frames from it.
+    pub mac: [u8; 6],
 }
+
+/// Key of the `fast` map (`struct fast_key`): the sending endpoint and a
+/// destination MAC; MAC zero stands for every destination without an entry.
+#[doc(alias = "fast_key")]
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FastKey {
+    /// The ingress port.
+    pub port: u16,
+    /// Destination MAC in transmission order.
+    pub mac: [u8; 6],
+}
+
+/// Value of the `fast` and `fast_wire` maps (`struct fast_val`).
+#[doc(alias = "fast_val")]
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FastVal {
+    /// [`FAST_F_PEER`]: the egress endpoint's switch-side veth; [`FAST_F_WIRE`]: the parent.
+    pub ifindex: u32,
+    /// The egress port (for its counters).
+    pub port: u16,
+    /// [`FAST_F_WIRE`]: the tag to push, `0` for none.
+    pub vlan: u16,
+    /// The longest payload (after the Ethernet header) the egress takes.
+    pub mtu: u16,
+    /// `FAST_F_*`.
+    pub flags: u16,
+}
+
+/// One port's fast-path counters in `port_stats` (`struct port_cnt`), per CPU.
+#[doc(alias = "port_cnt")]
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct PortCnt {
+    /// Frames the port sent that the kernel forwarded.
+    pub rx_packets: u64,
+    /// Their bytes.
+    pub rx_bytes: u64,
+    /// Frames the kernel delivered to the port.
+    pub tx_packets: u64,
+    /// Their bytes.
+    pub tx_bytes: u64,
+    /// Frames the port sent that the kernel program dropped (a refused redirect, a
+    /// shim that could not be put in front).
+    pub failed: u64,
+}
+
+/// Into the destination endpoint's namespace (`bpf_redirect_peer`).
+pub const FAST_F_PEER: u16 = 1;
+/// To the parent's egress (`bpf_redirect`).
+pub const FAST_F_WIRE: u16 = 2;
+/// The switch decides: an explicit entry beside a fast default.
+pub const FAST_F_SLOW: u16 = 4;
+/// An endpoint veth carrying the tc program `port_in` instead of XDP.
+pub const ROLE_FAST_PORT: u32 = 3;
+/// A fast port whose frames are looked up in `fast` (else all go to the switch).
+pub const DEV_F_FAST: u32 = 4;
+/// Slots of `port_stats` (one per [`PortId`]), and the most `fast_wire` entries.
+pub const MAX_PORT_STATS: u32 = 1024;
+/// Most entries of `fast`.
+pub const MAX_FAST: u32 = 65536;
 
 const _: () = {
     assert!(size_of::<FdbKey>() == 8);
@@ -107,7 +173,17 @@ const _: () = {
     assert!(size_of::<FdbVal>() == 8);
     assert!(offset_of!(FdbVal, port) == 0);
     assert!(offset_of!(FdbVal, flags) == 4);
-    assert!(size_of::<DevVal>() == 24);
+    assert!(size_of::<DevVal>() == 32);
+    assert!(offset_of!(DevVal, port) == 24);
+    assert!(offset_of!(DevVal, mac) == 26);
+    assert!(size_of::<FastKey>() == 8);
+    assert!(offset_of!(FastKey, mac) == 2);
+    assert!(size_of::<FastVal>() == 12);
+    assert!(offset_of!(FastVal, port) == 4);
+    assert!(offset_of!(FastVal, vlan) == 6);
+    assert!(offset_of!(FastVal, mtu) == 8);
+    assert!(offset_of!(FastVal, flags) == 10);
+    assert!(size_of::<PortCnt>() == 40);
     assert!(offset_of!(DevVal, role) == 0);
     assert!(offset_of!(DevVal, xsk_base) == 4);
     assert!(offset_of!(DevVal, mirror_ifindex) == 8);
@@ -184,6 +260,8 @@ impl DevVal {
             flags: if passthru { DEV_F_PASSTHRU } else { 0 },
             queues,
             max_len: 0,
+            port: 0,
+            mac: [0; 6],
         }
     }
 
@@ -214,12 +292,30 @@ impl DevVal {
             flags: 0,
             queues,
             max_len: 0,
+            port: 0,
+            mac: [0; 6],
+        }
+    }
+
+    /// A fast port: endpoint `port` (MAC `mac`), whose veth runs the tc program
+    /// `port_in`; with `fast`, frames with an entry in `fast` go straight to their
+    /// egress, the rest (all, without) to the switch through `collector`.
+    pub const fn fast_port(port: PortId, mac: MacAddr, collector: u32, fast: bool) -> Self {
+        DevVal {
+            role: ROLE_FAST_PORT,
+            xsk_base: 0,
+            mirror_ifindex: collector,
+            flags: if fast { DEV_F_FAST } else { 0 },
+            queues: 0,
+            max_len: 0,
+            port: port.0,
+            mac: mac.0,
         }
     }
 
     /// The value's bytes as the kernel reads them.
-    pub fn to_bytes(&self) -> [u8; 24] {
-        let mut b = [0u8; 24];
+    pub fn to_bytes(&self) -> [u8; 32] {
+        let mut b = [0u8; 32];
         for (i, v) in [
             self.role,
             self.xsk_base,
@@ -233,12 +329,14 @@ impl DevVal {
         {
             b[i * 4..i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
         }
+        b[24..26].copy_from_slice(&self.port.to_ne_bytes());
+        b[26..32].copy_from_slice(&self.mac);
         b
     }
 
-    /// Parses a value read back from the map; `None` unless `b` is 24 bytes long.
+    /// Parses a value read back from the map; `None` unless `b` is 32 bytes long.
     pub fn from_bytes(b: &[u8]) -> Option<Self> {
-        let b: &[u8; 24] = b.try_into().ok()?;
+        let b: &[u8; 32] = b.try_into().ok()?;
         let w = |i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
         Some(DevVal {
             role: w(0),
@@ -247,12 +345,63 @@ impl DevVal {
             flags: w(12),
             queues: w(16),
             max_len: w(20),
+            port: u16::from_ne_bytes([b[24], b[25]]),
+            mac: [b[26], b[27], b[28], b[29], b[30], b[31]],
         })
     }
 }
 
+impl FastKey {
+    /// The key's bytes as the kernel reads them.
+    pub fn to_bytes(&self) -> [u8; 8] {
+        let mut b = [0u8; 8];
+        b[0..2].copy_from_slice(&self.port.to_ne_bytes());
+        b[2..8].copy_from_slice(&self.mac);
+        b
+    }
+}
+
+impl FastVal {
+    /// The value's bytes as the kernel reads them.
+    pub fn to_bytes(&self) -> [u8; 12] {
+        let mut b = [0u8; 12];
+        b[0..4].copy_from_slice(&self.ifindex.to_ne_bytes());
+        for (i, v) in [self.port, self.vlan, self.mtu, self.flags]
+            .into_iter()
+            .enumerate()
+        {
+            b[4 + 2 * i..6 + 2 * i].copy_from_slice(&v.to_ne_bytes());
+        }
+        b
+    }
+}
+
+impl PortCnt {
+    /// Parses one CPU's value; `None` unless `b` is 40 bytes long.
+    pub fn from_bytes(b: &[u8]) -> Option<Self> {
+        let b: &[u8; 40] = b.try_into().ok()?;
+        let w = |i: usize| u64::from_ne_bytes(b[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        Some(PortCnt {
+            rx_packets: w(0),
+            rx_bytes: w(1),
+            tx_packets: w(2),
+            tx_bytes: w(3),
+            failed: w(4),
+        })
+    }
+
+    /// Adds `o`'s counters (another CPU's) to these.
+    pub fn add(&mut self, o: &PortCnt) {
+        self.rx_packets += o.rx_packets;
+        self.rx_bytes += o.rx_bytes;
+        self.tx_packets += o.tx_packets;
+        self.tx_bytes += o.tx_bytes;
+        self.failed += o.failed;
+    }
+}
+
 /// Number of entries in the per-CPU `counters` array (`CNT_MAX`).
-pub const COUNTERS: usize = 17;
+pub const COUNTERS: usize = 23;
 
 /// Indices of the per-CPU `counters` array (`enum steer_counter`).
 ///
@@ -306,6 +455,19 @@ pub enum Counter {
     /// tc: a multicast no endpoint of its VLAN accepts was not cloned to the switch
     /// (the host has it; the switch would have dropped it).
     TcUnwanted = 16,
+    /// tc: forwarded by the kernel fast path (from an endpoint or from the wire).
+    TcFast = 17,
+    /// tc: a fast-path redirect the helper refused: dropped.
+    TcFastFail = 18,
+    /// tc: from a fast port to the switch, through the collector veth.
+    TcToSwitch = 19,
+    /// tc: the collector shim could not be put in front of a frame: dropped.
+    TcShimFail = 20,
+    /// Parent: passed by XDP for the tc fast path into an endpoint.
+    XdpFastPass = 21,
+    /// tc: passed by XDP for the fast path, but its entry was gone by then (the
+    /// table changed in between): to the host.
+    TcFastMiss = 22,
 }
 
 impl Counter {
@@ -328,6 +490,12 @@ impl Counter {
         Counter::TcSourceCopied,
         Counter::TcSourceConsumed,
         Counter::TcUnwanted,
+        Counter::TcFast,
+        Counter::TcFastFail,
+        Counter::TcToSwitch,
+        Counter::TcShimFail,
+        Counter::XdpFastPass,
+        Counter::TcFastMiss,
     ];
 
     /// Index into the array [`Steering::counters`](super::Steering::counters) returns.
@@ -355,6 +523,12 @@ impl Counter {
             Counter::TcSourceCopied => "tc_source_copied",
             Counter::TcSourceConsumed => "tc_source_consumed",
             Counter::TcUnwanted => "tc_unwanted",
+            Counter::TcFast => "tc_fast",
+            Counter::TcFastFail => "tc_fast_fail",
+            Counter::TcToSwitch => "tc_to_switch",
+            Counter::TcShimFail => "tc_shim_fail",
+            Counter::XdpFastPass => "xdp_fast_pass",
+            Counter::TcFastMiss => "tc_fast_miss",
         }
     }
 }
