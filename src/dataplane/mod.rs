@@ -42,8 +42,10 @@ use std::sync::Arc;
 
 use crate::app::{AppHandler, AppPort};
 use crate::bpf::{
-    DevVal, Steering, XdpMode, FDB_F_HOST_SUPPRESS, FDB_F_NOT_DST, MAX_XSKS, SRC_F_NODST,
+    DevVal, FastVal, Steering, XdpMode, FAST_F_PEER, FAST_F_SLOW, FAST_F_WIRE, FDB_F_HOST_SUPPRESS,
+    FDB_F_NOT_DST, MAX_XSKS, SRC_F_NODST,
 };
+use crate::fastpath::{Entry, FastTable, Reach};
 use crate::link::{IpCidr, LinkInfo, Links, QueueSource, Queues, VethEndpoint};
 use crate::mode::Mode;
 use crate::port::{Bundle, Frame, Port, PortId};
@@ -138,6 +140,15 @@ pub struct DataplaneConfig {
     /// [`Dataplane::start`]; [`Dataplane::remove_unclaimed`] deletes the ones nobody
     /// took. Off by default.
     pub adopt: bool,
+    /// The kernel fast path, for networks that do not say otherwise
+    /// ([`Dataplane::set_fastpath`]): an endpoint's veth carries a tc program instead
+    /// of XDP, and unicast whose verdict is one egress the kernel reaches is
+    /// forwarded by the kernel itself — into a sibling's namespace
+    /// (`bpf_redirect_peer`), to the wire, or from the wire into the endpoint —
+    /// while everything else still reaches the switch (through the collector veth).
+    /// The entries are compiled from the port table by [`crate::mode::decide`]
+    /// ([`crate::fastpath`]). Off by default.
+    pub fastpath: bool,
 }
 
 impl DataplaneConfig {
@@ -166,6 +177,7 @@ impl DataplaneConfig {
             tuning: SocketTuning::default(),
             multicast_leave: Leave::Kernel,
             adopt: false,
+            fastpath: false,
         }
     }
 }
@@ -310,7 +322,13 @@ struct EndpointRt {
     veth: Option<(u32, String, Slots)>,
     /// Its interface's multicast membership; `None` for an in-process endpoint.
     mc: Option<mcast::McWatch>,
+    /// What the kernel fast path can do for it.
+    reach: Reach,
 }
+
+/// The name [`Dataplane::stats`] gives the collector's own drops: frames handed to
+/// the switch for a port that was gone by then. Not a valid endpoint name.
+pub const COLLECTOR: &str = "(collector)";
 
 /// The most queues an endpoint veth may have.
 pub const MAX_ENDPOINT_QUEUES: u32 = 64;
@@ -398,6 +416,13 @@ pub struct Dataplane {
     groups: BTreeSet<(u16, Option<MacAddr>)>,
     slots: SlotAlloc,
     stopped: bool,
+    /// The collector veth pair (`umv<parent>ca` → `cb`), made with the first fast
+    /// endpoint: what a fast port hands the switch comes out of `cb` into a socket.
+    collector: Option<(LinkInfo, LinkInfo)>,
+    /// Networks (VLANs) whose fast path differs from [`DataplaneConfig::fastpath`].
+    fast_vlans: BTreeMap<u16, bool>,
+    /// What the `fast` and `fast_wire` maps hold.
+    fast: FastTable,
 }
 
 /// What [`Dataplane::sync_queues`] found: the parent's receive queues changed.
@@ -510,7 +535,12 @@ impl Dataplane {
                 unclaimed.insert(l.name.clone(), l.index);
                 continue;
             }
-            if l.name == ma || l.name == mb || is_endpoint_veth(&l.name, parent.index) {
+            if l.name == ma
+                || l.name == mb
+                || l.name == format!("umv{}ca", parent.index)
+                || l.name == format!("umv{}cb", parent.index)
+                || is_endpoint_veth(&l.name, parent.index)
+            {
                 // Deleting one end of a pair removes the other: it may be gone already.
                 if links.get(&l.name)?.is_some_and(|now| now.index == l.index) {
                     links.delete(l.index, &l.name)?;
@@ -611,6 +641,9 @@ impl Dataplane {
             unclaimed,
             srcs: BTreeMap::new(),
             groups: BTreeSet::new(),
+            collector: None,
+            fast_vlans: BTreeMap::new(),
+            fast: FastTable::default(),
         })
     }
 
@@ -728,6 +761,26 @@ impl Dataplane {
         Ok(self.topo.add_network(vlan)?)
     }
 
+    /// Turns the kernel fast path of network `vlan` on or off (else it follows
+    /// [`DataplaneConfig::fastpath`]). It applies to the endpoints added after the
+    /// call: an endpoint's veth is made for one path or the other.
+    pub fn set_fastpath(&mut self, vlan: u16, on: bool) {
+        self.fast_vlans.insert(vlan, on);
+    }
+
+    /// Whether network `vlan` uses the kernel fast path.
+    pub fn fastpath(&self, vlan: u16) -> bool {
+        self.fast_vlans
+            .get(&vlan)
+            .copied()
+            .unwrap_or(self.cfg.fastpath)
+    }
+
+    /// The kernel fast path's entries now.
+    pub fn fast_table(&self) -> &FastTable {
+        &self.fast
+    }
+
     /// The control model.
     pub fn topology(&self) -> &Topology {
         &self.topo
@@ -776,7 +829,11 @@ impl Dataplane {
                 workers: n,
             });
         }
-        self.check_umem_room(name, queues)?;
+        let fast = self.fastpath(ep.cfg.vlan);
+        self.check_umem_room(name, queues, fast)?;
+        if fast {
+            self.ensure_collector()?;
+        }
         let slots = self.slots.alloc(queues)?;
         let mut watch = mcast::McWatch::new(net.netns.clone(), self.cfg.multicast_leave);
         let made = match (&net.adopt, adopted) {
@@ -811,19 +868,44 @@ impl Dataplane {
         }
         // Its groups from the start, before it is up.
         let mc = watch.read(host_ifindex, ep.mac());
+        // bpf_redirect_peer delivers only into another namespace.
+        let elsewhere = fast
+            && self
+                .links
+                .get(&host_ifname)?
+                .is_some_and(|l| l.link.is_some_and(|(_, other)| other));
         self.endpoints.insert(
             name.to_string(),
             EndpointRt {
                 id,
                 veth: Some((host_ifindex, host_ifname, slots)),
                 mc: Some(watch),
+                reach: Reach {
+                    ingress: fast,
+                    egress: elsewhere,
+                },
             },
         );
         self.topo.set_mc(name, mc)?;
-        self.steering.set_device(
-            host_ifindex,
-            DevVal::port(slots.base, queues).with_max_len(self.max_len),
-        )?;
+        if fast {
+            self.steering.reset_port_stats(id)?;
+            let collector = self.collector.as_ref().expect("made above").0.index;
+            self.steering.set_device(
+                host_ifindex,
+                DevVal::fast_port(id, ep.mac(), collector, true),
+            )?;
+        } else {
+            self.steering.set_device(
+                host_ifindex,
+                DevVal::port(slots.base, queues).with_max_len(self.max_len),
+            )?;
+        }
+        // A fast port's sockets only transmit: the tc program hands its frames to the
+        // switch through the collector, so they keep no frames in a fill ring.
+        let mut xsk = self.cfg.xsk.clone();
+        if fast {
+            xsk.fill_level = 0;
+        }
         // Worker w serves queues q % n == w of the endpoint's veth and transmits
         // through queue w.
         for (w, worker) in self.workers.iter().enumerate() {
@@ -832,20 +914,160 @@ impl Dataplane {
                 .step_by(n as usize)
                 .map(|qi| (host_ifindex, qi))
                 .collect();
-            let fds = open_port(
-                worker,
-                id,
-                socks.clone(),
-                self.cfg.xsk.clone(),
-                self.cfg.tuning,
-            )?;
-            for ((_, qi), fd) in socks.iter().zip(&fds) {
-                self.steering.set_xsk(slots.base + qi, fd.as_fd())?;
+            let fds = open_port(worker, id, socks.clone(), xsk.clone(), self.cfg.tuning)?;
+            if !fast {
+                for ((_, qi), fd) in socks.iter().zip(&fds) {
+                    self.steering.set_xsk(slots.base + qi, fd.as_fd())?;
+                }
             }
         }
-        self.steering
-            .attach_xdp(host_ifindex, self.cfg.endpoint_xdp_mode)
-            .map_err(Error::from)
+        if fast {
+            self.steering.attach_tc_port(host_ifindex)?;
+            Ok(())
+        } else {
+            self.steering
+                .attach_xdp(host_ifindex, self.cfg.endpoint_xdp_mode)
+                .map_err(Error::from)
+        }
+    }
+
+    /// Makes the collector veth pair and its sockets (one per worker, on queue `w`
+    /// of `cb`), once.
+    fn ensure_collector(&mut self) -> Result<()> {
+        if self.collector.is_some() {
+            return Ok(());
+        }
+        let n = self.workers.len() as u32;
+        let (ca, cb) = (
+            format!("umv{}ca", self.parent.index),
+            format!("umv{}cb", self.parent.index),
+        );
+        self.links.add_veth_mq(&ca, &cb, n)?;
+        let made = (|| -> Result<(LinkInfo, LinkInfo)> {
+            let a = self.links.require(&ca)?;
+            let b = self.links.require(&cb)?;
+            self.links.set_up(a.index, &ca, true)?;
+            self.links.set_up(b.index, &cb, true)?;
+            let slots = self.slots.alloc(n)?;
+            for (w, worker) in self.workers.iter().enumerate() {
+                let (ifindex, xsk, tuning) = (b.index, self.cfg.xsk.clone(), self.cfg.tuning);
+                let w = w as u32;
+                let fd = worker.exec(move |sw: &mut Sw| -> Result<OwnedFd> {
+                    let p = XskPort::open(sw.pool_mut(), ifindex, w, &xsk)?;
+                    p.socket().tune(&tuning)?;
+                    let fd = dup_fd(&p)?;
+                    sw.set_collector(Some(DpPort::Xsk(Bundle::new(vec![p], 0))));
+                    Ok(fd)
+                })??;
+                self.steering.set_xsk(slots.base + w, fd.as_fd())?;
+            }
+            self.steering.set_device(
+                b.index,
+                DevVal::port(slots.base, n).with_max_len(self.max_len),
+            )?;
+            // Native, as on the mirror: generic XDP skips frames a BPF program redirected.
+            self.steering.attach_xdp(b.index, XdpMode::Native)?;
+            Ok((a, b))
+        })();
+        match made {
+            Ok(pair) => {
+                self.collector = Some(pair);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.on_workers(|_, sw: &mut Sw| drop(sw.set_collector(None)));
+                if let Ok(Some(a)) = self.links.get(&ca) {
+                    let _ = self.links.delete(a.index, &ca);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Compiles the fast path from the port table now and writes the difference
+    /// into the kernel's maps: entries that go or change first, so no frame is ever
+    /// fast-forwarded to a port that is gone, then the new ones.
+    fn sync_fast(&mut self) -> Result<()> {
+        if self.collector.is_none() {
+            return Ok(());
+        }
+        let t = self.topo.table();
+        let reach: BTreeMap<PortId, Reach> = self
+            .endpoints
+            .values()
+            .map(|rt| (rt.id, rt.reach))
+            .collect();
+        let want = FastTable::compile(&t, |p| reach.get(&p).copied().unwrap_or_default());
+        let ifindex: BTreeMap<PortId, u32> = self
+            .endpoints
+            .values()
+            .filter_map(|rt| rt.veth.as_ref().map(|v| (rt.id, v.0)))
+            .collect();
+        let parent = self.parent.index;
+        let val = |x: PortId, e: &Entry| -> FastVal {
+            match e.egress {
+                None => FastVal {
+                    flags: FAST_F_SLOW,
+                    ..FastVal::default()
+                },
+                Some(q) if q == UPLINK => FastVal {
+                    ifindex: parent,
+                    port: q.0,
+                    vlan: t.endpoint(x).map_or(0, |e| e.vlan),
+                    mtu: e.mtu,
+                    flags: FAST_F_WIRE,
+                },
+                Some(q) => FastVal {
+                    ifindex: ifindex.get(&q).copied().unwrap_or(0),
+                    port: q.0,
+                    vlan: 0,
+                    mtu: e.mtu,
+                    flags: FAST_F_PEER,
+                },
+            }
+        };
+        let old = std::mem::take(&mut self.fast);
+        // Removals and changes first.
+        for (k, e) in &old.exact {
+            if want.exact.get(k) != Some(e) {
+                self.steering.fast_remove(k.0, k.1)?;
+            }
+        }
+        for (x, e) in &old.default {
+            if want.default.get(x) != Some(e) {
+                self.steering.fast_remove(*x, MacAddr::ZERO)?;
+            }
+        }
+        for (k, e) in &old.wire {
+            if want.wire.get(k) != Some(e) {
+                self.steering.fast_wire_remove(k.0, k.1)?;
+            }
+        }
+        // Exact entries before the defaults they refine.
+        for (k, e) in &want.exact {
+            if old.exact.get(k) != Some(e) {
+                self.steering.fast_insert(k.0, k.1, val(k.0, e))?;
+            }
+        }
+        for (x, e) in &want.default {
+            if old.default.get(x) != Some(e) {
+                self.steering.fast_insert(*x, MacAddr::ZERO, val(*x, e))?;
+            }
+        }
+        for (k, &(p, mtu)) in &want.wire {
+            if old.wire.get(k) != Some(&(p, mtu)) {
+                let v = FastVal {
+                    ifindex: ifindex.get(&p).copied().unwrap_or(0),
+                    port: p.0,
+                    vlan: 0,
+                    mtu,
+                    flags: FAST_F_PEER,
+                };
+                self.steering.fast_wire_insert(k.0, k.1, v)?;
+            }
+        }
+        self.fast = want;
+        Ok(())
     }
 
     /// The ifindex and queue count of `ifname`, an endpoint veth kept for adoption.
@@ -1009,9 +1231,24 @@ impl Dataplane {
     /// not keep [`umem_reserve`] frames free for traffic (transmits in flight, flood
     /// copies) once the new sockets' fill rings are stocked: an endpoint that is
     /// accepted must forward.
-    fn check_umem_room(&self, name: &str, queues: u32) -> Result<()> {
+    fn check_umem_room(&self, name: &str, queues: u32, fast: bool) -> Result<()> {
+        if fast {
+            return Ok(()); // its sockets keep nothing in a fill ring
+        }
         let n = self.workers.len() as u32;
+        // Fast ports' sockets keep nothing in their fill rings.
+        let fast_sockets: u32 = self
+            .endpoints
+            .values()
+            .filter(|rt| rt.reach.ingress)
+            .filter_map(|rt| rt.veth.as_ref().map(|v| v.2.len))
+            .sum();
         let sockets = self.on_workers(|_, sw: &mut Sw| sw.pool().sockets() as u32)?;
+        let sockets: Vec<u32> = sockets
+            .into_iter()
+            .enumerate()
+            .map(|(w, k)| k.saturating_sub(fast_sockets.saturating_sub(w as u32).div_ceil(n)))
+            .collect();
         let fill = self.cfg.xsk.fill_level;
         let frames = self.cfg.frames;
         for (w, now) in sockets.into_iter().enumerate() {
@@ -1058,7 +1295,8 @@ impl Dataplane {
         } else {
             self.steering.fdb_remove(c.vlan, ep.mac())?;
         }
-        self.sync_sources()
+        self.sync_sources()?;
+        self.sync_fast()
     }
 
     /// Mirrors the source lists of the UP source-mode endpoints into the `srcs` map
@@ -1156,6 +1394,7 @@ impl Dataplane {
                     id,
                     veth: None,
                     mc: None,
+                    reach: Reach::default(),
                 },
             );
             self.bring_up(&name, want_up)
@@ -1182,8 +1421,10 @@ impl Dataplane {
         if let Some(ep) = self.topo.endpoint(name) {
             let (vlan, mac, mode) = (ep.cfg.vlan, ep.mac(), ep.cfg.mode);
             let _ = self.steering.fdb_remove(vlan, mac);
-            // Its sources and groups go (it is down by now).
+            // Its sources and groups go (it is down by now), and every fast-path entry
+            // from or to it, before its port is detached.
             let _ = self.sync_sources();
+            let _ = self.sync_fast();
             if mode == Mode::Passthru {
                 self.passthru = false;
                 let _ = self
@@ -1199,6 +1440,7 @@ impl Dataplane {
                 let _ = self.steering.clear_xsk(s);
             }
             let _ = self.steering.detach_xdp(*ifindex);
+            let _ = self.steering.detach_tc(*ifindex);
             let _ = self.steering.remove_device(*ifindex);
         }
         let id = rt.id;
@@ -1246,7 +1488,30 @@ impl Dataplane {
                 sum.entry(id).or_default().merge(&s);
             }
         }
-        Ok(sum
+        let mut collector = PortStats::default();
+        if self.collector.is_some() {
+            // What the kernel forwarded itself counts as the port's traffic too.
+            for (id, s) in sum.iter_mut() {
+                let Ok(c) = self.steering.port_stats(*id) else {
+                    continue;
+                };
+                s.rx_packets += c.rx_packets;
+                s.rx_bytes += c.rx_bytes;
+                s.tx_packets += c.tx_packets;
+                s.tx_bytes += c.tx_bytes;
+                s.fast.merge(&crate::switch::FastStats {
+                    rx_packets: c.rx_packets,
+                    rx_bytes: c.rx_bytes,
+                    tx_packets: c.tx_packets,
+                    tx_bytes: c.tx_bytes,
+                    failed: c.failed,
+                });
+            }
+            for c in self.on_workers(|_, sw: &mut Sw| sw.collector_stats().clone())? {
+                collector.merge(&c);
+            }
+        }
+        let mut out: Vec<(String, PortStats)> = sum
             .into_iter()
             .map(|(id, s)| {
                 (
@@ -1255,7 +1520,12 @@ impl Dataplane {
                     s,
                 )
             })
-            .collect())
+            .collect();
+        // Frames the collector got for no port (a port removed with frames in flight).
+        if collector.total_drops() > 0 {
+            out.push((COLLECTOR.to_string(), collector));
+        }
+        Ok(out)
     }
 
     /// The kernel's counters of every port's AF_XDP sockets (`XDP_STATISTICS`),
@@ -1341,11 +1611,17 @@ impl Dataplane {
         let _ = self.steering.detach_tc(self.parent.index);
         let _ = self.steering.detach_xdp(self.parent.index);
         let _ = self.steering.detach_xdp(self.mirror.1.index);
+        if let Some((_, b)) = &self.collector {
+            let _ = self.steering.detach_xdp(b.index);
+        }
         for w in self.workers.drain(..) {
             let _ = w.stop();
         }
         self.stopped = true;
         let _ = self.links.delete(self.mirror.0.index, &self.mirror.0.name);
+        if let Some((a, _)) = self.collector.take() {
+            let _ = self.links.delete(a.index, &a.name);
+        }
     }
 
     /// Stops the worker, detaches every program and removes every interface the
@@ -1431,6 +1707,8 @@ pub fn is_switch_interface(name: &str) -> bool {
                 is_endpoint_veth(name, parent)
                     || name == format!("umv{parent}ma")
                     || name == format!("umv{parent}mb")
+                    || name == format!("umv{parent}ca")
+                    || name == format!("umv{parent}cb")
             })
     })
 }
@@ -1539,7 +1817,9 @@ mod tests {
             assert!(!is_endpoint_veth(other, 3), "{other}");
         }
         assert!(!is_endpoint_veth("umv3e2", 31));
-        for ours in ["umv3e12", "umv3ma", "umv3mb", "umv120e7"] {
+        for ours in [
+            "umv3e12", "umv3ma", "umv3mb", "umv3ca", "umv3cb", "umv120e7",
+        ] {
             assert!(is_switch_interface(ours), "{ours}");
         }
         for other in [

@@ -162,7 +162,8 @@ pub struct XskConfig {
     /// differs from it is an error.
     pub bind_mode: BindMode,
     /// Frames the port keeps lent to the kernel for receiving (fill ring, in the
-    /// kernel, and not yet received from the rx ring). At most `fill_size`.
+    /// kernel, and not yet received from the rx ring). At most `fill_size`; `0`: the
+    /// socket only transmits.
     pub fill_level: u32,
     /// Refill granularity: the fill ring is topped up only in whole batches of this
     /// many frames.
@@ -205,12 +206,13 @@ impl XskConfig {
                 return Err(Error::Config(format!("{name} = {v} is not a power of two")));
             }
         }
-        if self.fill_batch == 0
-            || self.fill_batch > self.fill_level
+        // fill_level 0: a socket that only transmits (nothing is received without
+        // frames lent to the kernel).
+        if (self.fill_level > 0 && (self.fill_batch == 0 || self.fill_batch > self.fill_level))
             || self.fill_level > self.fill_size
         {
             return Err(Error::Config(format!(
-                "need 1 <= fill_batch ({}) <= fill_level ({}) <= fill_size ({})",
+                "need 1 <= fill_batch ({}) <= fill_level ({}) <= fill_size ({}), or fill_level 0 (transmit only)",
                 self.fill_batch, self.fill_level, self.fill_size
             )));
         }

@@ -83,7 +83,9 @@ impl XskPort {
     /// [`Error::Config`] unless `1 <= fill_batch <= fill_level <= fill ring size`.
     pub fn new(sock: XskSocket, cfg: &XskConfig) -> Result<Self, Error> {
         let fill_size = sock.fill.size();
-        if cfg.fill_batch == 0 || cfg.fill_batch > cfg.fill_level || cfg.fill_level > fill_size {
+        if (cfg.fill_level > 0 && (cfg.fill_batch == 0 || cfg.fill_batch > cfg.fill_level))
+            || cfg.fill_level > fill_size
+        {
             return Err(Error::Config(format!(
                 "need 1 <= fill_batch ({}) <= fill_level ({}) <= fill ring size ({fill_size})",
                 cfg.fill_batch, cfg.fill_level
