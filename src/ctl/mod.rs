@@ -83,6 +83,10 @@ pub struct NetworkSection {
     /// behind the parent (default false, as the kernel).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strict: Option<bool>,
+    /// The kernel fast path for this network's unicast (default: the daemon's
+    /// `[daemon] fastpath`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fastpath: Option<bool>,
     /// Endpoints.
     #[serde(default, rename = "endpoint", skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<EndpointSection>,

@@ -376,6 +376,7 @@ fn ensure_network(conf: &Conf) -> Result<()> {
                 aux_address: vec![],
                 host_port: conf.host_port.clone(),
                 strict: None,
+                fastpath: None,
                 endpoints: vec![],
             };
             match ask(&conf.socket, Request::NetworkCreate(n)) {

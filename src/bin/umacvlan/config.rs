@@ -47,6 +47,8 @@ pub struct DaemonSection {
     /// When a group an endpoint left stops reaching it: `kernel` (default: at the
     /// next recomputation of its filter, as the kernel) or `prompt`.
     pub multicast_leave: Option<String>,
+    /// The kernel fast path for networks that do not say (default false).
+    pub fastpath: Option<bool>,
 }
 
 pub use umacvlan::ctl::{EndpointSection, NetworkSection};
@@ -103,6 +105,9 @@ pub struct Network {
     /// Strict private isolation for every endpoint.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub strict: bool,
+    /// The kernel fast path, if the network says (else the daemon's default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fastpath: Option<bool>,
 }
 
 /// A checked endpoint.
@@ -184,6 +189,8 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
     /// When a left multicast group stops reaching an endpoint.
     pub multicast_leave: umacvlan::dataplane::Leave,
+    /// The kernel fast path for networks that do not say.
+    pub fastpath: bool,
     /// The Docker driver's socket, if the driver is enabled.
     pub docker: Option<PathBuf>,
     /// Networks, in file order.
@@ -369,6 +376,7 @@ pub fn check_network(n: &NetworkSection) -> Result<Network, ConfigError> {
         pool,
         host_port: n.host_port.clone(),
         strict: n.strict == Some(true),
+        fastpath: n.fastpath,
     })
 }
 
@@ -499,6 +507,7 @@ impl Config {
         };
         let mut c = Config {
             multicast_leave,
+            fastpath: file.daemon.fastpath.unwrap_or(false),
             socket: file.daemon.socket,
             metrics,
             workers: file.daemon.workers,

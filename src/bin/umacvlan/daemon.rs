@@ -351,6 +351,7 @@ impl Daemon {
                 aux_address: n.aux_address.clone(),
                 host_port: n.host_port.clone(),
                 strict: n.strict.then_some(true),
+                fastpath: n.fastpath,
                 endpoints: vec![],
             })
             .collect();
@@ -540,6 +541,9 @@ impl Daemon {
             self.planes.insert(net.parent.clone(), dp);
         }
         let dp = self.planes.get_mut(&net.parent).expect("present");
+        if let Some(on) = net.fastpath {
+            dp.set_fastpath(net.vlan, on);
+        }
         let mut r = dp.add_network(net.vlan).map_err(Error::from);
         if r.is_ok() {
             if let Some(h) = &net.host_port {
@@ -864,9 +868,27 @@ impl Daemon {
                             drops.insert(r.to_string(), json!(n));
                         }
                     }
+                    // The kernel fast path's own losses.
+                    if s.fast.failed > 0 {
+                        drops.insert("fast_path_failed".into(), json!(s.fast.failed));
+                    }
+                    let f = s.fast;
                     json!({
                         "port": name, "rx_packets": s.rx_packets, "rx_bytes": s.rx_bytes,
                         "tx_packets": s.tx_packets, "tx_bytes": s.tx_bytes, "drops": drops,
+                        // Which path carried the frames counted above.
+                        "path": {
+                            "fast": {
+                                "rx_packets": f.rx_packets, "rx_bytes": f.rx_bytes,
+                                "tx_packets": f.tx_packets, "tx_bytes": f.tx_bytes,
+                            },
+                            "slow": {
+                                "rx_packets": s.rx_packets - f.rx_packets,
+                                "rx_bytes": s.rx_bytes - f.rx_bytes,
+                                "tx_packets": s.tx_packets - f.tx_packets,
+                                "tx_bytes": s.tx_bytes - f.tx_bytes,
+                            },
+                        },
                         "sockets": {
                             "rx_dropped": x.rx_dropped, "rx_ring_full": x.rx_ring_full,
                             "rx_fill_ring_empty": x.rx_fill_ring_empty_descs,
@@ -935,6 +957,22 @@ impl Daemon {
                         esc(&q["port"]),
                         q[key].as_u64().unwrap_or(0)
                     );
+                }
+            }
+        }
+        let _ = writeln!(out, "# HELP umacvlan_path_packets_total Frames of a port by the path that carried them: fast (forwarded by the kernel) or slow (through the switch).\n# TYPE umacvlan_path_packets_total counter");
+        for p in stats.as_array().into_iter().flatten() {
+            for q in p["ports"].as_array().into_iter().flatten() {
+                for path in ["fast", "slow"] {
+                    for dir in ["rx", "tx"] {
+                        let _ = writeln!(
+                            out,
+                            "umacvlan_path_packets_total{{parent=\"{}\",port=\"{}\",path=\"{path}\",direction=\"{dir}\"}} {}",
+                            esc(&p["parent"]),
+                            esc(&q["port"]),
+                            q["path"][path][format!("{dir}_packets")].as_u64().unwrap_or(0)
+                        );
+                    }
                 }
             }
         }

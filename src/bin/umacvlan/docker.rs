@@ -69,7 +69,7 @@ const METHODS: [&str; 19] = [
 const MAX_BODY: usize = 1 << 20;
 
 /// The network options (`docker network create -o KEY=VALUE`) the driver knows.
-const OPTIONS: &str = "parent, macvlan_mode, host_port, strict";
+const OPTIONS: &str = "parent, macvlan_mode, host_port, strict, fastpath";
 
 /// One driver call, as the HTTP side hands it to the daemon's thread.
 #[derive(Debug)]
@@ -292,7 +292,7 @@ fn network_section(b: &Value) -> Result<NetworkSection, String> {
     };
     for k in generic.keys() {
         // Docker's own generic keys (com.docker.network.*) are Docker's business.
-        if !["parent", "macvlan_mode", "host_port", "strict"].contains(&k.as_str())
+        if !["parent", "macvlan_mode", "host_port", "strict", "fastpath"].contains(&k.as_str())
             && !k.starts_with("com.docker.")
         {
             return Err(format!(
@@ -339,6 +339,17 @@ fn network_section(b: &Value) -> Result<NetworkSection, String> {
             }
         }
     }
+    let flag = |k: &str| -> Result<Option<bool>, String> {
+        match opt(k)?.as_deref() {
+            None => Ok(None),
+            Some("false") => Ok(Some(false)),
+            Some("true") => Ok(Some(true)),
+            Some(v) => Err(format!(
+                "option {k}: '{}' is not true or false",
+                v.escape_debug()
+            )),
+        }
+    };
     Ok(NetworkSection {
         name,
         parent,
@@ -349,16 +360,8 @@ fn network_section(b: &Value) -> Result<NetworkSection, String> {
         ip_range: None,
         aux_address: aux,
         host_port: opt("host_port")?,
-        strict: match opt("strict")?.as_deref() {
-            None | Some("false") => None,
-            Some("true") => Some(true),
-            Some(v) => {
-                return Err(format!(
-                    "option strict: '{}' is not true or false",
-                    v.escape_debug()
-                ))
-            }
-        },
+        strict: flag("strict")?.filter(|&s| s),
+        fastpath: flag("fastpath")?,
         endpoints: vec![],
     })
 }

@@ -151,6 +151,10 @@ enum NetworkCmd {
         /// behind the parent.
         #[arg(long)]
         strict: bool,
+        /// The kernel fast path for the network's unicast (`--fastpath` or
+        /// `--fastpath=false`; default: the daemon's `[daemon] fastpath`).
+        #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+        fastpath: Option<bool>,
         #[command(flatten)]
         socket: SocketArg,
     },
@@ -319,6 +323,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 aux_address,
                 host_port,
                 strict,
+                fastpath,
                 socket,
             } => {
                 let sec = NetworkSection {
@@ -332,6 +337,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                     aux_address,
                     host_port,
                     strict: strict.then_some(true),
+                    fastpath,
                     endpoints: vec![],
                 };
                 print_json(request(&socket.path, Request::NetworkCreate(sec))?)
@@ -473,8 +479,8 @@ fn print_stats(v: &Value) {
             k("xdp_redirect_fail"),
         );
         println!(
-            "  {:<16} {:>10} {:>12} {:>10} {:>12}  drops",
-            "port", "rx_pkts", "rx_bytes", "tx_pkts", "tx_bytes"
+            "  {:<16} {:>10} {:>12} {:>10} {:>12} {:>10} {:>10}  drops",
+            "port", "rx_pkts", "rx_bytes", "tx_pkts", "tx_bytes", "fast_rx", "fast_tx"
         );
         for q in p["ports"].as_array().into_iter().flatten() {
             let drops: Vec<String> = q["drops"]
@@ -484,13 +490,16 @@ fn print_stats(v: &Value) {
                 .map(|(k, n)| format!("{k}={n}"))
                 .collect();
             let n = |k: &str| q[k].as_u64().unwrap_or(0);
+            let fast = |k: &str| q["path"]["fast"][k].as_u64().unwrap_or(0);
             println!(
-                "  {:<16} {:>10} {:>12} {:>10} {:>12}  {}",
+                "  {:<16} {:>10} {:>12} {:>10} {:>12} {:>10} {:>10}  {}",
                 s(&q["port"]),
                 n("rx_packets"),
                 n("rx_bytes"),
                 n("tx_packets"),
                 n("tx_bytes"),
+                fast("rx_packets"),
+                fast("tx_packets"),
                 drops.join(" ")
             );
         }
@@ -570,10 +579,12 @@ fn run(
     let workers = workers.or(cfg.workers);
     let frames = cfg.frames;
     let leave = cfg.multicast_leave;
+    let fastpath = cfg.fastpath;
     let mut daemon = Daemon::new(Box::new(move |p: &str| {
         let mut c = DataplaneConfig::new(p);
         c.workers = workers;
         c.multicast_leave = leave;
+        c.fastpath = fastpath;
         if let Some(f) = frames {
             c.frames = f;
         }

@@ -216,6 +216,7 @@ mod tests {
                 aux_address: vec![],
                 host_port: None,
                 strict: None,
+                fastpath: None,
                 endpoints: vec![],
             }],
             endpoints: vec![EndpointRecord {
