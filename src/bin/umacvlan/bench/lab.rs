@@ -132,6 +132,9 @@ impl Lab {
                 for (v, ns, mac) in [("mv1", &lab.c1, C1_MAC), ("mv2", &lab.c2, C2_MAC)] {
                     hl.add_macvlan(v, par.index, Mode::Bridge)?;
                     place(&hl, v, ns, mac)?;
+                    if let Some(m) = system.tuning.rps {
+                        set_rps(ns, "eth0", m)?;
+                    }
                 }
             }
             SystemKind::Bridge => {
@@ -187,6 +190,9 @@ impl Lab {
                 let dp = DpThread::start(&lab, system)?;
                 if let Some(core) = system.tuning.napi_core {
                     threaded_napi(&lab.host, core)?;
+                }
+                if let Some(m) = system.tuning.rps {
+                    set_rps(&lab.host, "umv*e*", m)?;
                 }
                 lab.running = Some(Running::Umacvlan(dp));
             }
@@ -272,6 +278,7 @@ impl DpThread {
                 }
                 cfg.tuning = t.socket;
                 cfg.xsk = xsk_config(&t);
+                cfg.fastpath = t.fastpath;
                 let mut dp = Dataplane::start(cfg)?;
                 for (i, (ns, mac)) in eps.into_iter().enumerate() {
                     let c = EndpointConfig::new(format!("c{}", i + 1), Mode::Bridge).with_mac(mac);
@@ -327,6 +334,30 @@ impl Drop for DpThread {
 ///
 /// sysfs shows the namespace of whoever mounted it, so the switch is made by a
 /// child in a private mount namespace (`unshare -m`) that mounts its own sysfs.
+/// Sets the RPS mask of every receive queue of the interfaces matching `glob` in
+/// namespace `ns`.
+fn set_rps(ns: &str, glob: &str, mask: u32) -> Result<(), Error> {
+    let script = format!(
+        "mount -t sysfs sysfs /sys && n=0 && for f in /sys/class/net/{glob}/queues/rx-*/rps_cpus; do \
+         [ -w $f ] && echo {mask:x} > $f && n=$((n+1)); done; [ $n -gt 0 ]"
+    );
+    let out = Netns::open(ns)?.run(move || {
+        std::process::Command::new("unshare")
+            .args(["-m", "sh", "-c", &script])
+            .output()
+    })??;
+    if !out.status.success() {
+        return Err(Error::Tool {
+            tool: "unshare (rps)",
+            output: format!(
+                "no receive queue of {glob} took the RPS mask: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        });
+    }
+    Ok(())
+}
+
 fn threaded_napi(ns: &str, core: usize) -> Result<(), Error> {
     let script = "mount -t sysfs sysfs /sys && for d in /sys/class/net/*; do \
                   [ -w $d/threaded ] && echo 1 > $d/threaded && echo ${d##*/}; done; true";

@@ -171,6 +171,12 @@ pub struct Tuning {
     /// this core: moves the kernel's receive work (XDP and the copy into the UMEM)
     /// off the sender's core.
     pub napi_core: Option<usize>,
+    /// umacvlan: the kernel fast path on ([`umacvlan::dataplane::DataplaneConfig::fastpath`]).
+    pub fastpath: bool,
+    /// RPS: the receive work of frames the endpoints send goes to these CPUs (a
+    /// mask) — for umacvlan on the endpoints' switch-side veths, for macvlan on the
+    /// macvlan devices.
+    pub rps: Option<u32>,
 }
 
 fn ser_xdp<S: serde::Serializer>(m: &Option<XdpMode>, s: S) -> Result<S::Ok, S::Error> {
@@ -197,6 +203,8 @@ impl Default for Tuning {
             socket: SocketTuning::default(),
             napi_core: None,
             need_wakeup: true,
+            fastpath: false,
+            rps: None,
         }
     }
 }
@@ -217,7 +225,8 @@ impl FromStr for System {
     /// `NAME[:OPT,OPT...]`; NAME is umacvlan, macvlan, bridge, ovs or l2fwd; OPTs
     /// (for umacvlan, l2fwd and, where they apply, ovs): `generic`, `native`,
     /// `core=N`, `sleep=USECS`, `ring=N`, `budget=N`, `busypoll=USECS`, `napi=CORE`,
-    /// `nowakeup`.
+    /// `nowakeup`; umacvlan also `fast` (the kernel fast path); umacvlan and macvlan
+    /// `rps=MASK` (receive work of the endpoints' frames on those CPUs).
     fn from_str(s: &str) -> Result<Self, Error> {
         let (name, opts) = s.split_once(':').unwrap_or((s, ""));
         let kind = match name {
@@ -234,7 +243,7 @@ impl FromStr for System {
         };
         let mut t = Tuning::default();
         for o in opts.split(',').filter(|o| !o.is_empty()) {
-            if matches!(kind, SystemKind::Macvlan | SystemKind::Bridge) {
+            if matches!(kind, SystemKind::Macvlan | SystemKind::Bridge) && !o.starts_with("rps=") {
                 return Err(Error::Config(format!(
                     "{name} takes no options (got {o:?})"
                 )));
@@ -245,7 +254,7 @@ impl FromStr for System {
                     Error::Config(format!("option {k} of {name} needs a number, got {v:?}"))
                 })
             };
-            if matches!(k, "generic" | "native" | "nowakeup") && !v.is_empty() {
+            if matches!(k, "generic" | "native" | "nowakeup" | "fast") && !v.is_empty() {
                 return Err(Error::Config(format!(
                     "option {k} of {name} takes no value"
                 )));
@@ -254,6 +263,13 @@ impl FromStr for System {
                 "generic" => t.xdp_mode = Some(XdpMode::Generic),
                 "native" => t.xdp_mode = Some(XdpMode::Native),
                 "nowakeup" if kind != SystemKind::Ovs => t.need_wakeup = false,
+                "fast" if kind == SystemKind::Umacvlan => t.fastpath = true,
+                "rps" if matches!(kind, SystemKind::Umacvlan | SystemKind::Macvlan) => {
+                    let m = u32::from_str_radix(v, 16).ok().filter(|&m| m != 0);
+                    t.rps = Some(m.ok_or_else(|| {
+                        Error::Config(format!("rps={v}: a CPU mask in hex, e.g. rps=2"))
+                    })?);
+                }
                 "core" => t.core = num()? as usize,
                 "sleep" if kind == SystemKind::Umacvlan => {
                     t.idle_sleep = Duration::from_micros(u64::from(num()?))
