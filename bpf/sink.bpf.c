@@ -6,6 +6,11 @@
  *          interface's normal receive path up to tc, as for a container.
  * sink_xdp (XDP): the cheapest possible receiver, for wire-rate tests.
  *
+ * redirect (tc, clsact ingress) is not a sink: the bench's "redirect" system, the
+ * bare kernel forwarding the fast path is measured against. Every frame goes to
+ * redirect_cfg: [0] the target ifindex, [1] 1 = into its peer's namespace
+ * (bpf_redirect_peer), 0 = out of it (bpf_redirect). Counted like a sink.
+ *
  * What counts: with sink_cfg[0] = 0, every frame; otherwise only untagged
  * IPv4/UDP frames to that destination port (the benchmark's flow), while
  * everything else (stray control traffic) is counted apart as "other".
@@ -94,4 +99,25 @@ int sink_xdp(struct xdp_md *ctx)
 
 	count(data, end, end - data);
 	return XDP_DROP;
+}
+
+/* [0]: target ifindex; [1]: 1 = bpf_redirect_peer, 0 = bpf_redirect. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u32);
+} redirect_cfg SEC(".maps");
+
+SEC("tc")
+int redirect(struct __sk_buff *skb)
+{
+	__u32 k0 = 0, k1 = 1;
+	__u32 *ifindex = bpf_map_lookup_elem(&redirect_cfg, &k0);
+	__u32 *peer = bpf_map_lookup_elem(&redirect_cfg, &k1);
+
+	if (!ifindex || !peer || !*ifindex)
+		return TC_ACT_SHOT;
+	count((void *)(long)skb->data, (void *)(long)skb->data_end, skb->len);
+	return *peer ? bpf_redirect_peer(*ifindex, 0) : bpf_redirect(*ifindex, 0);
 }

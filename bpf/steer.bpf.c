@@ -391,12 +391,10 @@ static __always_inline int fast_from_wire(struct __sk_buff *skb, const struct fd
 	}
 	struct fast_val *fv = bpf_map_lookup_elem(&fast_wire, &dkey);
 
-	if (!fv || bpf_map_lookup_elem(&fdb, src) || (!skb->gso_size && skb->len - hdr > fv->mtu)) {
-		/* Had XDP passed it for us, the table changed in between. */
-		if (bpf_map_lookup_elem(&fdb, &dkey))
-			count(CNT_TC_FAST_MISS);
+	/* Not for the fast path: XDP passed it for a reason its counters name (or the
+	 * table changed between the two programs: the host gets it). */
+	if (!fv || bpf_map_lookup_elem(&fdb, src) || (!skb->gso_size && skb->len - hdr > fv->mtu))
 		return -1;
-	}
 	__u32 len = skb->len;
 	__u32 out = fv->port, ifindex = fv->ifindex;
 

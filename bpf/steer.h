@@ -140,8 +140,7 @@ enum steer_counter {
 	CNT_TC_TO_SWITCH = 19,     /* tc: from a fast port to the switch, through the collector */
 	CNT_TC_SHIM_FAIL = 20,     /* tc: the shim could not be put in front: dropped */
 	CNT_XDP_FAST_PASS = 21,    /* parent: passed for the tc fast path into an endpoint */
-	CNT_TC_FAST_MISS = 22,     /* tc: passed by XDP for the fast path, no entry by then: to the host */
-	CNT_MAX = 23,
+	CNT_MAX = 22,
 };
 
 #endif /* UMACVLAN_STEER_H */

@@ -116,7 +116,7 @@ fn unicast_takes_the_kernel_and_the_rest_the_switch_all_counted() {
         "{par:?}"
     );
     // Fast frames count in the totals too.
-    assert!(e1.rx_packets >= e1.fast.rx_packets + 1);
+    assert!(e1.rx_packets > e1.fast.rx_packets);
     // ARP is broadcast: the switch's, through the collector.
     assert!(
         c(Counter::TcToSwitch) > 0 && c(Counter::TcFast) > 0,

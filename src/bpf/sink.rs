@@ -21,6 +21,15 @@ pub enum SinkHook {
     TcIngress,
     /// XDP on the interface: before any skb exists.
     Xdp(XdpMode),
+    /// Not a sink: tc clsact ingress, every frame redirected to interface `ifindex`
+    /// — into its peer's namespace (`peer`, `bpf_redirect_peer`) or out of it — and
+    /// counted. The bare kernel forwarding the benchmark measures the switch against.
+    Redirect {
+        /// The target interface.
+        ifindex: u32,
+        /// Into its peer rather than out of it.
+        peer: bool,
+    },
 }
 
 /// Frames and bytes a [`Sink`] has counted.
@@ -91,11 +100,26 @@ impl Sink {
         let (fd, mut tc) = match hook {
             SinkHook::TcIngress => (skel.progs.sink_tc.as_fd(), None),
             SinkHook::Xdp(_) => (skel.progs.sink_xdp.as_fd(), None),
+            SinkHook::Redirect { ifindex: to, peer } => {
+                for (k, v) in [(0u32, to), (1, u32::from(peer))] {
+                    skel.maps
+                        .redirect_cfg
+                        .update(&k.to_ne_bytes(), &v.to_ne_bytes(), MapFlags::ANY)
+                        .map_err(|source| Error::Map {
+                            op: "write",
+                            map: "redirect_cfg",
+                            source,
+                        })?;
+                }
+                (skel.progs.redirect.as_fd(), None)
+            }
         };
         let prog_id = libbpf_rs::Program::id_from_fd(fd)
             .map_err(|e| Error::load("query id of program sink", e))?;
         match hook {
-            SinkHook::TcIngress => tc = Some(attach_tc_ingress(fd, ifindex, false)?),
+            SinkHook::TcIngress | SinkHook::Redirect { .. } => {
+                tc = Some(attach_tc_ingress(fd, ifindex, false)?)
+            }
             SinkHook::Xdp(mode) => {
                 Xdp::new(fd)
                     .attach(idx, mode.flags() | XdpFlags::UPDATE_IF_NOEXIST)
@@ -175,7 +199,10 @@ impl Drop for Sink {
         };
         let prog_id = self.prog_id;
         if let Some(link) = self.tc.take() {
-            let fd = self.skel.progs.sink_tc.as_fd();
+            let fd = match self.hook {
+                SinkHook::Redirect { .. } => self.skel.progs.redirect.as_fd(),
+                _ => self.skel.progs.sink_tc.as_fd(),
+            };
             link.netns.run(|| {
                 let _ = detach_tc_link(fd, &link, prog_id);
             });

@@ -401,7 +401,7 @@ impl PortCnt {
 }
 
 /// Number of entries in the per-CPU `counters` array (`CNT_MAX`).
-pub const COUNTERS: usize = 23;
+pub const COUNTERS: usize = 22;
 
 /// Indices of the per-CPU `counters` array (`enum steer_counter`).
 ///
@@ -465,9 +465,6 @@ pub enum Counter {
     TcShimFail = 20,
     /// Parent: passed by XDP for the tc fast path into an endpoint.
     XdpFastPass = 21,
-    /// tc: passed by XDP for the fast path, but its entry was gone by then (the
-    /// table changed in between): to the host.
-    TcFastMiss = 22,
 }
 
 impl Counter {
@@ -495,7 +492,6 @@ impl Counter {
         Counter::TcToSwitch,
         Counter::TcShimFail,
         Counter::XdpFastPass,
-        Counter::TcFastMiss,
     ];
 
     /// Index into the array [`Steering::counters`](super::Steering::counters) returns.
@@ -528,7 +524,6 @@ impl Counter {
             Counter::TcToSwitch => "tc_to_switch",
             Counter::TcShimFail => "tc_shim_fail",
             Counter::XdpFastPass => "xdp_fast_pass",
-            Counter::TcFastMiss => "tc_fast_miss",
         }
     }
 }

@@ -147,7 +147,9 @@ pub struct DataplaneConfig {
     /// (`bpf_redirect_peer`), to the wire, or from the wire into the endpoint —
     /// while everything else still reaches the switch (through the collector veth).
     /// The entries are compiled from the port table by [`crate::mode::decide`]
-    /// ([`crate::fastpath`]). Off by default.
+    /// ([`crate::fastpath`]). On by default: it matches the kernel's verdicts as the
+    /// AF_XDP path does (`tests/matrix.rs` runs both) and forwards unicast faster at
+    /// a lower CPU cost per frame (BENCHMARKS.md, "The kernel fast path").
     pub fastpath: bool,
 }
 
@@ -177,7 +179,7 @@ impl DataplaneConfig {
             tuning: SocketTuning::default(),
             multicast_leave: Leave::Kernel,
             adopt: false,
-            fastpath: false,
+            fastpath: true,
         }
     }
 }

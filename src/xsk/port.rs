@@ -193,6 +193,17 @@ impl XskPort {
         }
     }
 
+    /// Takes back the frames the kernel has finished transmitting.
+    #[inline]
+    fn reap(&mut self, pool: &mut Umem) {
+        let slot = self.sock.slot;
+        let done = self.sock.comp.peek(self.tx_cap);
+        for i in 0..done.len() {
+            pool.complete(slot, done.get(i));
+        }
+        self.tx_lent -= done.release();
+    }
+
     /// Tops the fill ring up to `fill_level` frames lent for receiving, in whole
     /// batches.
     fn refill(&mut self, pool: &mut Umem) {
@@ -237,6 +248,12 @@ impl Port<Umem> for XskPort {
     #[inline]
     fn transmit(&mut self, pool: &mut Umem, frames: &mut Vec<Frame>) {
         self.check_pool(pool);
+        // Short of room: take back what the kernel has finished first (VPP's
+        // af_xdp output, OVS's afxdp_complete_tx), rather than dropping as TxFull
+        // what the next poll's completions would have made room for.
+        if ((self.tx_cap - self.tx_lent) as usize) < frames.len() {
+            self.reap(pool);
+        }
         let room = self.tx_cap - self.tx_lent;
         let want = frames.len().min(room as usize) as u32;
         if want == 0 {
@@ -267,12 +284,7 @@ impl Port<Umem> for XskPort {
 
     fn maintain(&mut self, pool: &mut Umem) {
         self.check_pool(pool);
-        let slot = self.sock.slot;
-        let done = self.sock.comp.peek(self.tx_cap);
-        for i in 0..done.len() {
-            pool.complete(slot, done.get(i));
-        }
-        self.tx_lent -= done.release();
+        self.reap(pool);
         if self.tx_lent > 0 {
             self.wake_tx();
         }

@@ -47,7 +47,7 @@ pub struct DaemonSection {
     /// When a group an endpoint left stops reaching it: `kernel` (default: at the
     /// next recomputation of its filter, as the kernel) or `prompt`.
     pub multicast_leave: Option<String>,
-    /// The kernel fast path for networks that do not say (default false).
+    /// The kernel fast path for networks that do not say (default true).
     pub fastpath: Option<bool>,
 }
 
@@ -507,7 +507,7 @@ impl Config {
         };
         let mut c = Config {
             multicast_leave,
-            fastpath: file.daemon.fastpath.unwrap_or(false),
+            fastpath: file.daemon.fastpath.unwrap_or(true),
             socket: file.daemon.socket,
             metrics,
             workers: file.daemon.workers,

@@ -40,13 +40,15 @@ pub struct RunArgs {
     )]
     sizes: Vec<usize>,
     /// Systems, measured in this order each round: umacvlan, macvlan, bridge, ovs,
-    /// l2fwd, each optionally with `:opt,opt` (generic, native, core=N, sleep=USECS,
-    /// ring=N, budget=N, busypoll=USECS, napi=CORE, nowakeup). Give one several times with different
-    /// options to compare tunings in one run.
+    /// l2fwd, redirect (the bare kernel redirect the fast path uses), each optionally
+    /// with `:opt,opt` (generic, native, core=N, sleep=USECS, ring=N, budget=N,
+    /// busypoll=USECS, napi=CORE, nowakeup; umacvlan: fast, slow; umacvlan and
+    /// macvlan: rps=MASK). Give one several times with different options to compare
+    /// tunings in one run.
     #[arg(
         long,
         value_delimiter = ';',
-        default_value = "umacvlan;macvlan;bridge;ovs;l2fwd"
+        default_value = "umacvlan;umacvlan:slow;macvlan;macvlan:rps=2;redirect;bridge;ovs;l2fwd"
     )]
     systems: Vec<System>,
     /// Rounds.

@@ -61,6 +61,7 @@ impl std::fmt::Debug for Lab {
 /// What runs the system; held only for its `Drop`.
 #[allow(dead_code)]
 enum Running {
+    Redirect(Vec<umacvlan::bpf::Sink>),
     Umacvlan(DpThread),
     L2fwd(super::l2fwd::L2fwd),
     Ovs(super::ovs::Ovs),
@@ -186,6 +187,21 @@ impl Lab {
                     system.tuning.core,
                 )?));
             }
+            SystemKind::Redirect => {
+                veths()?;
+                let idx = |n: &str| hl.require(n).map(|l| l.index);
+                let (v1, v2, p) = (idx("v1")?, idx("v2")?, idx("par")?);
+                // One direction of the scenario's flow, as the fast path forwards it.
+                let (from, to, peer) = match scenario {
+                    Scenario::EpToEp => (v1, v2, true),
+                    Scenario::WireToEp => (p, v2, true),
+                    Scenario::EpToWire => (v1, p, false),
+                };
+                let hook = umacvlan::bpf::SinkHook::Redirect { ifindex: to, peer };
+                let r =
+                    Netns::open(&lab.host)?.run(|| umacvlan::bpf::Sink::attach(from, hook))??;
+                lab.running = Some(Running::Redirect(vec![r]));
+            }
             SystemKind::Umacvlan => {
                 let dp = DpThread::start(&lab, system)?;
                 if let Some(core) = system.tuning.napi_core {
@@ -278,7 +294,9 @@ impl DpThread {
                 }
                 cfg.tuning = t.socket;
                 cfg.xsk = xsk_config(&t);
-                cfg.fastpath = t.fastpath;
+                if let Some(f) = t.fastpath {
+                    cfg.fastpath = f;
+                }
                 let mut dp = Dataplane::start(cfg)?;
                 for (i, (ns, mac)) in eps.into_iter().enumerate() {
                     let c = EndpointConfig::new(format!("c{}", i + 1), Mode::Bridge).with_mac(mac);

@@ -145,6 +145,11 @@ pub enum SystemKind {
     Ovs,
     /// The raw AF_XDP forwarder ([`l2fwd`]).
     L2fwd,
+    /// The bare kernel forwarding of the fast path, no switch: veth pairs and a tc
+    /// program that redirects every frame (`bpf_redirect_peer` into the
+    /// destination endpoint, `bpf_redirect` to the parent). The limit the fast path
+    /// is measured against.
+    Redirect,
 }
 
 /// Knobs of the AF_XDP systems (umacvlan, l2fwd; OVS takes the XDP mode and core).
@@ -171,8 +176,10 @@ pub struct Tuning {
     /// this core: moves the kernel's receive work (XDP and the copy into the UMEM)
     /// off the sender's core.
     pub napi_core: Option<usize>,
-    /// umacvlan: the kernel fast path on ([`umacvlan::dataplane::DataplaneConfig::fastpath`]).
-    pub fastpath: bool,
+    /// umacvlan: the kernel fast path on (`fast`) or off (`slow`: every frame through
+    /// AF_XDP); `None`: the dataplane's default
+    /// ([`umacvlan::dataplane::DataplaneConfig::fastpath`], on).
+    pub fastpath: Option<bool>,
     /// RPS: the receive work of frames the endpoints send goes to these CPUs (a
     /// mask) — for umacvlan on the endpoints' switch-side veths, for macvlan on the
     /// macvlan devices.
@@ -203,7 +210,7 @@ impl Default for Tuning {
             socket: SocketTuning::default(),
             napi_core: None,
             need_wakeup: true,
-            fastpath: false,
+            fastpath: None,
             rps: None,
         }
     }
@@ -225,7 +232,8 @@ impl FromStr for System {
     /// `NAME[:OPT,OPT...]`; NAME is umacvlan, macvlan, bridge, ovs or l2fwd; OPTs
     /// (for umacvlan, l2fwd and, where they apply, ovs): `generic`, `native`,
     /// `core=N`, `sleep=USECS`, `ring=N`, `budget=N`, `busypoll=USECS`, `napi=CORE`,
-    /// `nowakeup`; umacvlan also `fast` (the kernel fast path); umacvlan and macvlan
+    /// `nowakeup`; umacvlan also `fast` / `slow` (the kernel fast path on / off, on by
+    /// default); umacvlan and macvlan
     /// `rps=MASK` (receive work of the endpoints' frames on those CPUs).
     fn from_str(s: &str) -> Result<Self, Error> {
         let (name, opts) = s.split_once(':').unwrap_or((s, ""));
@@ -235,15 +243,18 @@ impl FromStr for System {
             "bridge" => SystemKind::Bridge,
             "ovs" => SystemKind::Ovs,
             "l2fwd" => SystemKind::L2fwd,
+            "redirect" => SystemKind::Redirect,
             _ => {
                 return Err(Error::Config(format!(
-                    "unknown system {name:?}: use umacvlan, macvlan, bridge, ovs or l2fwd"
+                    "unknown system {name:?}: use umacvlan, macvlan, bridge, ovs, l2fwd or redirect"
                 )))
             }
         };
         let mut t = Tuning::default();
         for o in opts.split(',').filter(|o| !o.is_empty()) {
-            if matches!(kind, SystemKind::Macvlan | SystemKind::Bridge) && !o.starts_with("rps=") {
+            if matches!(kind, SystemKind::Bridge | SystemKind::Redirect)
+                || (kind == SystemKind::Macvlan && !o.starts_with("rps="))
+            {
                 return Err(Error::Config(format!(
                     "{name} takes no options (got {o:?})"
                 )));
@@ -254,7 +265,7 @@ impl FromStr for System {
                     Error::Config(format!("option {k} of {name} needs a number, got {v:?}"))
                 })
             };
-            if matches!(k, "generic" | "native" | "nowakeup" | "fast") && !v.is_empty() {
+            if matches!(k, "generic" | "native" | "nowakeup" | "fast" | "slow") && !v.is_empty() {
                 return Err(Error::Config(format!(
                     "option {k} of {name} takes no value"
                 )));
@@ -263,7 +274,8 @@ impl FromStr for System {
                 "generic" => t.xdp_mode = Some(XdpMode::Generic),
                 "native" => t.xdp_mode = Some(XdpMode::Native),
                 "nowakeup" if kind != SystemKind::Ovs => t.need_wakeup = false,
-                "fast" if kind == SystemKind::Umacvlan => t.fastpath = true,
+                "fast" if kind == SystemKind::Umacvlan => t.fastpath = Some(true),
+                "slow" if kind == SystemKind::Umacvlan => t.fastpath = Some(false),
                 "rps" if matches!(kind, SystemKind::Umacvlan | SystemKind::Macvlan) => {
                     let m = u32::from_str_radix(v, 16).ok().filter(|&m| m != 0);
                     t.rps = Some(m.ok_or_else(|| {
