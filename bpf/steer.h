@@ -60,25 +60,25 @@ struct dev_val {
 	__u32 flags;           /* DEV_F_* */
 	__u32 queues;          /* rx queues 0..queues-1 have a socket; a frame on another is counted and passed */
 	__u32 max_len;         /* longest frame its sockets' UMEM frames hold; 0 = no limit */
-	__u16 port;            /* ROLE_FAST_PORT: the endpoint's switch PortId */
-	__u8 mac[6];           /* ROLE_FAST_PORT: the endpoint's MAC (fast path: only frames from it) */
+	__u16 port;            /* ROLE_FAST_PORT: the endpoint's switch PortId (the shim's sender) */
+	__u8 mac[6];           /* ROLE_FAST_PORT: the endpoint's MAC */
 };
 
 #define ROLE_PARENT 1  /* the parent NIC */
 #define ROLE_PORT 2    /* an endpoint's host-side veth, or the mirror veth */
 /* An endpoint's host-side veth that carries the tc program port_in instead of XDP:
- * frames the fast path forwards go straight to their egress, the rest to the
+ * frames with an entry in `fast` go straight to their egress, the rest to the
  * collector veth (mirror_ifindex) behind a shim. */
 #define ROLE_FAST_PORT 3
 
 #define DEV_F_PASSTHRU 1  /* parent in passthru mode: every unicast goes to the switch */
 #define DEV_F_SOURCES 2   /* parent: srcs has entries (a source-mode endpoint is up): look frames up */
-#define DEV_F_FAST 4      /* fast port: look frames up in `fast` (else every frame to the switch) */
 
-/* fast key: the sending endpoint and a destination MAC (0: every other one). */
+/* fast key: the sending endpoint's veth and a destination MAC (0: every other one). */
 struct fast_key {
-	__u16 port;   /* ingress PortId */
-	__u8 mac[6];  /* destination MAC, transmission order */
+	__u32 ifindex; /* the ingress endpoint's switch-side veth */
+	__u8 mac[6];   /* destination MAC, transmission order */
+	__u16 pad;     /* 0 */
 };
 
 /* fast / fast_wire value: where the kernel forwards the frame itself. */
@@ -88,6 +88,8 @@ struct fast_val {
 	__u16 vlan;     /* FAST_F_WIRE: tag to push (0 = none) */
 	__u16 mtu;      /* longest payload after the Ethernet header; longer (not GSO) goes to the switch */
 	__u16 flags;    /* FAST_F_* */
+	__u16 in_port;  /* fast: the ingress PortId (its counters) */
+	__u8 src[6];    /* fast: the ingress endpoint's MAC; frames from another go to the switch */
 };
 
 #define FAST_F_PEER 1  /* bpf_redirect_peer: into the endpoint's namespace */

@@ -228,8 +228,9 @@ fn shared_structs_match_the_rust_mirror() {
         (
             size_of::<FastKey>(),
             owned(&[
-                ("port", offset_of!(FastKey, port)),
-                ("mac", offset_of!(FastKey, mac))
+                ("ifindex", offset_of!(FastKey, ifindex)),
+                ("mac", offset_of!(FastKey, mac)),
+                ("pad", offset_of!(FastKey, pad))
             ])
         )
     );
@@ -243,6 +244,8 @@ fn shared_structs_match_the_rust_mirror() {
                 ("vlan", offset_of!(FastVal, vlan)),
                 ("mtu", offset_of!(FastVal, mtu)),
                 ("flags", offset_of!(FastVal, flags)),
+                ("in_port", offset_of!(FastVal, in_port)),
+                ("src", offset_of!(FastVal, src)),
             ])
         )
     );

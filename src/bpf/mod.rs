@@ -75,10 +75,10 @@ pub use error::Error;
 #[cfg(feature = "cli")]
 pub use sink::{Sink, SinkCount, SinkHook};
 pub use types::{
-    Counter, DevVal, FastKey, FastVal, FdbKey, FdbVal, PortCnt, COUNTERS, DEV_F_FAST,
-    DEV_F_PASSTHRU, DEV_F_SOURCES, FAST_F_PEER, FAST_F_SLOW, FAST_F_WIRE, FDB_F_HOST_SUPPRESS,
-    FDB_F_NOT_DST, MAX_DEVS, MAX_FAST, MAX_FDB, MAX_GROUPS, MAX_PORT_STATS, MAX_SRCS, MAX_XSKS,
-    META_LEN, META_PASSTHRU, ROLE_FAST_PORT, ROLE_PARENT, ROLE_PORT, SRC_F_NODST, VLAN_MAX,
+    Counter, DevVal, FastKey, FastVal, FdbKey, FdbVal, PortCnt, COUNTERS, DEV_F_PASSTHRU,
+    DEV_F_SOURCES, FAST_F_PEER, FAST_F_SLOW, FAST_F_WIRE, FDB_F_HOST_SUPPRESS, FDB_F_NOT_DST,
+    MAX_DEVS, MAX_FAST, MAX_FDB, MAX_GROUPS, MAX_PORT_STATS, MAX_SRCS, MAX_XSKS, META_LEN,
+    META_PASSTHRU, ROLE_FAST_PORT, ROLE_PARENT, ROLE_PORT, SRC_F_NODST, VLAN_MAX,
 };
 
 use std::fmt;
@@ -680,15 +680,16 @@ impl Steering {
         }
     }
 
-    /// Sets the fast-path entry of frames endpoint `port` sends to `mac`
-    /// (`MacAddr::ZERO`: to every MAC without an entry of its own).
+    /// Sets the fast-path entry of frames arriving on endpoint veth `ifindex` for
+    /// `mac` (`MacAddr::ZERO`: for every MAC without an entry of its own).
     ///
     /// # Errors
     /// [`Error::Map`] (`E2BIG` when [`MAX_FAST`] entries exist).
-    pub fn fast_insert(&self, port: PortId, mac: MacAddr, val: FastVal) -> Result<(), Error> {
+    pub fn fast_insert(&self, ifindex: u32, mac: MacAddr, val: FastVal) -> Result<(), Error> {
         let k = FastKey {
-            port: port.0,
+            ifindex,
             mac: mac.0,
+            pad: 0,
         };
         self.skel
             .maps
@@ -701,10 +702,11 @@ impl Steering {
     ///
     /// # Errors
     /// [`Error::Map`].
-    pub fn fast_remove(&self, port: PortId, mac: MacAddr) -> Result<(), Error> {
+    pub fn fast_remove(&self, ifindex: u32, mac: MacAddr) -> Result<(), Error> {
         let k = FastKey {
-            port: port.0,
+            ifindex,
             mac: mac.0,
+            pad: 0,
         };
         delete_idempotent(&self.skel.maps.fast, &k.to_bytes(), "delete", "fast")
     }

@@ -104,16 +104,18 @@ pub struct DevVal {
     pub mac: [u8; 6],
 }
 
-/// Key of the `fast` map (`struct fast_key`): the sending endpoint and a
+/// Key of the `fast` map (`struct fast_key`): the sending endpoint's veth and a
 /// destination MAC; MAC zero stands for every destination without an entry.
 #[doc(alias = "fast_key")]
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct FastKey {
-    /// The ingress port.
-    pub port: u16,
+    /// The ingress endpoint's switch-side veth.
+    pub ifindex: u32,
     /// Destination MAC in transmission order.
     pub mac: [u8; 6],
+    /// Zero.
+    pub pad: u16,
 }
 
 /// Value of the `fast` and `fast_wire` maps (`struct fast_val`).
@@ -131,6 +133,11 @@ pub struct FastVal {
     pub mtu: u16,
     /// `FAST_F_*`.
     pub flags: u16,
+    /// `fast`: the ingress port (its counters).
+    pub in_port: u16,
+    /// `fast`: the ingress endpoint's MAC; a frame from another source goes to the
+    /// switch.
+    pub src: [u8; 6],
 }
 
 /// One port's fast-path counters in `port_stats` (`struct port_cnt`), per CPU.
@@ -159,8 +166,6 @@ pub const FAST_F_WIRE: u16 = 2;
 pub const FAST_F_SLOW: u16 = 4;
 /// An endpoint veth carrying the tc program `port_in` instead of XDP.
 pub const ROLE_FAST_PORT: u32 = 3;
-/// A fast port whose frames are looked up in `fast` (else all go to the switch).
-pub const DEV_F_FAST: u32 = 4;
 /// Slots of `port_stats` (one per [`PortId`]), and the most `fast_wire` entries.
 pub const MAX_PORT_STATS: u32 = 1024;
 /// Most entries of `fast`.
@@ -176,9 +181,12 @@ const _: () = {
     assert!(size_of::<DevVal>() == 32);
     assert!(offset_of!(DevVal, port) == 24);
     assert!(offset_of!(DevVal, mac) == 26);
-    assert!(size_of::<FastKey>() == 8);
-    assert!(offset_of!(FastKey, mac) == 2);
-    assert!(size_of::<FastVal>() == 12);
+    assert!(size_of::<FastKey>() == 12);
+    assert!(offset_of!(FastKey, mac) == 4);
+    assert!(offset_of!(FastKey, pad) == 10);
+    assert!(size_of::<FastVal>() == 20);
+    assert!(offset_of!(FastVal, in_port) == 12);
+    assert!(offset_of!(FastVal, src) == 14);
     assert!(offset_of!(FastVal, port) == 4);
     assert!(offset_of!(FastVal, vlan) == 6);
     assert!(offset_of!(FastVal, mtu) == 8);
@@ -298,14 +306,14 @@ impl DevVal {
     }
 
     /// A fast port: endpoint `port` (MAC `mac`), whose veth runs the tc program
-    /// `port_in`; with `fast`, frames with an entry in `fast` go straight to their
-    /// egress, the rest (all, without) to the switch through `collector`.
-    pub const fn fast_port(port: PortId, mac: MacAddr, collector: u32, fast: bool) -> Self {
+    /// `port_in`: frames with an entry in `fast` go straight to their egress, the
+    /// rest to the switch through `collector`.
+    pub const fn fast_port(port: PortId, mac: MacAddr, collector: u32) -> Self {
         DevVal {
             role: ROLE_FAST_PORT,
             xsk_base: 0,
             mirror_ifindex: collector,
-            flags: if fast { DEV_F_FAST } else { 0 },
+            flags: 0,
             queues: 0,
             max_len: 0,
             port: port.0,
@@ -353,25 +361,27 @@ impl DevVal {
 
 impl FastKey {
     /// The key's bytes as the kernel reads them.
-    pub fn to_bytes(&self) -> [u8; 8] {
-        let mut b = [0u8; 8];
-        b[0..2].copy_from_slice(&self.port.to_ne_bytes());
-        b[2..8].copy_from_slice(&self.mac);
+    pub fn to_bytes(&self) -> [u8; 12] {
+        let mut b = [0u8; 12];
+        b[0..4].copy_from_slice(&self.ifindex.to_ne_bytes());
+        b[4..10].copy_from_slice(&self.mac);
+        b[10..12].copy_from_slice(&self.pad.to_ne_bytes());
         b
     }
 }
 
 impl FastVal {
     /// The value's bytes as the kernel reads them.
-    pub fn to_bytes(&self) -> [u8; 12] {
-        let mut b = [0u8; 12];
+    pub fn to_bytes(&self) -> [u8; 20] {
+        let mut b = [0u8; 20];
         b[0..4].copy_from_slice(&self.ifindex.to_ne_bytes());
-        for (i, v) in [self.port, self.vlan, self.mtu, self.flags]
+        for (i, v) in [self.port, self.vlan, self.mtu, self.flags, self.in_port]
             .into_iter()
             .enumerate()
         {
             b[4 + 2 * i..6 + 2 * i].copy_from_slice(&v.to_ne_bytes());
         }
+        b[14..20].copy_from_slice(&self.src);
         b
     }
 }

@@ -423,8 +423,10 @@ pub struct Dataplane {
     collector: Option<(LinkInfo, LinkInfo)>,
     /// Networks (VLANs) whose fast path differs from [`DataplaneConfig::fastpath`].
     fast_vlans: BTreeMap<u16, bool>,
-    /// What the `fast` and `fast_wire` maps hold.
+    /// What the `fast` and `fast_wire` maps hold, and the veth each ingress port's
+    /// entries are keyed by.
     fast: FastTable,
+    fast_ifindex: BTreeMap<PortId, u32>,
 }
 
 /// What [`Dataplane::sync_queues`] found: the parent's receive queues changed.
@@ -646,6 +648,7 @@ impl Dataplane {
             collector: None,
             fast_vlans: BTreeMap::new(),
             fast: FastTable::default(),
+            fast_ifindex: BTreeMap::new(),
         })
     }
 
@@ -892,10 +895,8 @@ impl Dataplane {
         if fast {
             self.steering.reset_port_stats(id)?;
             let collector = self.collector.as_ref().expect("made above").0.index;
-            self.steering.set_device(
-                host_ifindex,
-                DevVal::fast_port(id, ep.mac(), collector, true),
-            )?;
+            self.steering
+                .set_device(host_ifindex, DevVal::fast_port(id, ep.mac(), collector))?;
         } else {
             self.steering.set_device(
                 host_ifindex,
@@ -1007,53 +1008,68 @@ impl Dataplane {
             .collect();
         let parent = self.parent.index;
         let val = |x: PortId, e: &Entry| -> FastVal {
+            let ingress = t.endpoint(x);
+            let base = FastVal {
+                in_port: x.0,
+                src: ingress.map_or([0; 6], |e| e.mac.octets()),
+                mtu: e.mtu,
+                ..FastVal::default()
+            };
             match e.egress {
                 None => FastVal {
                     flags: FAST_F_SLOW,
-                    ..FastVal::default()
+                    ..base
                 },
                 Some(q) if q == UPLINK => FastVal {
                     ifindex: parent,
                     port: q.0,
-                    vlan: t.endpoint(x).map_or(0, |e| e.vlan),
-                    mtu: e.mtu,
+                    vlan: ingress.map_or(0, |e| e.vlan),
                     flags: FAST_F_WIRE,
+                    ..base
                 },
                 Some(q) => FastVal {
                     ifindex: ifindex.get(&q).copied().unwrap_or(0),
                     port: q.0,
-                    vlan: 0,
-                    mtu: e.mtu,
                     flags: FAST_F_PEER,
+                    ..base
                 },
             }
         };
         let old = std::mem::take(&mut self.fast);
+        let old_if = std::mem::take(&mut self.fast_ifindex);
+        // Entries are keyed by the ingress veth: as written, and as they are now.
+        let key_old = |x: &PortId| old_if.get(x).copied().unwrap_or(0);
+        let key_new = |x: &PortId| ifindex.get(x).copied().unwrap_or(0);
+        let same = |x: &PortId| key_old(x) == key_new(x);
         // Removals and changes first.
+        let mut r = Ok(());
         for (k, e) in &old.exact {
-            if want.exact.get(k) != Some(e) {
-                self.steering.fast_remove(k.0, k.1)?;
+            if !same(&k.0) || want.exact.get(k) != Some(e) {
+                r = r.and(self.steering.fast_remove(key_old(&k.0), k.1));
             }
         }
         for (x, e) in &old.default {
-            if want.default.get(x) != Some(e) {
-                self.steering.fast_remove(*x, MacAddr::ZERO)?;
+            if !same(x) || want.default.get(x) != Some(e) {
+                r = r.and(self.steering.fast_remove(key_old(x), MacAddr::ZERO));
             }
         }
         for (k, e) in &old.wire {
             if want.wire.get(k) != Some(e) {
-                self.steering.fast_wire_remove(k.0, k.1)?;
+                r = r.and(self.steering.fast_wire_remove(k.0, k.1));
             }
         }
         // Exact entries before the defaults they refine.
         for (k, e) in &want.exact {
-            if old.exact.get(k) != Some(e) {
-                self.steering.fast_insert(k.0, k.1, val(k.0, e))?;
+            if !same(&k.0) || old.exact.get(k) != Some(e) {
+                r = r.and(self.steering.fast_insert(key_new(&k.0), k.1, val(k.0, e)));
             }
         }
         for (x, e) in &want.default {
-            if old.default.get(x) != Some(e) {
-                self.steering.fast_insert(*x, MacAddr::ZERO, val(*x, e))?;
+            if !same(x) || old.default.get(x) != Some(e) {
+                r = r.and(
+                    self.steering
+                        .fast_insert(key_new(x), MacAddr::ZERO, val(*x, e)),
+                );
             }
         }
         for (k, &(p, mtu)) in &want.wire {
@@ -1061,15 +1077,18 @@ impl Dataplane {
                 let v = FastVal {
                     ifindex: ifindex.get(&p).copied().unwrap_or(0),
                     port: p.0,
-                    vlan: 0,
                     mtu,
                     flags: FAST_F_PEER,
+                    ..FastVal::default()
                 };
-                self.steering.fast_wire_insert(k.0, k.1, v)?;
+                r = r.and(self.steering.fast_wire_insert(k.0, k.1, v));
             }
         }
+        self.fast_ifindex = want.default.keys().map(|x| (*x, key_new(x))).collect();
+        // What was attempted, failed writes included: the caller undoes the change
+        // that failed, and the next sync rewrites from here.
         self.fast = want;
-        Ok(())
+        r.map_err(Error::from)
     }
 
     /// The ifindex and queue count of `ifname`, an endpoint veth kept for adoption.

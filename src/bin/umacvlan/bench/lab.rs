@@ -287,16 +287,20 @@ impl DpThread {
                 host.enter()?;
                 let mut cfg = DataplaneConfig::new("par");
                 cfg.worker.core = Some(t.core);
-                cfg.worker.idle_sleep = t.idle_sleep;
+                if let Some(f) = t.fastpath {
+                    cfg.fastpath = f;
+                }
+                cfg.worker.idle_sleep = t.idle_sleep.unwrap_or(if cfg.fastpath {
+                    cfg.worker.idle_sleep
+                } else {
+                    std::time::Duration::ZERO
+                });
                 if let Some(m) = t.xdp_mode {
                     cfg.xdp_mode = m;
                     cfg.endpoint_xdp_mode = m;
                 }
                 cfg.tuning = t.socket;
                 cfg.xsk = xsk_config(&t);
-                if let Some(f) = t.fastpath {
-                    cfg.fastpath = f;
-                }
                 let mut dp = Dataplane::start(cfg)?;
                 for (i, (ns, mac)) in eps.into_iter().enumerate() {
                     let c = EndpointConfig::new(format!("c{}", i + 1), Mode::Bridge).with_mac(mac);

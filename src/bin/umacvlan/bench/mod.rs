@@ -162,9 +162,11 @@ pub struct Tuning {
     pub xdp_mode: Option<XdpMode>,
     /// The switch's core (the generator runs on [`BenchConfig::gen_core`]).
     pub core: usize,
-    /// Sleep when idle (zero: busy-poll).
-    #[serde(serialize_with = "ser_dur")]
-    pub idle_sleep: Duration,
+    /// Sleep when idle (zero: busy-poll). `None`: busy-poll on the AF_XDP path, and
+    /// the dataplane's default (a short sleep when idle) with the fast path, where
+    /// the worker only sees what the kernel does not forward.
+    #[serde(serialize_with = "ser_opt_dur")]
+    pub idle_sleep: Option<Duration>,
     /// All four ring sizes (`None`: the dataplane's defaults, 1024).
     pub ring: Option<u32>,
     /// Copy-mode transmit budget and busy polling.
@@ -189,8 +191,11 @@ pub struct Tuning {
 fn ser_xdp<S: serde::Serializer>(m: &Option<XdpMode>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(m.map_or("default", |m| m.name()))
 }
-fn ser_dur<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(d.as_micros() as u64)
+fn ser_opt_dur<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_u64(d.as_micros() as u64),
+        None => s.serialize_str("default"),
+    }
 }
 fn ser_tuning<S: serde::Serializer>(t: &SocketTuning, s: S) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeStruct;
@@ -205,7 +210,7 @@ impl Default for Tuning {
         Tuning {
             xdp_mode: None,
             core: 1,
-            idle_sleep: Duration::ZERO,
+            idle_sleep: None,
             ring: None,
             socket: SocketTuning::default(),
             napi_core: None,
@@ -284,7 +289,7 @@ impl FromStr for System {
                 }
                 "core" => t.core = num()? as usize,
                 "sleep" if kind == SystemKind::Umacvlan => {
-                    t.idle_sleep = Duration::from_micros(u64::from(num()?))
+                    t.idle_sleep = Some(Duration::from_micros(u64::from(num()?)))
                 }
                 "ring" if kind != SystemKind::Ovs => {
                     let r = num()?;

@@ -65,7 +65,7 @@ fn systems_parse_with_options_and_refuse_nonsense() {
     assert_eq!(s.tuning.xdp_mode, Some(XdpMode::Generic));
     assert_eq!(s.tuning.socket.tx_budget, Some(256));
     assert_eq!(s.tuning.ring, Some(4096));
-    assert_eq!(s.tuning.idle_sleep, Duration::from_micros(20));
+    assert_eq!(s.tuning.idle_sleep, Some(Duration::from_micros(20)));
     assert_eq!(s.tuning.napi_core, Some(1));
     assert_eq!(
         "macvlan".parse::<System>().unwrap().kind,
