@@ -61,6 +61,24 @@ fn unicast_takes_the_kernel_and_the_rest_the_switch_all_counted() {
                     failed.push(format!("{ns} -> {ip}"));
                 }
             }
+            // Full-size broadcasts from an endpoint reach the switch through the
+            // collector (shim and all) and are flooded to e2.
+            let before = t.eth0_rx_packets(&t.eps[1]);
+            let script = "import socket\ns=socket.socket(socket.AF_PACKET,socket.SOCK_RAW)\n\
+                          s.bind(('eth0',0))\nf=b'\\xff'*6+bytes.fromhex('020000000001')+b'\\x88\\xb5'+bytes(1500)\n\
+                          for _ in range(20): s.send(f)\n";
+            t.lab.exec(&t.eps[0], &["python3", "-c", script]);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while t.eth0_rx_packets(&t.eps[1]) < before + 20 {
+                if std::time::Instant::now() > deadline {
+                    failed.push(format!(
+                        "full-size broadcasts: e2 got {} of 20",
+                        t.eth0_rx_packets(&t.eps[1]) - before
+                    ));
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
             // Too long for e3: no reply, a drop the switch counts.
             if t.lab.try_exec(
                 &t.eps[0],

@@ -332,6 +332,12 @@ struct EndpointRt {
 /// the switch for a port that was gone by then. Not a valid endpoint name.
 pub const COLLECTOR: &str = "(collector)";
 
+/// Bytes the collector veth's MTU exceeds the parent's by: the shim, a tag the
+/// endpoint put inline, and spare.
+const COLLECTOR_ROOM: u32 = 32;
+/// The largest MTU a veth with a (single-buffer) XDP program takes.
+const COLLECTOR_MAX_MTU: u32 = 3500;
+
 /// The most queues an endpoint veth may have.
 pub const MAX_ENDPOINT_QUEUES: u32 = 64;
 
@@ -949,6 +955,12 @@ impl Dataplane {
         let made = (|| -> Result<(LinkInfo, LinkInfo)> {
             let a = self.links.require(&ca)?;
             let b = self.links.require(&cb)?;
+            // A frame the size of the parent's MTU, tagged, behind the shim must pass
+            // the veth's length check (a longer one is dropped uncounted); XDP on veth
+            // takes at most a page.
+            let mtu = (self.parent.mtu + COLLECTOR_ROOM).min(COLLECTOR_MAX_MTU);
+            self.links.set_mtu(a.index, &ca, mtu)?;
+            self.links.set_mtu(b.index, &cb, mtu)?;
             self.links.set_up(a.index, &ca, true)?;
             self.links.set_up(b.index, &cb, true)?;
             let slots = self.slots.alloc(n)?;

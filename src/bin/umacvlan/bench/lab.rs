@@ -159,7 +159,7 @@ impl Lab {
             SystemKind::L2fwd => {
                 veths()?;
                 let (from, to) = match scenario {
-                    Scenario::EpToEp => ("v1", "v2"),
+                    Scenario::EpToEp | Scenario::EpBroadcast => ("v1", "v2"),
                     Scenario::WireToEp => ("par", "v2"),
                     Scenario::EpToWire => ("v1", "par"),
                 };
@@ -193,7 +193,7 @@ impl Lab {
                 let (v1, v2, p) = (idx("v1")?, idx("v2")?, idx("par")?);
                 // One direction of the scenario's flow, as the fast path forwards it.
                 let (from, to, peer) = match scenario {
-                    Scenario::EpToEp => (v1, v2, true),
+                    Scenario::EpToEp | Scenario::EpBroadcast => (v1, v2, true),
                     Scenario::WireToEp => (p, v2, true),
                     Scenario::EpToWire => (v1, p, false),
                 };
@@ -222,6 +222,7 @@ impl Lab {
             Scenario::EpToEp => (&self.c1, C1_MAC, C2_MAC, &self.c2),
             Scenario::WireToEp => (&self.ext, EXT_MAC, C2_MAC, &self.c2),
             Scenario::EpToWire => (&self.c1, C1_MAC, EXT_MAC, &self.ext),
+            Scenario::EpBroadcast => (&self.c1, C1_MAC, MacAddr::BROADCAST, &self.c2),
         };
         Placement {
             gen_ns: gen_ns.clone(),

@@ -93,11 +93,17 @@ pub enum Scenario {
     /// Endpoint c1 → the external host, through the parent.
     #[serde(rename = "ep-wire")]
     EpToWire,
+    /// Endpoint c1 broadcasts; counted at endpoint c2 (the copy to the wire goes
+    /// too). Not in the default run: `--scenarios ep-bcast`.
+    #[serde(rename = "ep-bcast")]
+    EpBroadcast,
 }
 
 impl Scenario {
     /// Every scenario.
     pub const ALL: [Scenario; 3] = [Scenario::EpToEp, Scenario::WireToEp, Scenario::EpToWire];
+    /// Scenarios run only when asked for.
+    pub const EXTRA: [Scenario; 1] = [Scenario::EpBroadcast];
 
     /// Short name: `ep-ep`, `wire-ep`, `ep-wire`.
     pub fn name(self) -> &'static str {
@@ -105,6 +111,7 @@ impl Scenario {
             Scenario::EpToEp => "ep-ep",
             Scenario::WireToEp => "wire-ep",
             Scenario::EpToWire => "ep-wire",
+            Scenario::EpBroadcast => "ep-bcast",
         }
     }
 
@@ -114,6 +121,7 @@ impl Scenario {
             Scenario::EpToEp => "endpoint → endpoint",
             Scenario::WireToEp => "wire → endpoint",
             Scenario::EpToWire => "endpoint → wire",
+            Scenario::EpBroadcast => "endpoint broadcast → endpoint",
         }
     }
 }
@@ -123,10 +131,11 @@ impl FromStr for Scenario {
     fn from_str(s: &str) -> Result<Self, Error> {
         Scenario::ALL
             .into_iter()
+            .chain(Scenario::EXTRA)
             .find(|x| x.name() == s)
             .ok_or_else(|| {
                 Error::Config(format!(
-                    "unknown scenario {s:?}: use ep-ep, wire-ep or ep-wire"
+                    "unknown scenario {s:?}: use ep-ep, wire-ep, ep-wire or ep-bcast"
                 ))
             })
     }
