@@ -86,6 +86,13 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, STEER_MAX_PORTS);
+	__type(key, __u32);
+	__type(value, struct fast_in);
+} fast_in SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, STEER_MAX_PORTS);
 	__type(key, struct fdb_key);
 	__type(value, struct fast_val);
 } fast_wire SEC(".maps");
@@ -541,8 +548,8 @@ static __always_inline int to_collector(struct __sk_buff *skb, const struct dev_
  * Untagged unicast from the endpoint's own MAC with a fast entry goes straight to
  * its egress: bpf_redirect_peer into the destination endpoint's namespace, or
  * bpf_redirect to the parent (its network's tag pushed). Everything else goes to
- * the switch through the collector. The fast entry carries what the fast path
- * needs, so a forwarded frame costs one lookup (two for a default).
+ * the switch through the collector. Two lookups: the sender's fast_in entry (what
+ * it is, its class, its default), then its class's entry for the destination.
  */
 SEC("tc")
 int port_in(struct __sk_buff *skb)
@@ -550,24 +557,25 @@ int port_in(struct __sk_buff *skb)
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
+	__u32 ifindex = skb->ifindex;
+	struct fast_in *fi = bpf_map_lookup_elem(&fast_in, &ifindex);
 	struct fast_val *v = 0;
+	__u32 in = 0;
 
-	if ((void *)(eth + 1) <= data_end && !(eth->h_dest[0] & 1) && !skb->vlan_present &&
-	    !is_vlan_proto(eth->h_proto)) {
-		struct fast_key k = { .ifindex = skb->ifindex };
+	if (fi && (void *)(eth + 1) <= data_end && !(eth->h_dest[0] & 1) && !skb->vlan_present &&
+	    !is_vlan_proto(eth->h_proto) && mac_eq(eth->h_source, fi->src) &&
+	    !mac_eq(eth->h_dest, fi->src)) {
+		struct fast_key k = { .class = fi->class };
 
 		__builtin_memcpy(k.mac, eth->h_dest, ETH_ALEN);
 		v = bpf_map_lookup_elem(&fast, &k);
-		if (!v) {
-			__builtin_memset(k.mac, 0, ETH_ALEN);
-			v = bpf_map_lookup_elem(&fast, &k);
-		}
-		if (v && ((v->flags & FAST_F_SLOW) || !mac_eq(eth->h_source, v->src) ||
-			  (!skb->gso_size && skb->len - sizeof(*eth) > v->mtu)))
+		if (!v)
+			v = &fi->dflt;
+		in = fi->in_port;
+		if ((v->flags & FAST_F_SLOW) || (!skb->gso_size && skb->len - sizeof(*eth) > v->mtu))
 			v = 0;
 	}
 	if (!v) {
-		__u32 ifindex = skb->ifindex;
 		struct dev_val *dev = bpf_map_lookup_elem(&devs, &ifindex);
 
 		if (!dev || dev->role != ROLE_FAST_PORT) {
@@ -577,7 +585,7 @@ int port_in(struct __sk_buff *skb)
 		return to_collector(skb, dev);
 	}
 
-	__u32 len = skb->len, skb_len = len, in = v->in_port, out = v->port, ifindex_out = v->ifindex;
+	__u32 len = skb->len, skb_len = len, out = v->port, ifindex_out = v->ifindex;
 	long r;
 
 	if (v->flags & FAST_F_WIRE) {

@@ -17,8 +17,8 @@
 #define STEER_MAX_FDB 65536   /* fdb: (vlan, mac) -> fdb_val */
 #define STEER_MAX_SRCS 4096   /* srcs: (vlan, source mac) -> SRC_F_* */
 #define STEER_MAX_GROUPS 16384 /* groups: (vlan, group mac) -> 1; mac 0 = every group */
-#define STEER_MAX_FAST 65536  /* fast: (ingress port, dst mac) -> fast_val; mac 0 = any other */
-#define STEER_MAX_PORTS 1024  /* port_stats: one slot per switch PortId; fast_wire entries */
+#define STEER_MAX_FAST 65536  /* fast: (class, dst mac) -> fast_val */
+#define STEER_MAX_PORTS 1024  /* port_stats: one slot per switch PortId; fast_in, fast_wire entries */
 
 /* fdb key: VLAN id (0 = untagged or priority-tagged) and MAC address. */
 struct fdb_key {
@@ -74,9 +74,9 @@ struct dev_val {
 #define DEV_F_PASSTHRU 1  /* parent in passthru mode: every unicast goes to the switch */
 #define DEV_F_SOURCES 2   /* parent: srcs has entries (a source-mode endpoint is up): look frames up */
 
-/* fast key: the sending endpoint's veth and a destination MAC (0: every other one). */
+/* fast key: a class of senders (fast_in.class) and a destination MAC. */
 struct fast_key {
-	__u32 ifindex; /* the ingress endpoint's switch-side veth */
+	__u32 class;   /* fast_in.class of the sender */
 	__u8 mac[6];   /* destination MAC, transmission order */
 	__u16 pad;     /* 0 */
 };
@@ -88,8 +88,15 @@ struct fast_val {
 	__u16 vlan;     /* FAST_F_WIRE: tag to push (0 = none) */
 	__u16 mtu;      /* longest payload after the Ethernet header; longer (not GSO) goes to the switch */
 	__u16 flags;    /* FAST_F_* */
-	__u16 in_port;  /* fast: the ingress PortId (its counters) */
-	__u8 src[6];    /* fast: the ingress endpoint's MAC; frames from another go to the switch */
+};
+
+/* fast_in value (key: the ingress endpoint's switch-side veth): its class, what it
+ * is, and where its unicast goes when `fast` has no entry for the class and MAC. */
+struct fast_in {
+	__u32 class;          /* senders with the same forwarding share a class */
+	__u16 in_port;        /* the ingress PortId (its counters) */
+	__u8 src[6];          /* its MAC: frames from another source, or to it, go to the switch */
+	struct fast_val dflt; /* every destination without an entry */
 };
 
 #define FAST_F_PEER 1  /* bpf_redirect_peer: into the endpoint's namespace */

@@ -34,22 +34,46 @@ pub struct Reach {
 }
 
 /// One fast-path entry: where the kernel sends the frame, or `None`: to the switch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Entry {
     /// The egress port (an endpoint or the uplink); `None`: the switch decides.
     pub egress: Option<PortId>,
     /// The egress's MTU: a longer payload goes to the switch (which counts it).
     pub mtu: u16,
+    /// Towards the uplink: the tag pushed (the sender's network's VLAN, 0 = none).
+    pub vlan: u16,
+}
+
+impl Entry {
+    /// The switch decides.
+    pub const SWITCH: Entry = Entry {
+        egress: None,
+        mtu: 0,
+        vlan: 0,
+    };
+}
+
+/// What the kernel does with the unicast a sender sends: an entry per destination
+/// MAC the table knows in its network (where it differs from the default), and the
+/// default for every other destination. A frame to the sender's own MAC always goes
+/// to the switch. Senders with the same row share it (a *class*), so the kernel
+/// holds one row per class, not one per sender: bridge-mode siblings of a network
+/// have one between them, and the entries grow with the endpoints, not their square.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Row {
+    /// For destinations without an entry.
+    pub default: Entry,
+    /// Destination MAC → entry.
+    pub exact: BTreeMap<MacAddr, Entry>,
 }
 
 /// The compiled fast path of one switch.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FastTable {
-    /// (ingress endpoint, destination MAC) → entry, for every MAC the table knows in
-    /// the ingress's network (endpoints, up or down, and the parent's).
-    pub exact: BTreeMap<(PortId, MacAddr), Entry>,
-    /// Ingress endpoint → entry for every other unicast destination.
-    pub default: BTreeMap<PortId, Entry>,
+    /// The distinct rows, by class number.
+    pub classes: Vec<Row>,
+    /// Ingress endpoint → its class (an index into `classes`).
+    pub ingress: BTreeMap<PortId, usize>,
     /// Endpoints the wire reaches directly: (VLAN, MAC) → endpoint and its MTU, for
     /// unicast from a source that is not an endpoint's.
     pub wire: BTreeMap<(u16, MacAddr), (PortId, u16)>,
@@ -76,22 +100,69 @@ fn foreign_mac(t: &PortTable) -> MacAddr {
     unknown_mac(&known)
 }
 
+/// A class being formed: its default and, per known destination, its entry or `None`
+/// where only a member's own MAC is (whose frames never use the slot).
+struct Class {
+    default: Entry,
+    full: BTreeMap<MacAddr, Option<Entry>>,
+}
+
+impl Class {
+    /// Whether a sender with MAC `own`, `default` and entries `row` (every known
+    /// destination but `own`) forwards every frame it may send as this class does.
+    fn admits(&self, default: Entry, own: MacAddr, row: &BTreeMap<MacAddr, Entry>) -> bool {
+        default == self.default
+            && row.iter().all(|(d, e)| match self.full.get(d) {
+                Some(Some(c)) => c == e,
+                Some(None) => true,
+                None => *e == self.default,
+            })
+            && self
+                .full
+                .iter()
+                .all(|(d, c)| *d == own || row.contains_key(d) || c.is_none_or(|c| c == default))
+    }
+
+    fn join(&mut self, own: MacAddr, row: BTreeMap<MacAddr, Entry>) {
+        for (d, e) in row {
+            let slot = self.full.entry(d).or_insert(None);
+            if slot.is_none() {
+                *slot = Some(e);
+            }
+        }
+        self.full.entry(own).or_insert(None);
+    }
+
+    /// The row: entries that differ from the default (a slot only a member's own MAC
+    /// fills takes the default: no frame uses it).
+    fn into_row(self) -> Row {
+        let default = self.default;
+        Row {
+            default,
+            exact: self
+                .full
+                .into_iter()
+                .filter_map(|(d, e)| e.filter(|e| *e != default).map(|e| (d, e)))
+                .collect(),
+        }
+    }
+}
+
 impl FastTable {
     /// Compiles the fast path of table `t`; `reach` says what the kernel can do for
     /// each port.
     pub fn compile(t: &PortTable, reach: impl Fn(PortId) -> Reach) -> FastTable {
         let mut out = FastTable::default();
-        // An egress the kernel reaches, with its MTU.
-        let single = |v: Verdict| -> Entry {
+        let mut cands: Vec<Class> = Vec::new();
+        // An egress the kernel reaches, with its MTU (and the sender's tag, to the wire).
+        let single = |v: Verdict, vlan: u16| -> Entry {
             match v {
                 Verdict::Forward(q) if q == t.uplink() || reach(q).egress => Entry {
                     egress: Some(q),
                     mtu: t.port(q).map_or(0, |p| p.mtu),
+                    vlan: if q == t.uplink() { vlan } else { 0 },
                 },
-                _ => Entry {
-                    egress: None,
-                    mtu: 0,
-                },
+                _ => Entry::SWITCH,
             }
         };
         for (x, info) in t.ports() {
@@ -111,15 +182,27 @@ impl FastTable {
                 vlan: 0,
                 ethertype: EtherType::IPV4,
             };
-            let default = single(decide(x, &facts(unknown_mac(&known)), t));
-            out.default.insert(x, default);
-            for &d in &known {
-                let entry = single(decide(x, &facts(d), t));
-                if entry != default {
-                    out.exact.insert((x, d), entry);
+            let default = single(decide(x, &facts(unknown_mac(&known)), t), e.vlan);
+            // Every destination but its own MAC (those frames are the switch's).
+            let row: BTreeMap<MacAddr, Entry> = known
+                .iter()
+                .filter(|&&d| d != e.mac)
+                .map(|&d| (d, single(decide(x, &facts(d), t), e.vlan)))
+                .collect();
+            let c = match cands.iter().position(|c| c.admits(default, e.mac, &row)) {
+                Some(i) => i,
+                None => {
+                    cands.push(Class {
+                        default,
+                        full: BTreeMap::new(),
+                    });
+                    cands.len() - 1
                 }
-            }
+            };
+            cands[c].join(e.mac, row);
+            out.ingress.insert(x, c);
         }
+        out.classes = cands.into_iter().map(Class::into_row).collect();
         // From the wire: a source-mode entry or a passthru endpoint puts every frame's
         // fate in the switch's hands (the kernel program checks the same flags).
         if t.passthru().is_none() && !t.has_sources() {
@@ -145,7 +228,9 @@ impl FastTable {
 
     /// What the kernel does with a frame endpoint `x` sent: `Some(egress)` forwards
     /// it there, `None` hands it to the switch. `tagged`: it carries a VLAN tag;
-    /// `payload`: its length after the Ethernet header.
+    /// `payload`: its length after the Ethernet header. (The kernel program forwards
+    /// a GSO skb whatever its length, as the kernel's `dev_forward_skb` does for a
+    /// macvlan child; the switch never sees one that large.)
     pub fn from_endpoint(
         &self,
         x: PortId,
@@ -154,14 +239,25 @@ impl FastTable {
         tagged: bool,
         payload: usize,
     ) -> Option<PortId> {
-        if tagged || f.dst.is_multicast() || f.src != own_mac {
+        if tagged || f.dst.is_multicast() || f.src != own_mac || f.dst == own_mac {
             return None;
         }
-        let e = self
-            .exact
-            .get(&(x, f.dst))
-            .or_else(|| self.default.get(&x))?;
+        let row = self.classes.get(*self.ingress.get(&x)?)?;
+        let e = row.exact.get(&f.dst).unwrap_or(&row.default);
         e.egress.filter(|_| payload <= e.mtu as usize)
+    }
+
+    /// Whether any entry forwards to `p` or takes frames from it (for checks after
+    /// a port is removed).
+    pub fn names(&self, p: PortId) -> bool {
+        let to_p = |e: &Entry| e.egress == Some(p);
+        self.ingress.contains_key(&p)
+            || self
+                .ingress
+                .values()
+                .filter_map(|&c| self.classes.get(c))
+                .any(|r| to_p(&r.default) || r.exact.values().any(to_p))
+            || self.wire.values().any(|(q, _)| *q == p)
     }
 
     /// What the kernel does with a frame from the wire: `Some(endpoint)` delivers it
@@ -186,9 +282,12 @@ impl FastTable {
         (payload <= mtu as usize).then_some(p)
     }
 
-    /// Entries in all.
+    /// Entries the kernel holds: one per sender, one per destination of each class,
+    /// one per endpoint reachable from the wire.
     pub fn len(&self) -> usize {
-        self.exact.len() + self.default.len() + self.wire.len()
+        self.ingress.len()
+            + self.classes.iter().map(|r| r.exact.len()).sum::<usize>()
+            + self.wire.len()
     }
 
     /// No entries at all.
@@ -223,18 +322,25 @@ mod tests {
         }
     }
 
+    /// Endpoints `(name, mode)` with MACs 02:..:01, 02:..:02, ...
+    fn with_endpoints(eps: &[(&str, Mode)]) -> (Topology, Vec<PortId>) {
+        let mut t = topo();
+        let ids = eps
+            .iter()
+            .zip(1..)
+            .map(|(&(name, mode), i)| {
+                t.add_endpoint(EndpointConfig::new(name, mode).with_mac(mac(i)))
+                    .unwrap()
+            })
+            .collect();
+        (t, ids)
+    }
+
     #[test]
     fn bridge_siblings_go_direct_and_everything_else_by_its_rule() {
-        let mut t = topo();
-        let a = t
-            .add_endpoint(EndpointConfig::new("a", Mode::Bridge).with_mac(mac(1)))
-            .unwrap();
-        let b = t
-            .add_endpoint(EndpointConfig::new("b", Mode::Bridge).with_mac(mac(2)))
-            .unwrap();
-        let v = t
-            .add_endpoint(EndpointConfig::new("v", Mode::Vepa).with_mac(mac(3)))
-            .unwrap();
+        let (t, ids) =
+            with_endpoints(&[("a", Mode::Bridge), ("b", Mode::Bridge), ("v", Mode::Vepa)]);
+        let (a, b, v) = (ids[0], ids[1], ids[2]);
         let ft = FastTable::compile(&t.table(), all);
         let f = |src, dst| Facts {
             dst,
@@ -292,13 +398,8 @@ mod tests {
 
     #[test]
     fn only_ports_the_kernel_reaches_get_entries() {
-        let mut t = topo();
-        let a = t
-            .add_endpoint(EndpointConfig::new("a", Mode::Bridge).with_mac(mac(1)))
-            .unwrap();
-        let b = t
-            .add_endpoint(EndpointConfig::new("b", Mode::Bridge).with_mac(mac(2)))
-            .unwrap();
+        let (t, ids) = with_endpoints(&[("a", Mode::Bridge), ("b", Mode::Bridge)]);
+        let (a, b) = (ids[0], ids[1]);
         // b is in-process: no ingress program, not reachable by a redirect.
         let ft = FastTable::compile(
             &t.table(),
@@ -317,7 +418,30 @@ mod tests {
             ethertype: EtherType::IPV4,
         };
         assert_eq!(ft.from_endpoint(a, mac(1), &f, false, 60), None);
-        assert!(!ft.default.contains_key(&b));
+        assert!(!ft.ingress.contains_key(&b));
         assert!(!ft.wire.contains_key(&(0, mac(2))));
+    }
+
+    #[test]
+    fn siblings_share_a_row_so_entries_grow_with_the_endpoints() {
+        let mut t = topo();
+        for i in 0..300u16 {
+            let mode = if i % 3 == 2 { Mode::Vepa } else { Mode::Bridge };
+            let m = MacAddr::new([2, 0, 0, 0, (i >> 8) as u8 + 1, i as u8]);
+            t.add_endpoint(EndpointConfig::new(format!("e{i}"), mode).with_mac(m))
+                .unwrap();
+        }
+        let ft = FastTable::compile(&t.table(), all);
+        // The 200 bridge senders share one row (an entry per bridge sibling), the 100
+        // VEPA senders another (everything by the wire): 200 entries, not 300².
+        assert_eq!(ft.ingress.len(), 300);
+        assert_eq!(
+            ft.classes.len(),
+            2,
+            "{:?}",
+            ft.classes.iter().map(|r| r.exact.len()).collect::<Vec<_>>()
+        );
+        // Senders, the bridge class's entries, and one per endpoint from the wire.
+        assert_eq!(ft.len(), 300 + 200 + 300);
     }
 }

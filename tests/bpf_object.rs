@@ -11,8 +11,8 @@ use libbpf_rs::btf::types::Struct;
 use libbpf_rs::btf::Btf;
 use libbpf_rs::{MapType, ObjectBuilder, OpenObject, ProgramType};
 use umacvlan::bpf::{
-    DevVal, FastKey, FastVal, FdbKey, FdbVal, PortCnt, COUNTERS, MAX_DEVS, MAX_FAST, MAX_FDB,
-    MAX_GROUPS, MAX_PORT_STATS, MAX_SRCS, MAX_XSKS, OBJECT,
+    DevVal, FastIn, FastKey, FastVal, FdbKey, FdbVal, PortCnt, COUNTERS, MAX_DEVS, MAX_FAST,
+    MAX_FDB, MAX_GROUPS, MAX_PORT_STATS, MAX_SRCS, MAX_XSKS, OBJECT,
 };
 
 fn open() -> OpenObject {
@@ -102,6 +102,15 @@ fn maps_have_expected_types_and_sizes() {
                 size_of::<FastKey>() as u32,
                 size_of::<FastVal>() as u32,
                 MAX_FAST,
+            ),
+        ),
+        (
+            "fast_in",
+            (
+                MapType::Hash,
+                u32s,
+                size_of::<FastIn>() as u32,
+                MAX_PORT_STATS,
             ),
         ),
         (
@@ -228,7 +237,7 @@ fn shared_structs_match_the_rust_mirror() {
         (
             size_of::<FastKey>(),
             owned(&[
-                ("ifindex", offset_of!(FastKey, ifindex)),
+                ("class", offset_of!(FastKey, class)),
                 ("mac", offset_of!(FastKey, mac)),
                 ("pad", offset_of!(FastKey, pad))
             ])
@@ -244,8 +253,18 @@ fn shared_structs_match_the_rust_mirror() {
                 ("vlan", offset_of!(FastVal, vlan)),
                 ("mtu", offset_of!(FastVal, mtu)),
                 ("flags", offset_of!(FastVal, flags)),
-                ("in_port", offset_of!(FastVal, in_port)),
-                ("src", offset_of!(FastVal, src)),
+            ])
+        )
+    );
+    assert_eq!(
+        btf_layout(&btf, "fast_in"),
+        (
+            size_of::<FastIn>(),
+            owned(&[
+                ("class", offset_of!(FastIn, class)),
+                ("in_port", offset_of!(FastIn, in_port)),
+                ("src", offset_of!(FastIn, src)),
+                ("dflt", offset_of!(FastIn, dflt)),
             ])
         )
     );

@@ -7,7 +7,7 @@ mod common;
 use std::net::Ipv4Addr;
 use std::sync::mpsc;
 
-use common::switch::{with_switch, with_switch_then};
+use common::switch::{stat, with_switch, with_switch_then};
 use common::topo::{ep_ip, ep_mac, ping_in_background, Topo, EXT_IP};
 use common::{in_ns, require_root, require_root_and};
 use umacvlan::app::Responder;
@@ -57,14 +57,6 @@ fn endpoint(t: &Topo, n: usize, mode: Mode) -> (EndpointConfig, EndpointNet) {
         adopt: None,
     };
     (cfg, net)
-}
-
-fn stat<'a>(stats: &'a [(String, PortStats)], name: &str) -> &'a PortStats {
-    &stats
-        .iter()
-        .find(|(n, _)| n == name)
-        .unwrap_or_else(|| panic!("no port {name} in {stats:?}"))
-        .1
 }
 
 #[test]

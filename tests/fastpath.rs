@@ -6,26 +6,17 @@
 mod common;
 
 use common::require_root;
-use common::switch::{add_topo_endpoints, with_switch_then};
+use common::switch::{add_topo_endpoints, stat, with_switch_then};
 use common::topo::{ep_ip, Topo, EXT_IP};
 use umacvlan::bpf::Counter;
 use umacvlan::dataplane::{DataplaneConfig, EndpointNet};
 use umacvlan::mode::{DropReason, Mode};
-use umacvlan::switch::PortStats;
 use umacvlan::topology::EndpointConfig;
 
 fn fast_config() -> DataplaneConfig {
     let mut c = DataplaneConfig::new("par");
     c.fastpath = true;
     c
-}
-
-fn stat<'a>(stats: &'a [(String, PortStats)], name: &str) -> &'a PortStats {
-    &stats
-        .iter()
-        .find(|(n, _)| n == name)
-        .unwrap_or_else(|| panic!("no port {name} in {stats:?}"))
-        .1
 }
 
 #[test]
@@ -187,20 +178,12 @@ fn endpoints_come_and_go_and_no_entry_outlives_its_port() {
                     e(dp.add_endpoint(cfg(3), net(3)))?;
                     let id = dp.topology().endpoint("e3").unwrap().id;
                     let ft = dp.fast_table().clone();
-                    if !ft.default.contains_key(&id) || !ft.wire.values().any(|(p, _)| *p == id) {
+                    if !ft.ingress.contains_key(&id) || !ft.wire.values().any(|(p, _)| *p == id) {
                         return Err(format!("round {round}: e3 has no fast entries: {ft:?}"));
                     }
                     dp.remove_endpoint("e3").map_err(|e| e.to_string())?;
                     let ft = dp.fast_table();
-                    let names_it = ft
-                        .exact
-                        .iter()
-                        .any(|(k, v)| k.0 == id || v.egress == Some(id))
-                        || ft
-                            .default
-                            .iter()
-                            .any(|(k, v)| *k == id || v.egress == Some(id))
-                        || ft.wire.values().any(|(p, _)| *p == id);
+                    let names_it = ft.names(id);
                     if names_it {
                         return Err(format!(
                             "round {round}: an entry names the removed e3: {ft:?}"

@@ -75,7 +75,7 @@ pub use error::Error;
 #[cfg(feature = "cli")]
 pub use sink::{Sink, SinkCount, SinkHook};
 pub use types::{
-    Counter, DevVal, FastKey, FastVal, FdbKey, FdbVal, PortCnt, COUNTERS, DEV_F_PASSTHRU,
+    Counter, DevVal, FastIn, FastKey, FastVal, FdbKey, FdbVal, PortCnt, COUNTERS, DEV_F_PASSTHRU,
     DEV_F_SOURCES, FAST_F_PEER, FAST_F_SLOW, FAST_F_WIRE, FDB_F_HOST_SUPPRESS, FDB_F_NOT_DST,
     MAX_DEVS, MAX_FAST, MAX_FDB, MAX_GROUPS, MAX_PORT_STATS, MAX_SRCS, MAX_XSKS, META_LEN,
     META_PASSTHRU, ROLE_FAST_PORT, ROLE_PARENT, ROLE_PORT, SRC_F_NODST, VLAN_MAX,
@@ -680,14 +680,40 @@ impl Steering {
         }
     }
 
-    /// Sets the fast-path entry of frames arriving on endpoint veth `ifindex` for
-    /// `mac` (`MacAddr::ZERO`: for every MAC without an entry of its own).
+    /// Sets what the fast path does with frames arriving on fast port `ifindex`:
+    /// its class, port, MAC and default.
+    ///
+    /// # Errors
+    /// [`Error::Map`] (`E2BIG` when [`MAX_PORT_STATS`] fast ports exist).
+    pub fn fast_in_insert(&self, ifindex: u32, val: FastIn) -> Result<(), Error> {
+        self.skel
+            .maps
+            .fast_in
+            .update(&ifindex.to_ne_bytes(), &val.to_bytes(), MapFlags::ANY)
+            .map_err(map_err("update", "fast_in"))
+    }
+
+    /// Removes fast port `ifindex`'s entry (absent: done): its frames all go to the
+    /// switch.
+    ///
+    /// # Errors
+    /// [`Error::Map`].
+    pub fn fast_in_remove(&self, ifindex: u32) -> Result<(), Error> {
+        delete_idempotent(
+            &self.skel.maps.fast_in,
+            &ifindex.to_ne_bytes(),
+            "delete",
+            "fast_in",
+        )
+    }
+
+    /// Sets the fast-path entry of class `class` for destination `mac`.
     ///
     /// # Errors
     /// [`Error::Map`] (`E2BIG` when [`MAX_FAST`] entries exist).
-    pub fn fast_insert(&self, ifindex: u32, mac: MacAddr, val: FastVal) -> Result<(), Error> {
+    pub fn fast_insert(&self, class: u32, mac: MacAddr, val: FastVal) -> Result<(), Error> {
         let k = FastKey {
-            ifindex,
+            class,
             mac: mac.0,
             pad: 0,
         };
@@ -702,9 +728,9 @@ impl Steering {
     ///
     /// # Errors
     /// [`Error::Map`].
-    pub fn fast_remove(&self, ifindex: u32, mac: MacAddr) -> Result<(), Error> {
+    pub fn fast_remove(&self, class: u32, mac: MacAddr) -> Result<(), Error> {
         let k = FastKey {
-            ifindex,
+            class,
             mac: mac.0,
             pad: 0,
         };

@@ -104,14 +104,14 @@ pub struct DevVal {
     pub mac: [u8; 6],
 }
 
-/// Key of the `fast` map (`struct fast_key`): the sending endpoint's veth and a
-/// destination MAC; MAC zero stands for every destination without an entry.
+/// Key of the `fast` map (`struct fast_key`): a class of senders and a destination
+/// MAC.
 #[doc(alias = "fast_key")]
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct FastKey {
-    /// The ingress endpoint's switch-side veth.
-    pub ifindex: u32,
+    /// The senders' class ([`FastIn::class`]).
+    pub class: u32,
     /// Destination MAC in transmission order.
     pub mac: [u8; 6],
     /// Zero.
@@ -121,7 +121,7 @@ pub struct FastKey {
 /// Value of the `fast` and `fast_wire` maps (`struct fast_val`).
 #[doc(alias = "fast_val")]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 pub struct FastVal {
     /// [`FAST_F_PEER`]: the egress endpoint's switch-side veth; [`FAST_F_WIRE`]: the parent.
     pub ifindex: u32,
@@ -133,11 +133,21 @@ pub struct FastVal {
     pub mtu: u16,
     /// `FAST_F_*`.
     pub flags: u16,
-    /// `fast`: the ingress port (its counters).
+}
+
+/// Value of the `fast_in` map (`struct fast_in`), keyed by a fast port's ifindex.
+#[doc(alias = "fast_in")]
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FastIn {
+    /// Its class: the `fast` entries it uses.
+    pub class: u32,
+    /// The ingress port (its counters).
     pub in_port: u16,
-    /// `fast`: the ingress endpoint's MAC; a frame from another source goes to the
-    /// switch.
+    /// Its MAC: a frame from another source, or to this MAC, goes to the switch.
     pub src: [u8; 6],
+    /// Where unicast without a `fast` entry goes.
+    pub dflt: FastVal,
 }
 
 /// One port's fast-path counters in `port_stats` (`struct port_cnt`), per CPU.
@@ -184,9 +194,11 @@ const _: () = {
     assert!(size_of::<FastKey>() == 12);
     assert!(offset_of!(FastKey, mac) == 4);
     assert!(offset_of!(FastKey, pad) == 10);
-    assert!(size_of::<FastVal>() == 20);
-    assert!(offset_of!(FastVal, in_port) == 12);
-    assert!(offset_of!(FastVal, src) == 14);
+    assert!(size_of::<FastVal>() == 12);
+    assert!(size_of::<FastIn>() == 24);
+    assert!(offset_of!(FastIn, in_port) == 4);
+    assert!(offset_of!(FastIn, src) == 6);
+    assert!(offset_of!(FastIn, dflt) == 12);
     assert!(offset_of!(FastVal, port) == 4);
     assert!(offset_of!(FastVal, vlan) == 6);
     assert!(offset_of!(FastVal, mtu) == 8);
@@ -363,7 +375,7 @@ impl FastKey {
     /// The key's bytes as the kernel reads them.
     pub fn to_bytes(&self) -> [u8; 12] {
         let mut b = [0u8; 12];
-        b[0..4].copy_from_slice(&self.ifindex.to_ne_bytes());
+        b[0..4].copy_from_slice(&self.class.to_ne_bytes());
         b[4..10].copy_from_slice(&self.mac);
         b[10..12].copy_from_slice(&self.pad.to_ne_bytes());
         b
@@ -372,16 +384,27 @@ impl FastKey {
 
 impl FastVal {
     /// The value's bytes as the kernel reads them.
-    pub fn to_bytes(&self) -> [u8; 20] {
-        let mut b = [0u8; 20];
+    pub fn to_bytes(&self) -> [u8; 12] {
+        let mut b = [0u8; 12];
         b[0..4].copy_from_slice(&self.ifindex.to_ne_bytes());
-        for (i, v) in [self.port, self.vlan, self.mtu, self.flags, self.in_port]
+        for (i, v) in [self.port, self.vlan, self.mtu, self.flags]
             .into_iter()
             .enumerate()
         {
             b[4 + 2 * i..6 + 2 * i].copy_from_slice(&v.to_ne_bytes());
         }
-        b[14..20].copy_from_slice(&self.src);
+        b
+    }
+}
+
+impl FastIn {
+    /// The value's bytes as the kernel reads them.
+    pub fn to_bytes(&self) -> [u8; 24] {
+        let mut b = [0u8; 24];
+        b[0..4].copy_from_slice(&self.class.to_ne_bytes());
+        b[4..6].copy_from_slice(&self.in_port.to_ne_bytes());
+        b[6..12].copy_from_slice(&self.src);
+        b[12..24].copy_from_slice(&self.dflt.to_bytes());
         b
     }
 }

@@ -42,8 +42,8 @@ use std::sync::Arc;
 
 use crate::app::{AppHandler, AppPort};
 use crate::bpf::{
-    DevVal, FastVal, Steering, XdpMode, FAST_F_PEER, FAST_F_SLOW, FAST_F_WIRE, FDB_F_HOST_SUPPRESS,
-    FDB_F_NOT_DST, MAX_XSKS, SRC_F_NODST,
+    DevVal, FastIn, FastVal, Steering, XdpMode, FAST_F_PEER, FAST_F_SLOW, FAST_F_WIRE,
+    FDB_F_HOST_SUPPRESS, FDB_F_NOT_DST, MAX_XSKS, SRC_F_NODST,
 };
 use crate::fastpath::{Entry, FastTable, Reach};
 use crate::link::{IpCidr, LinkInfo, Links, QueueSource, Queues, VethEndpoint};
@@ -432,7 +432,16 @@ pub struct Dataplane {
     /// What the `fast` and `fast_wire` maps hold, and the veth each ingress port's
     /// entries are keyed by.
     fast: FastTable,
-    fast_ifindex: BTreeMap<PortId, u32>,
+    /// The classes in the `fast` map: their entries as written → kernel class id.
+    fast_classes: BTreeMap<BTreeMap<MacAddr, FastVal>, u32>,
+    /// The `fast_in` entries as written: sender → (its veth, the value).
+    fast_in: BTreeMap<PortId, (u32, FastIn)>,
+    /// The `fast_wire` entries as written.
+    fast_wire: BTreeMap<(u16, MacAddr), FastVal>,
+    /// The next kernel class id.
+    next_class: u32,
+    /// A write failed at the last sync: the next one writes every entry again.
+    fast_dirty: bool,
 }
 
 /// What [`Dataplane::sync_queues`] found: the parent's receive queues changed.
@@ -654,7 +663,11 @@ impl Dataplane {
             collector: None,
             fast_vlans: BTreeMap::new(),
             fast: FastTable::default(),
-            fast_ifindex: BTreeMap::new(),
+            fast_classes: BTreeMap::new(),
+            fast_in: BTreeMap::new(),
+            fast_wire: BTreeMap::new(),
+            next_class: 1,
+            fast_dirty: false,
         })
     }
 
@@ -812,6 +825,11 @@ impl Dataplane {
         let id = self
             .topo
             .add_endpoint(EndpointConfig { up: false, ..cfg })?;
+        // The kernel's counters of a port that had this id before start again.
+        if let Err(e) = self.steering.reset_port_stats(id) {
+            let _ = self.topo.remove_endpoint(&name);
+            return Err(e.into());
+        }
         match self
             .plumb(&name, id, net)
             .and_then(|()| self.bring_up(&name, want_up))
@@ -899,7 +917,6 @@ impl Dataplane {
         );
         self.topo.set_mc(name, mc)?;
         if fast {
-            self.steering.reset_port_stats(id)?;
             let collector = self.collector.as_ref().expect("made above").0.index;
             self.steering
                 .set_device(host_ifindex, DevVal::fast_port(id, ep.mac(), collector))?;
@@ -952,6 +969,7 @@ impl Dataplane {
             format!("umv{}cb", self.parent.index),
         );
         self.links.add_veth_mq(&ca, &cb, n)?;
+        let mut made_slots = None;
         let made = (|| -> Result<(LinkInfo, LinkInfo)> {
             let a = self.links.require(&ca)?;
             let b = self.links.require(&cb)?;
@@ -964,6 +982,7 @@ impl Dataplane {
             self.links.set_up(a.index, &ca, true)?;
             self.links.set_up(b.index, &cb, true)?;
             let slots = self.slots.alloc(n)?;
+            made_slots = Some(slots);
             for (w, worker) in self.workers.iter().enumerate() {
                 let (ifindex, xsk, tuning) = (b.index, self.cfg.xsk.clone(), self.cfg.tuning);
                 let w = w as u32;
@@ -990,7 +1009,22 @@ impl Dataplane {
                 Ok(())
             }
             Err(e) => {
-                let _ = self.on_workers(|_, sw: &mut Sw| drop(sw.set_collector(None)));
+                // Nothing of it stays: sockets (and their frames), slots, map entries,
+                // the pair.
+                let _ = self.on_workers(|_, sw: &mut Sw| {
+                    drop(sw.set_collector(None));
+                    sw.pool_mut().reclaim_closed();
+                });
+                if let Some(slots) = made_slots {
+                    for s in slots.base..slots.base + slots.len {
+                        let _ = self.steering.clear_xsk(s);
+                    }
+                    self.slots.release(slots);
+                }
+                if let Ok(Some(b)) = self.links.get(&cb) {
+                    let _ = self.steering.detach_xdp(b.index);
+                    let _ = self.steering.remove_device(b.index);
+                }
                 if let Ok(Some(a)) = self.links.get(&ca) {
                     let _ = self.links.delete(a.index, &ca);
                 }
@@ -1000,8 +1034,12 @@ impl Dataplane {
     }
 
     /// Compiles the fast path from the port table now and writes the difference
-    /// into the kernel's maps: entries that go or change first, so no frame is ever
-    /// fast-forwarded to a port that is gone, then the new ones.
+    /// into the kernel's maps, in an order that never lets a frame be forwarded by
+    /// a half-written table: the entries of a class that is new (or whose entries
+    /// changed) under a fresh class id first, then each sender switched to its class
+    /// (one atomic update each), then senders that are gone removed, then classes
+    /// nobody uses deleted. So no frame is forwarded to a port that is gone: its
+    /// removal changes every class that named it.
     fn sync_fast(&mut self) -> Result<()> {
         if self.collector.is_none() {
             return Ok(());
@@ -1019,86 +1057,119 @@ impl Dataplane {
             .filter_map(|rt| rt.veth.as_ref().map(|v| (rt.id, v.0)))
             .collect();
         let parent = self.parent.index;
-        let val = |x: PortId, e: &Entry| -> FastVal {
-            let ingress = t.endpoint(x);
-            let base = FastVal {
-                in_port: x.0,
-                src: ingress.map_or([0; 6], |e| e.mac.octets()),
-                mtu: e.mtu,
-                ..FastVal::default()
-            };
+        let val = |e: &Entry| -> FastVal {
             match e.egress {
                 None => FastVal {
                     flags: FAST_F_SLOW,
-                    ..base
+                    ..FastVal::default()
                 },
                 Some(q) if q == UPLINK => FastVal {
                     ifindex: parent,
                     port: q.0,
-                    vlan: ingress.map_or(0, |e| e.vlan),
+                    vlan: e.vlan,
+                    mtu: e.mtu,
                     flags: FAST_F_WIRE,
-                    ..base
                 },
                 Some(q) => FastVal {
                     ifindex: ifindex.get(&q).copied().unwrap_or(0),
                     port: q.0,
+                    vlan: 0,
+                    mtu: e.mtu,
                     flags: FAST_F_PEER,
-                    ..base
                 },
             }
         };
-        let old = std::mem::take(&mut self.fast);
-        let old_if = std::mem::take(&mut self.fast_ifindex);
-        // Entries are keyed by the ingress veth: as written, and as they are now.
-        let key_old = |x: &PortId| old_if.get(x).copied().unwrap_or(0);
-        let key_new = |x: &PortId| ifindex.get(x).copied().unwrap_or(0);
-        let same = |x: &PortId| key_old(x) == key_new(x);
-        // Removals and changes first.
-        let mut r = Ok(());
-        for (k, e) in &old.exact {
-            if !same(&k.0) || want.exact.get(k) != Some(e) {
-                r = r.and(self.steering.fast_remove(key_old(&k.0), k.1));
+        let mut r: std::result::Result<(), crate::bpf::Error> = Ok(());
+        // 1. Classes: an identical one keeps its id, a new one is written first.
+        let mut classes: BTreeMap<BTreeMap<MacAddr, FastVal>, u32> = BTreeMap::new();
+        let mut ids = Vec::with_capacity(want.classes.len());
+        for row in &want.classes {
+            let entries: BTreeMap<MacAddr, FastVal> =
+                row.exact.iter().map(|(m, e)| (*m, val(e))).collect();
+            let known = classes.get(&entries).or(self.fast_classes.get(&entries));
+            let id = match known.filter(|_| !self.fast_dirty) {
+                Some(&id) => id,
+                None => {
+                    let id = self.next_class;
+                    self.next_class = self.next_class.checked_add(1).unwrap_or(1);
+                    for (m, v) in &entries {
+                        r = r.and(self.steering.fast_insert(id, *m, *v));
+                    }
+                    id
+                }
+            };
+            ids.push(id);
+            classes.insert(entries, id);
+        }
+        // 2. Every sender switched to its class.
+        let mut senders = BTreeMap::new();
+        for (&x, &c) in &want.ingress {
+            let (Some(&ifx), Some(e)) = (ifindex.get(&x), t.endpoint(x)) else {
+                continue;
+            };
+            let v = FastIn {
+                class: ids[c],
+                in_port: x.0,
+                src: e.mac.octets(),
+                dflt: val(&want.classes[c].default),
+            };
+            if self.fast_dirty || self.fast_in.get(&x) != Some(&(ifx, v)) {
+                r = r.and(self.steering.fast_in_insert(ifx, v));
+            }
+            senders.insert(x, (ifx, v));
+        }
+        // 3. Senders that are gone (or on another veth now).
+        for (x, (ifx, _)) in &self.fast_in {
+            if senders.get(x).is_none_or(|(now, _)| now != ifx) {
+                r = r.and(self.steering.fast_in_remove(*ifx));
             }
         }
-        for (x, e) in &old.default {
-            if !same(x) || want.default.get(x) != Some(e) {
-                r = r.and(self.steering.fast_remove(key_old(x), MacAddr::ZERO));
+        // 4. Classes nobody uses.
+        for (entries, id) in &self.fast_classes {
+            if classes.get(entries) != Some(id) {
+                for m in entries.keys() {
+                    r = r.and(self.steering.fast_remove(*id, *m));
+                }
             }
         }
-        for (k, e) in &old.wire {
-            if want.wire.get(k) != Some(e) {
-                r = r.and(self.steering.fast_wire_remove(k.0, k.1));
-            }
-        }
-        // Exact entries before the defaults they refine.
-        for (k, e) in &want.exact {
-            if !same(&k.0) || old.exact.get(k) != Some(e) {
-                r = r.and(self.steering.fast_insert(key_new(&k.0), k.1, val(k.0, e)));
-            }
-        }
-        for (x, e) in &want.default {
-            if !same(x) || old.default.get(x) != Some(e) {
-                r = r.and(
-                    self.steering
-                        .fast_insert(key_new(x), MacAddr::ZERO, val(*x, e)),
-                );
-            }
-        }
-        for (k, &(p, mtu)) in &want.wire {
-            if old.wire.get(k) != Some(&(p, mtu)) {
+        // From the wire: removals and changes first, then the new ones.
+        let wire: BTreeMap<(u16, MacAddr), FastVal> = want
+            .wire
+            .iter()
+            .map(|(k, &(p, mtu))| {
                 let v = FastVal {
                     ifindex: ifindex.get(&p).copied().unwrap_or(0),
                     port: p.0,
+                    vlan: 0,
                     mtu,
                     flags: FAST_F_PEER,
-                    ..FastVal::default()
                 };
-                r = r.and(self.steering.fast_wire_insert(k.0, k.1, v));
+                (*k, v)
+            })
+            .collect();
+        for k in self.fast_wire.keys() {
+            if !wire.contains_key(k) {
+                r = r.and(self.steering.fast_wire_remove(k.0, k.1));
             }
         }
-        self.fast_ifindex = want.default.keys().map(|x| (*x, key_new(x))).collect();
-        // What was attempted, failed writes included: the caller undoes the change
-        // that failed, and the next sync rewrites from here.
+        // A changed entry is updated in place (one atomic map update).
+        for (k, v) in &wire {
+            if self.fast_dirty || self.fast_wire.get(k) != Some(v) {
+                r = r.and(self.steering.fast_wire_insert(k.0, k.1, *v));
+            }
+        }
+        // What was attempted, failed writes included (so what is there is removed when
+        // no longer wanted); after a failure the next sync writes everything again.
+        self.fast_dirty = r.is_err();
+        if self.fast_dirty {
+            // Old classes stay listed until their entries are gone for sure.
+            for (entries, id) in std::mem::take(&mut self.fast_classes) {
+                classes.entry(entries).or_insert(id);
+            }
+        }
+        self.fast_classes = classes;
+        self.fast_in = senders;
+        self.fast_wire = wire;
         self.fast = want;
         r.map_err(Error::from)
     }
@@ -1221,6 +1292,26 @@ impl Dataplane {
     /// # Errors
     /// A rule ([`Error::Control`]): none in practice.
     pub fn sync_multicast(&mut self) -> Result<Vec<String>> {
+        // An endpoint whose peer was in this namespace when it was made (a runtime
+        // moves it into the container later: Docker) becomes reachable by the kernel
+        // fast path once it is elsewhere.
+        let mut moved = false;
+        for rt in self.endpoints.values_mut() {
+            let Some((_, ifname, _)) = &rt.veth else {
+                continue;
+            };
+            if rt.reach.ingress && !rt.reach.egress {
+                if let Ok(Some(l)) = self.links.get(ifname) {
+                    if l.link.is_some_and(|(_, other)| other) {
+                        rt.reach.egress = true;
+                        moved = true;
+                    }
+                }
+            }
+        }
+        if moved {
+            self.sync_fast()?;
+        }
         let mut changed = Vec::new();
         for (name, rt) in &mut self.endpoints {
             let (Some(w), Some((ifindex, _, _))) = (&mut rt.mc, &rt.veth) else {
@@ -1265,27 +1356,34 @@ impl Dataplane {
     /// copies) once the new sockets' fill rings are stocked: an endpoint that is
     /// accepted must forward.
     fn check_umem_room(&self, name: &str, queues: u32, fast: bool) -> Result<()> {
-        if fast {
-            return Ok(()); // its sockets keep nothing in a fill ring
-        }
         let n = self.workers.len() as u32;
-        // Fast ports' sockets keep nothing in their fill rings.
-        let fast_sockets: u32 = self
-            .endpoints
-            .values()
-            .filter(|rt| rt.reach.ingress)
-            .filter_map(|rt| rt.veth.as_ref().map(|v| v.2.len))
-            .sum();
+        // Sockets of worker w among `q` queues (w serves q % n == w).
+        let per_worker = |q: u32, w: u32| q.saturating_sub(w).div_ceil(n);
+        // A fast port's sockets keep nothing in a fill ring; the first one brings the
+        // collector, one filling socket per worker.
+        let adds = |w: u32| {
+            match (fast, self.collector.is_some()) {
+                (false, _) => per_worker(queues, w),
+                (true, false) => 1,
+                (true, true) => return None,
+            }
+            .into()
+        };
         let sockets = self.on_workers(|_, sw: &mut Sw| sw.pool().sockets() as u32)?;
-        let sockets: Vec<u32> = sockets
-            .into_iter()
-            .enumerate()
-            .map(|(w, k)| k.saturating_sub(fast_sockets.saturating_sub(w as u32).div_ceil(n)))
-            .collect();
         let fill = self.cfg.xsk.fill_level;
         let frames = self.cfg.frames;
         for (w, now) in sockets.into_iter().enumerate() {
-            let after = now + (queues - w as u32).div_ceil(n);
+            let w = w as u32;
+            let Some(adds) = adds(w) else {
+                return Ok(());
+            };
+            let fast_here: u32 = self
+                .endpoints
+                .values()
+                .filter(|rt| rt.reach.ingress)
+                .filter_map(|rt| rt.veth.as_ref().map(|v| per_worker(v.2.len, w)))
+                .sum();
+            let after = now.saturating_sub(fast_here) + adds;
             if u64::from(after) * u64::from(fill) + u64::from(umem_reserve(frames))
                 > u64::from(frames)
             {
@@ -1322,11 +1420,13 @@ impl Dataplane {
             self.steering
                 .set_device(self.parent.index, self.parent_dev())?;
         }
+        let (vlan, mac, id) = (c.vlan, ep.mac(), ep.id);
         if c.up {
-            self.steering
-                .fdb_insert(c.vlan, ep.mac(), ep.id, suppress)?;
+            self.steering.fdb_insert(vlan, mac, id, suppress)?;
         } else {
-            self.steering.fdb_remove(c.vlan, ep.mac())?;
+            // Its fast-path entries first: tc's wire path does not consult the FDB.
+            self.sync_fast()?;
+            self.steering.fdb_remove(vlan, mac)?;
         }
         self.sync_sources()?;
         self.sync_fast()
@@ -1410,6 +1510,10 @@ impl Dataplane {
         let id = self
             .topo
             .add_endpoint(EndpointConfig { up: false, ..cfg })?;
+        if let Err(e) = self.steering.reset_port_stats(id) {
+            let _ = self.topo.remove_endpoint(&name);
+            return Err(e.into());
+        }
         let mut r = Ok(());
         for worker in &self.workers {
             let port = DpPort::App(AppPort::new(handler(), 256));
@@ -1451,11 +1555,14 @@ impl Dataplane {
     /// peer wherever it is) in place, down on the switch side, for a later run to
     /// adopt.
     fn unplumb_keeping(&mut self, name: &str, keep: bool) {
+        // Down first (a failed add may have brought it up), so every fast-path entry
+        // from or to it goes before anything else of it, then its FDB entry, sources
+        // and groups.
+        let _ = self.topo.set_up(name, false);
         if let Some(ep) = self.topo.endpoint(name) {
             let (vlan, mac, mode) = (ep.cfg.vlan, ep.mac(), ep.cfg.mode);
+            let _ = self.sync_fast();
             let _ = self.steering.fdb_remove(vlan, mac);
-            // Its sources and groups go (it is down by now), and every fast-path entry
-            // from or to it, before its port is detached.
             let _ = self.sync_sources();
             let _ = self.sync_fast();
             if mode == Mode::Passthru {

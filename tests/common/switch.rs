@@ -95,3 +95,12 @@ pub fn add_topo_endpoints(
     }
     Ok(())
 }
+
+/// Port `name`'s counters in `stats` (what [`with_switch`] returns).
+pub fn stat<'a>(stats: &'a [(String, PortStats)], name: &str) -> &'a PortStats {
+    &stats
+        .iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no port {name} in {stats:?}"))
+        .1
+}

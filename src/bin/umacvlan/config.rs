@@ -555,6 +555,17 @@ mod tests {
         assert_eq!(c.networks.len(), 2);
         assert_eq!(c.networks[0].mode, Mode::Bridge, "bridge is the default");
         assert_eq!(c.networks[1].vlan, 20);
+        // The fast path is the default; a network may turn it off.
+        assert!(c.fastpath);
+        assert_eq!(
+            (c.networks[0].fastpath, c.networks[1].fastpath),
+            (None, Some(false))
+        );
+        assert!(
+            !Config::parse("[daemon]\nfastpath = false\n")
+                .unwrap()
+                .fastpath
+        );
         assert!(c
             .endpoints
             .iter()
