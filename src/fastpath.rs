@@ -154,6 +154,8 @@ impl FastTable {
     pub fn compile(t: &PortTable, reach: impl Fn(PortId) -> Reach) -> FastTable {
         let mut out = FastTable::default();
         let mut cands: Vec<Class> = Vec::new();
+        // (network, mode) → the first sender's MAC and class.
+        let mut reps: BTreeMap<(u16, u8), (MacAddr, usize)> = BTreeMap::new();
         // An egress the kernel reaches, with its MTU (and the sender's tag, to the wire).
         let single = |v: Verdict, vlan: u16| -> Entry {
             match v {
@@ -183,6 +185,29 @@ impl FastTable {
                 ethertype: EtherType::IPV4,
             };
             let default = single(decide(x, &facts(unknown_mac(&known)), t), e.vlan);
+            // Senders alike in all that decide reads of a sender — network, mode, up,
+            // and no source-mode entry listing its MAC — forward alike: the first of
+            // them is asked about every destination, each other one about that first
+            // one's MAC only (the slot its own row left open), so a compile costs
+            // O(endpoints), not their square. tests/sim.rs holds every sender's
+            // result to decide.
+            let alike = t.sources(e.vlan, e.mac).is_empty();
+            let key = (e.vlan, e.mode as u8);
+            if let Some(&(r_mac, c)) = reps.get(&key).filter(|_| alike) {
+                let entry = single(decide(x, &facts(r_mac), t), e.vlan);
+                let class = &mut cands[c];
+                let fits = class.default == default
+                    && match class.full.get(&r_mac) {
+                        None | Some(None) => true,
+                        Some(Some(had)) => *had == entry,
+                    };
+                if fits {
+                    class.full.insert(r_mac, Some(entry));
+                    class.full.entry(e.mac).or_insert(None);
+                    out.ingress.insert(x, c);
+                    continue;
+                }
+            }
             // Every destination but its own MAC (those frames are the switch's).
             let row: BTreeMap<MacAddr, Entry> = known
                 .iter()
@@ -201,6 +226,9 @@ impl FastTable {
             };
             cands[c].join(e.mac, row);
             out.ingress.insert(x, c);
+            if alike {
+                reps.entry(key).or_insert((e.mac, c));
+            }
         }
         out.classes = cands.into_iter().map(Class::into_row).collect();
         // From the wire: a source-mode entry or a passthru endpoint puts every frame's

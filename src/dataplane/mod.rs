@@ -508,6 +508,10 @@ impl Dataplane {
         }
         let pq = crate::link::queues(&parent)?;
         let (q, n) = queue_plan(&cfg, &pq, available_cores())?;
+        // Sockets are file descriptors: one per endpoint per worker.
+        if let Err(e) = crate::sys::raise_nofile_limit() {
+            tracing::warn!(parent = %cfg.parent, "cannot raise RLIMIT_NOFILE: {e}");
+        }
         // Each worker's UMEM is pinned memory: unless CAP_IPC_LOCK exempts us, make
         // sure RLIMIT_MEMLOCK allows them all (4 KiB frames at most), or say what to do.
         if !has_cap_ipc_lock() {

@@ -533,6 +533,32 @@ fn setrlimit_memlock(l: MemlockLimit) -> Result<(), SysError> {
     Ok(())
 }
 
+/// Raises this process's soft `RLIMIT_NOFILE` to its hard limit: every endpoint
+/// costs an AF_XDP socket per worker, and a service manager's default soft limit
+/// (1024) would refuse them long before the switch's own limits. Returns the soft
+/// limit now in force.
+///
+/// # Errors
+/// A failing `getrlimit`/`setrlimit`.
+pub fn raise_nofile_limit() -> Result<u64, SysError> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `r` is a valid, writable rlimit for the duration of the call.
+    syscall!("getrlimit(RLIMIT_NOFILE)", unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut r)
+    })?;
+    if r.rlim_cur < r.rlim_max {
+        r.rlim_cur = r.rlim_max;
+        // SAFETY: `r` is a valid rlimit for the duration of the call.
+        syscall!("setrlimit(RLIMIT_NOFILE)", unsafe {
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r)
+        })?;
+    }
+    Ok(r.rlim_cur)
+}
+
 /// Raises this process's `RLIMIT_MEMLOCK` so a UMEM of `need` bytes can be registered
 /// (pass [`crate::xsk::Umem::len_bytes`] summed over the UMEMs; 0 means "as high as
 /// allowed"). Tries no limit at all first (needs `CAP_SYS_RESOURCE`), then the hard
