@@ -156,6 +156,7 @@ impl FastTable {
         let mut cands: Vec<Class> = Vec::new();
         // (network, mode) → the first sender's MAC and class.
         let mut reps: BTreeMap<(u16, u8), (MacAddr, usize)> = BTreeMap::new();
+        let mut known_of: BTreeMap<u16, (BTreeSet<MacAddr>, MacAddr)> = BTreeMap::new();
         // An egress the kernel reaches, with its MTU (and the sender's tag, to the wire).
         let single = |v: Verdict, vlan: u16| -> Entry {
             match v {
@@ -172,19 +173,24 @@ impl FastTable {
             if !e.up || !reach(x).ingress {
                 continue;
             }
-            let known: BTreeSet<MacAddr> = t
-                .members(e.vlan)
-                .iter()
-                .filter_map(|&p| t.endpoint(p).map(|m| m.mac))
-                .chain([t.parent_mac()])
-                .collect();
+            // The MACs its network knows, and one it does not (once per network).
+            let (known, unknown) = known_of.entry(e.vlan).or_insert_with(|| {
+                let k: BTreeSet<MacAddr> = t
+                    .members(e.vlan)
+                    .iter()
+                    .filter_map(|&p| t.endpoint(p).map(|m| m.mac))
+                    .chain([t.parent_mac()])
+                    .collect();
+                let u = unknown_mac(&k);
+                (k, u)
+            });
             let facts = |dst| Facts {
                 dst,
                 src: e.mac,
                 vlan: 0,
                 ethertype: EtherType::IPV4,
             };
-            let default = single(decide(x, &facts(unknown_mac(&known)), t), e.vlan);
+            let default = single(decide(x, &facts(*unknown), t), e.vlan);
             // Senders alike in all that decide reads of a sender — network, mode, up,
             // and no source-mode entry listing its MAC — forward alike: the first of
             // them is asked about every destination, each other one about that first

@@ -42,21 +42,24 @@ fn rx_by_ifname(t: &Topo, ns: &str) -> BTreeMap<String, u64> {
 /// Sends `COPIES` frames (EtherType 0x88b5) from each `(ifname, src)` to `dst` in
 /// namespace `ns`, or, with `ifname` `None`, from `eth0` to each MAC.
 fn send(t: &Topo, ns: &str, frames: &[(String, MacAddr, MacAddr)]) {
-    let mut script = String::from("import socket\nsocks={}\n");
-    for (ifname, src, dst) in frames {
-        let hex = |m: &MacAddr| {
-            m.octets()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        };
-        script.push_str(&format!(
-            "s=socks.get('{ifname}')\nif s is None:\n  s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW)\n  s.bind(('{ifname}',0))\n  socks['{ifname}']=s\n\
-             f=bytes.fromhex('{}{}88b5')+bytes(46)\nfor _ in range({COPIES}):\n  s.send(f)\n",
-            hex(dst),
-            hex(src)
-        ));
-    }
+    let hex = |m: &MacAddr| {
+        m.octets()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let list: Vec<String> = frames
+        .iter()
+        .map(|(i, s, d)| format!("{i},{},{}", hex(s), hex(d)))
+        .collect();
+    let script = format!(
+        "import socket\nsocks={{}}\n\
+         for e in '{}'.split(';'):\n  i,src,dst=e.split(',')\n  s=socks.get(i)\n  \
+         if s is None:\n    s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW)\n    s.bind((i,0))\n    socks[i]=s\n  \
+         f=bytes.fromhex(dst+src+'88b5')+bytes(46)\n  \
+         for _ in range({COPIES}):\n    s.send(f)\n",
+        list.join(";")
+    );
     let out = t.lab.exec(ns, &["python3", "-c", &script]);
     assert!(
         out.status.success(),

@@ -442,6 +442,8 @@ pub struct Dataplane {
     next_class: u32,
     /// A write failed at the last sync: the next one writes every entry again.
     fast_dirty: bool,
+    /// Stopping: the fast path is emptied once, and stays so.
+    fast_off: bool,
 }
 
 /// What [`Dataplane::sync_queues`] found: the parent's receive queues changed.
@@ -672,6 +674,7 @@ impl Dataplane {
             fast_wire: BTreeMap::new(),
             next_class: 1,
             fast_dirty: false,
+            fast_off: false,
         })
     }
 
@@ -1054,7 +1057,14 @@ impl Dataplane {
             .values()
             .map(|rt| (rt.id, rt.reach))
             .collect();
-        let want = FastTable::compile(&t, |p| reach.get(&p).copied().unwrap_or_default());
+        let want = if self.fast_off {
+            FastTable::default()
+        } else {
+            FastTable::compile(&t, |p| reach.get(&p).copied().unwrap_or_default())
+        };
+        if self.fast_off && self.fast_in.is_empty() && self.fast_wire.is_empty() {
+            return Ok(());
+        }
         let ifindex: BTreeMap<PortId, u32> = self
             .endpoints
             .values()
@@ -1747,6 +1757,10 @@ impl Dataplane {
     }
 
     fn teardown(&mut self, keep: &BTreeSet<String>) {
+        // Every frame to the switch while the endpoints go, rather than a fresh
+        // compile for each of them.
+        self.fast_off = true;
+        let _ = self.sync_fast();
         let names: Vec<String> = self.endpoints.keys().cloned().collect();
         for n in names {
             self.unplumb_keeping(&n, keep.contains(&n));
