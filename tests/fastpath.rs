@@ -205,3 +205,51 @@ fn endpoints_come_and_go_and_no_entry_outlives_its_port() {
         "pings lost while e3 came and went:\n{text}"
     );
 }
+
+/// A redirect into a peer that is down is dropped by the kernel without a count, so
+/// an endpoint whose interface its container set down stops being a fast-path egress
+/// (within the 200 ms of the membership watch), and is one again once it is up.
+#[test]
+fn a_peer_set_down_is_no_fast_egress_until_it_is_up() {
+    if !require_root("a_peer_set_down_is_no_fast_egress_until_it_is_up") {
+        return;
+    }
+    let t = Topo::new("umvh", false, 2);
+    let is_egress = |ft: &umacvlan::fastpath::FastTable, p| {
+        ft.wire.values().any(|(q, _)| *q == p)
+            || ft.classes.iter().any(|r| {
+                r.default.egress == Some(p) || r.exact.values().any(|e| e.egress == Some(p))
+            })
+    };
+    let wait = |dp: &mut umacvlan::dataplane::Dataplane, p, want: bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            dp.sync_multicast().unwrap();
+            if is_egress(dp.fast_table(), p) == want {
+                return true;
+            }
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let (reached, (went, came_back)) = with_switch_then(
+        &t.host,
+        fast_config(),
+        |dp| add_topo_endpoints(dp, &t, &[Mode::Bridge; 2], |_, _| {}),
+        || t.ping("e1", "e2"),
+        |dp| {
+            let e2 = dp.topology().endpoint("e2").unwrap().id;
+            let up = wait(dp, e2, true);
+            t.lab.ip(&t.eps[1], &["link", "set", "eth0", "down"]);
+            let went = up && wait(dp, e2, false);
+            t.lab.ip(&t.eps[1], &["link", "set", "eth0", "up"]);
+            (went, wait(dp, e2, true))
+        },
+    )
+    .unwrap_or_else(|e| panic!("peer down: {e}"));
+    assert!(reached, "e1 -> e2 before");
+    assert!(went, "e2 set down stayed a fast-path egress");
+    assert!(came_back, "e2 up again did not become a fast-path egress");
+}

@@ -87,6 +87,12 @@ impl McWatch {
     }
 
     /// The interface now lives in namespace `netns` (a runtime moved it).
+    /// Whether the peer was up at the last [`McWatch::read`]; `None` while it cannot
+    /// be observed.
+    pub(super) fn peer_up(&self) -> Option<bool> {
+        self.last.as_ref().map(|l| l.2)
+    }
+
     pub(super) fn set_netns(&mut self, netns: String) {
         self.netns = netns;
         self.seen = None;

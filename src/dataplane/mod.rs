@@ -326,6 +326,8 @@ struct EndpointRt {
     mc: Option<mcast::McWatch>,
     /// What the kernel fast path can do for it.
     reach: Reach,
+    /// Its peer is in another namespace (`bpf_redirect_peer` delivers only there).
+    elsewhere: bool,
 }
 
 /// The name [`Dataplane::stats`] gives the collector's own drops: frames handed to
@@ -920,6 +922,7 @@ impl Dataplane {
                     ingress: fast,
                     egress: elsewhere,
                 },
+                elsewhere,
             },
         );
         self.topo.set_mc(name, mc)?;
@@ -1309,22 +1312,15 @@ impl Dataplane {
         // An endpoint whose peer was in this namespace when it was made (a runtime
         // moves it into the container later: Docker) becomes reachable by the kernel
         // fast path once it is elsewhere.
-        let mut moved = false;
         for rt in self.endpoints.values_mut() {
             let Some((_, ifname, _)) = &rt.veth else {
                 continue;
             };
-            if rt.reach.ingress && !rt.reach.egress {
+            if rt.reach.ingress && !rt.elsewhere {
                 if let Ok(Some(l)) = self.links.get(ifname) {
-                    if l.link.is_some_and(|(_, other)| other) {
-                        rt.reach.egress = true;
-                        moved = true;
-                    }
+                    rt.elsewhere = l.link.is_some_and(|(_, other)| other);
                 }
             }
-        }
-        if moved {
-            self.sync_fast()?;
         }
         let mut changed = Vec::new();
         for (name, rt) in &mut self.endpoints {
@@ -1338,6 +1334,20 @@ impl Dataplane {
             if f != ep.cfg.mc {
                 changed.push((name.clone(), f));
             }
+        }
+        // The kernel delivers into a peer only while it is elsewhere and up (a
+        // redirect into a peer that is down is dropped uncounted): the same read.
+        let mut reach_changed = false;
+        for rt in self.endpoints.values_mut() {
+            let up = rt.mc.as_ref().and_then(mcast::McWatch::peer_up);
+            let egress = rt.reach.ingress && rt.elsewhere && up != Some(false);
+            if rt.reach.ingress && rt.reach.egress != egress {
+                rt.reach.egress = egress;
+                reach_changed = true;
+            }
+        }
+        if reach_changed {
+            self.sync_fast()?;
         }
         for (name, f) in &changed {
             self.topo.set_mc(name, f.clone())?;
@@ -1546,6 +1556,7 @@ impl Dataplane {
                     veth: None,
                     mc: None,
                     reach: Reach::default(),
+                    elsewhere: false,
                 },
             );
             self.bring_up(&name, want_up)
