@@ -56,7 +56,7 @@ struct fdb_val {
 struct dev_val {
 	__u32 role;            /* ROLE_* */
 	__u32 xsk_base;        /* xsks slot of rx queue 0; queue q uses xsk_base + q */
-	__u32 mirror_ifindex;  /* parent only: veth that gets a clone of multicast, 0 = none */
+	__u32 mirror_ifindex;  /* parent: veth that gets a clone of multicast; fast port: the collector veth; 0 = none */
 	__u32 flags;           /* DEV_F_* */
 	__u32 queues;          /* rx queues 0..queues-1 have a socket; a frame on another is counted and passed */
 	__u32 max_len;         /* longest frame its sockets' UMEM frames hold; 0 = no limit */

@@ -85,8 +85,9 @@ pub struct DevVal {
     pub role: u32,
     /// `xsks` slot of rx queue 0; queue `q` redirects to slot `xsk_base + q`.
     pub xsk_base: u32,
-    /// Parent only: ifindex of the veth that gets a clone of every multicast frame
-    /// (its peer carries [`ROLE_PORT`] and must run native XDP); `0` for none.
+    /// Parent: ifindex of the veth that gets a clone of every multicast frame (its
+    /// peer carries [`ROLE_PORT`] and must run native XDP); [`ROLE_FAST_PORT`]: the
+    /// collector veth its frames for the switch go out of; `0` for none.
     pub mirror_ifindex: u32,
     /// `DEV_F_*` flags ([`DEV_F_PASSTHRU`]).
     pub flags: u32,

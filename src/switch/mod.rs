@@ -262,6 +262,8 @@ impl<P: Port<B>, B: FramePool, const BURST: usize> Switch<P, B, BURST> {
         let fixed = from.map(|id| Self::ingress(t, id));
         let mut rx = core::mem::take(&mut self.rx);
         let mut rx_bytes = 0u64;
+        // Collector bursts come in runs from one sender: look it up once per run.
+        let mut last: Option<Ingress> = None;
         for frame in rx.drain(..) {
             let (ing, frame) = match fixed {
                 Some(ing) => {
@@ -275,7 +277,12 @@ impl<P: Port<B>, B: FramePool, const BURST: usize> Switch<P, B, BURST> {
                     let s = &mut self.stats[id.0 as usize];
                     s.rx_packets += 1;
                     s.rx_bytes += f.len() as u64;
-                    (Self::ingress(t, id), f)
+                    let ing = match last {
+                        Some(l) if l.id == id => l,
+                        _ => Self::ingress(t, id),
+                    };
+                    last = Some(ing);
+                    (ing, f)
                 }
             };
             let id = ing.id;

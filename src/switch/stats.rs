@@ -33,8 +33,9 @@ pub struct FastStats {
     pub tx_packets: u64,
     /// Their bytes.
     pub tx_bytes: u64,
-    /// Frames the port sent whose redirect the kernel refused (counted as dropped
-    /// too, reason `fast_path_failed`).
+    /// Frames the port sent that the kernel program dropped: a redirect the helper
+    /// refused, a tag or shim that could not be added (the daemon reports them as
+    /// drop reason `fast_path_failed`).
     pub failed: u64,
 }
 
