@@ -1695,38 +1695,50 @@ impl Dataplane {
 
     /// The kernel's counters of every port's AF_XDP sockets (`XDP_STATISTICS`),
     /// summed over its sockets on every worker, by port name: frames lost before the
-    /// switch saw them. In-process endpoints have none.
+    /// switch saw them. In-process endpoints have none. The collector's sockets (with
+    /// the fast path) are [`COLLECTOR`]'s: a frame the kernel lost there never showed
+    /// whose it was.
     ///
     /// # Errors
     /// [`Error::Worker`].
     pub fn socket_stats(&self) -> Result<Vec<(String, crate::xsk::Statistics)>> {
+        fn sum_of(b: &Bundle<XskPort>) -> crate::xsk::Statistics {
+            let mut s = crate::xsk::Statistics::default();
+            for m in b.members() {
+                if let Ok(x) = m.statistics() {
+                    s.add(&x);
+                }
+            }
+            s
+        }
         let t = self.topo.table();
         let per = self.on_workers(|_, sw: &mut Sw| {
             let ids: Vec<PortId> = sw.all_stats().map(|(id, _)| id).collect();
             let mut out = Vec::new();
             for id in ids {
                 if let Some(DpPort::Xsk(b)) = sw.port_mut(id) {
-                    let mut s = crate::xsk::Statistics::default();
-                    for m in b.members() {
-                        if let Ok(x) = m.statistics() {
-                            s.add(&x);
-                        }
-                    }
-                    out.push((id, s));
+                    out.push((Some(id), sum_of(b)));
                 }
+            }
+            if let Some(DpPort::Xsk(b)) = sw.collector_mut() {
+                out.push((None, sum_of(b)));
             }
             out
         })?;
-        let mut sum: BTreeMap<PortId, crate::xsk::Statistics> = BTreeMap::new();
+        let mut sum: BTreeMap<Option<PortId>, crate::xsk::Statistics> = BTreeMap::new();
         for (id, s) in per.into_iter().flatten() {
             sum.entry(id).or_default().add(&s);
         }
         Ok(sum
             .into_iter()
             .map(|(id, s)| {
-                let name = t
-                    .port(id)
-                    .map_or_else(|| id.to_string(), |p| p.name.to_string());
+                let name = id.map_or_else(
+                    || COLLECTOR.to_string(),
+                    |id| {
+                        t.port(id)
+                            .map_or_else(|| id.to_string(), |p| p.name.to_string())
+                    },
+                );
                 (name, s)
             })
             .collect())

@@ -853,8 +853,14 @@ impl Daemon {
                 .collect();
             let sockets: BTreeMap<String, umacvlan::xsk::Statistics> =
                 dp.socket_stats()?.into_iter().collect();
-            let ports: Vec<Value> = dp
-                .stats()?
+            let mut rows = dp.stats()?;
+            // Sockets of no port (the fast path's collector) count their losses too.
+            for (name, x) in &sockets {
+                if !rows.iter().any(|(r, _)| r == name) && x.rx_losses().iter().any(|l| l.1 > 0) {
+                    rows.push((name.clone(), Default::default()));
+                }
+            }
+            let ports: Vec<Value> = rows
                 .into_iter()
                 .map(|(name, s)| {
                     let mut drops: serde_json::Map<String, Value> = s
