@@ -981,6 +981,23 @@ impl Steering {
         )
     }
 
+    /// How many entries each of the hash maps holds, by map name (`devs`, `fdb`,
+    /// `srcs`, `groups`, `fast`, `fast_in`, `fast_wire`): what the switch wrote and has
+    /// not removed. A walk of every key: for monitoring, not for the hot path.
+    pub fn map_entries(&self) -> [(&'static str, usize); 7] {
+        let m = &self.skel.maps;
+        let n = |map: &libbpf_rs::Map, max: u32| map.keys().take(max as usize).count();
+        [
+            ("devs", n(&m.devs, MAX_DEVS)),
+            ("fdb", n(&m.fdb, MAX_FDB)),
+            ("srcs", n(&m.srcs, MAX_SRCS)),
+            ("groups", n(&m.groups, MAX_GROUPS)),
+            ("fast", n(&m.fast, MAX_FAST)),
+            ("fast_in", n(&m.fast_in, MAX_PORT_STATS)),
+            ("fast_wire", n(&m.fast_wire, MAX_PORT_STATS)),
+        ]
+    }
+
     /// Every fdb entry (at most [`MAX_FDB`]).
     ///
     /// # Errors

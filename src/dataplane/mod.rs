@@ -1702,7 +1702,7 @@ impl Dataplane {
     /// # Errors
     /// [`Error::Worker`].
     pub fn socket_stats(&self) -> Result<Vec<(String, crate::xsk::Statistics)>> {
-        fn sum_of(b: &Bundle<XskPort>) -> crate::xsk::Statistics {
+        let per = self.on_socket_ports(|b| {
             let mut s = crate::xsk::Statistics::default();
             for m in b.members() {
                 if let Ok(x) = m.statistics() {
@@ -1710,25 +1710,12 @@ impl Dataplane {
                 }
             }
             s
-        }
-        let t = self.topo.table();
-        let per = self.on_workers(|_, sw: &mut Sw| {
-            let ids: Vec<PortId> = sw.all_stats().map(|(id, _)| id).collect();
-            let mut out = Vec::new();
-            for id in ids {
-                if let Some(DpPort::Xsk(b)) = sw.port_mut(id) {
-                    out.push((Some(id), sum_of(b)));
-                }
-            }
-            if let Some(DpPort::Xsk(b)) = sw.collector_mut() {
-                out.push((None, sum_of(b)));
-            }
-            out
         })?;
         let mut sum: BTreeMap<Option<PortId>, crate::xsk::Statistics> = BTreeMap::new();
-        for (id, s) in per.into_iter().flatten() {
+        for (id, s) in per {
             sum.entry(id).or_default().add(&s);
         }
+        let t = self.topo.table();
         Ok(sum
             .into_iter()
             .map(|(id, s)| {
@@ -1742,6 +1729,47 @@ impl Dataplane {
                 (name, s)
             })
             .collect())
+    }
+
+    /// UMEM frames lent to the open sockets (in their fill, rx, tx and completion
+    /// rings or in the kernel between them), over every worker. When no frame is in
+    /// flight, this is every frame the UMEMs lent ([`crate::xsk::Accounting::lent`]):
+    /// a difference is frames lent to sockets that are gone.
+    ///
+    /// # Errors
+    /// [`Error::Worker`].
+    pub fn umem_lent_to_open_sockets(&self) -> Result<u64> {
+        let per = self.on_socket_ports(|b| {
+            b.members()
+                .iter()
+                .map(|m| {
+                    let (rx, tx) = m.lent();
+                    u64::from(rx) + u64::from(tx)
+                })
+                .sum::<u64>()
+        })?;
+        Ok(per.into_iter().map(|(_, n)| n).sum())
+    }
+
+    /// `f` of every AF_XDP port on every worker, with its id (`None`: the collector).
+    fn on_socket_ports<R: Send + 'static>(
+        &self,
+        f: impl Fn(&Bundle<XskPort>) -> R + Send + Sync + Clone + 'static,
+    ) -> Result<Vec<(Option<PortId>, R)>> {
+        let per = self.on_workers(move |_, sw: &mut Sw| {
+            let ids: Vec<PortId> = sw.all_stats().map(|(id, _)| id).collect();
+            let mut out = Vec::new();
+            for id in ids {
+                if let Some(DpPort::Xsk(b)) = sw.port_mut(id) {
+                    out.push((Some(id), f(b)));
+                }
+            }
+            if let Some(DpPort::Xsk(b)) = sw.collector_mut() {
+                out.push((None, f(b)));
+            }
+            out
+        })?;
+        Ok(per.into_iter().flatten().collect())
     }
 
     /// Where the UMEM's frames are: free, held by the switch, lent to the kernel.

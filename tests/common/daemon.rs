@@ -150,6 +150,11 @@ impl DaemonProc {
         v[0].clone()
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Runs a client command against this daemon.
     pub fn cli(&self, args: &[&str]) -> Output {
         cli(&self.socket, args)

@@ -905,10 +905,25 @@ impl Daemon {
                     })
                 })
                 .collect();
+            let maps: serde_json::Map<String, Value> = dp
+                .steering()
+                .map_entries()
+                .into_iter()
+                .map(|(m, n)| (m.to_string(), json!(n)))
+                .collect();
+            let u = dp.umem_accounting()?;
+            let to_sockets = dp.umem_lent_to_open_sockets()?;
+            let sockets = dp.umem_sockets()?;
             parents.push(json!({
                 "parent": parent, "fdb_entries": dp.table().fdb().len(),
                 "queues": dp.queues(), "workers": dp.workers(),
                 "kernel": kernel, "ports": ports,
+                // Entries in the kernel maps, and where the UMEMs' frames are.
+                "maps": maps,
+                "umem": {
+                    "total": u.total, "free": u.free, "held": u.held, "lent": u.lent,
+                    "lent_to_open_sockets": to_sockets, "sockets": sockets,
+                },
             }));
         }
         Ok(json!(parents))
@@ -1004,6 +1019,28 @@ impl Daemon {
                 esc(&p["parent"]),
                 p["fdb_entries"].as_u64().unwrap_or(0)
             );
+        }
+        let _ = writeln!(out, "# HELP umacvlan_map_entries Entries in a parent's kernel maps, by map (fdb, fast, ...).\n# TYPE umacvlan_map_entries gauge");
+        for p in stats.as_array().into_iter().flatten() {
+            for (map, n) in p["maps"].as_object().into_iter().flatten() {
+                let _ = writeln!(
+                    out,
+                    "umacvlan_map_entries{{parent=\"{}\",map=\"{map}\"}} {}",
+                    esc(&p["parent"]),
+                    n.as_u64().unwrap_or(0)
+                );
+            }
+        }
+        let _ = writeln!(out, "# HELP umacvlan_umem_frames The workers' UMEM frames of a parent, by state: free, held by the switch, lent to the kernel (fill, rx, tx and completion rings).\n# TYPE umacvlan_umem_frames gauge");
+        for p in stats.as_array().into_iter().flatten() {
+            for state in ["free", "held", "lent"] {
+                let _ = writeln!(
+                    out,
+                    "umacvlan_umem_frames{{parent=\"{}\",state=\"{state}\"}} {}",
+                    esc(&p["parent"]),
+                    p["umem"][state].as_u64().unwrap_or(0)
+                );
+            }
         }
         let _ = writeln!(out, "# HELP umacvlan_steering_total What the parent's XDP and tc programs did, by counter (xdp_redirect, xdp_unbound_queue, xdp_too_big, ...).\n# TYPE umacvlan_steering_total counter");
         for p in stats.as_array().into_iter().flatten() {
