@@ -1069,3 +1069,49 @@ fn redirect_into_af_xdp_sockets(mode: XdpMode, tag: &str) {
         drop(mirror_rx);
     });
 }
+
+/// The kernel's `fdb` map holds 65 536 entries over every VLAN id; the next is refused
+/// with an error naming the map, and every entry goes again.
+#[test]
+fn the_fdb_map_holds_65536_entries_and_refuses_the_next_by_name() {
+    if !require_root("the_fdb_map_holds_65536_entries_and_refuses_the_next_by_name") {
+        return;
+    }
+    let st = Steering::load().expect("load");
+    let mac = |i: u32| {
+        MacAddr::new([
+            2,
+            0,
+            (i >> 24) as u8,
+            (i >> 16) as u8,
+            (i >> 8) as u8,
+            i as u8,
+        ])
+    };
+    let vlan = |i: u32| (i % 4094 + 1) as u16;
+    let max = umacvlan::bpf::MAX_FDB;
+    for i in 0..max {
+        st.fdb_insert(vlan(i), mac(i), PortId((i % 1000) as u16 + 2), 0)
+            .unwrap_or_else(|e| panic!("entry {i}: {e}"));
+    }
+    let entries = |st: &Steering| {
+        st.map_entries()
+            .iter()
+            .find(|(m, _)| *m == "fdb")
+            .map(|(_, n)| *n)
+    };
+    assert_eq!(entries(&st), Some(max as usize));
+    let e = st
+        .fdb_insert(0, mac(max), PortId(2), 0)
+        .expect_err("one more than the map holds");
+    assert!(
+        matches!(e, Error::Map { map: "fdb", .. }) && e.to_string().contains("fdb"),
+        "{e}"
+    );
+    // Replacing an existing entry still works when full.
+    st.fdb_insert(vlan(7), mac(7), PortId(3), 0).unwrap();
+    for i in 0..max {
+        st.fdb_remove(vlan(i), mac(i)).unwrap();
+    }
+    assert_eq!(entries(&st), Some(0));
+}

@@ -224,3 +224,93 @@ fn vlan_networks_share_a_parent_and_never_see_each_other() {
     );
     d.stop();
 }
+
+/// Every VLAN id a network: 4 094 networks on one parent (from the config file), an
+/// endpoint on the first, a middle and the last, each reached from the wire on its
+/// VLAN only and its frames tagged with it; one more network created and removed at
+/// run time with all of them in place (timed). A second network on a VLAN taken is
+/// refused by name.
+#[test]
+fn every_vlan_id_can_be_a_network_on_one_parent() {
+    if !require_root("every_vlan_id_can_be_a_network_on_one_parent") {
+        return;
+    }
+    let t = Topo::new("umvw", false, 3);
+    let on = [1u16, 2047, 4094];
+    let mut config = String::new();
+    for v in 1..=4094u16 {
+        config += &format!("[[network]]\nname = 'v{v}'\nparent = 'par'\nvlan = {v}\n");
+        if let Some(i) = on.iter().position(|x| *x == v) {
+            config += &format!(
+                "[[network.endpoint]]\nname = 'e{}'\nnetns = '{}'\nmac = '{}'\nip = '{}/24'\n",
+                i + 1,
+                t.eps[i],
+                ep_mac(i + 1),
+                ep_ip(i + 1)
+            );
+        }
+        config += "\n";
+    }
+    t.lab
+        .exec(&t.wire, &["ethtool", "-K", "wpar", "txvlan", "off"]);
+    let t0 = std::time::Instant::now();
+    let d = DaemonProc::start(&t.host, "umvw", &config);
+    println!("4094 networks up in {:?}", t0.elapsed());
+    let ls = String::from_utf8_lossy(&d.cli(&["network", "ls"]).stdout).to_string();
+    assert_eq!(ls.lines().count(), 4094 + 1, "a header and 4094 networks");
+
+    // Each endpoint gets the frames tagged with its VLAN, and none tagged otherwise.
+    let ext_mac = "02:00:00:00:00:e0";
+    let before: Vec<u64> = t.eps.iter().map(|ns| t.eth0_rx_packets(ns)).collect();
+    let missed = kernel_stat(&d, "xdp_tagged_miss");
+    for (i, v) in on.iter().enumerate() {
+        send(&t, &t.ext, &ep_mac(i + 1), ext_mac, Some(*v), 10);
+        // The right MAC on a neighbouring VLAN: not this endpoint's.
+        send(&t, &t.ext, &ep_mac(i + 1), ext_mac, Some(v % 4094 + 1), 10);
+    }
+    wait_for("30 frames delivered and 30 passed to the host", || {
+        let got: Vec<u64> = t
+            .eps
+            .iter()
+            .zip(&before)
+            .map(|(ns, b)| t.eth0_rx_packets(ns) - b)
+            .collect();
+        let passed = kernel_stat(&d, "xdp_tagged_miss") - missed;
+        if got.iter().all(|n| *n >= 10) && passed >= 30 {
+            Ok(())
+        } else {
+            Err(format!("delivered {got:?}, passed {passed}"))
+        }
+    });
+    for (i, ns) in t.eps.iter().enumerate() {
+        let n = port_stat(&d, &format!("e{}", i + 1), "tx_packets");
+        assert_eq!(n, 10, "e{} gets exactly its VLAN's frames", i + 1);
+        assert!(t.eth0_rx_packets(ns) - before[i] >= 10);
+    }
+    // Towards the wire each endpoint's frames carry its network's tag.
+    for (i, v) in on.iter().enumerate() {
+        let cap = capture(&t.ext, &ep_mac(i + 1), 3);
+        send(&t, &t.eps[i], ext_mac, &ep_mac(i + 1), None, 3);
+        let seen = cap.finish();
+        assert!(
+            !seen.is_empty() && seen.iter().all(|s| *s == v.to_string()),
+            "e{}'s frames on the wire must carry VLAN {v}: {seen:?}",
+            i + 1
+        );
+    }
+    // At run time, with every VLAN taken: a network on a taken VLAN is refused; one
+    // removed and created again takes its place.
+    common::daemon::refused(
+        &d.cli(&[
+            "network", "create", "again", "--parent", "par", "--vlan", "7",
+        ]),
+        "v7",
+    );
+    let t0 = std::time::Instant::now();
+    common::daemon::ok(&d.cli(&["network", "rm", "v7"]));
+    common::daemon::ok(&d.cli(&[
+        "network", "create", "again", "--parent", "par", "--vlan", "7",
+    ]));
+    println!("network rm + create with 4094 networks: {:?}", t0.elapsed());
+    d.stop();
+}

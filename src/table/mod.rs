@@ -259,6 +259,26 @@ mod tests {
         assert!(t.is_empty());
     }
 
+    /// As many entries as the kernel's `fdb` map holds (65 536), over every VLAN id:
+    /// each found, removed by port, and the table empty again.
+    #[test]
+    fn holds_65536_entries_over_every_vlan() {
+        const N: u32 = 65_536;
+        let key = |i: u32| FdbKey::new((i % 4094 + 1) as u16, mac(i));
+        let mut t = Fdb::new();
+        for i in 0..N {
+            t.insert_static(key(i), PortId((i % 16) as u16 + 2)).unwrap();
+        }
+        assert_eq!(t.len(), N as usize);
+        for i in (0..N).step_by(97) {
+            assert_eq!(t.lookup(key(i)), Some(PortId((i % 16) as u16 + 2)));
+        }
+        for p in 2..18 {
+            t.remove_port(PortId(p));
+        }
+        assert!(t.is_empty());
+    }
+
     #[test]
     fn failed_update_publishes_nothing() {
         let (mut w, r) = rcu(Fdb::new());
