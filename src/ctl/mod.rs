@@ -137,6 +137,28 @@ pub struct EndpointAdd {
     pub configure_ip: Option<bool>,
 }
 
+/// `explain`: what the switch decides for one frame, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Explain {
+    /// The sender: an endpoint's name, `wire` (the parent's uplink) or `host` (the
+    /// host port).
+    pub from: String,
+    /// The destination: an endpoint's name, a MAC, an endpoint's IP address or
+    /// `broadcast`. Not with `frame`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// The source MAC (default: the sender's own; from the wire, an external one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src: Option<String>,
+    /// The network, for `wire` and `host` (default: the only one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// A whole frame in hex, as read from a pcap file, instead of `to` and `src`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame: Option<String>,
+}
+
 /// A request.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -167,6 +189,8 @@ pub enum Request {
     EndpointLs,
     /// `stats`.
     Stats,
+    /// `explain`.
+    Explain(Explain),
 }
 
 #[derive(Serialize, Deserialize)]

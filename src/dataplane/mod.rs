@@ -47,16 +47,28 @@ use crate::bpf::{
 };
 use crate::fastpath::{Entry, FastTable, Reach};
 use crate::link::{IpCidr, LinkInfo, Links, QueueSource, Queues, VethEndpoint};
-use crate::mode::Mode;
+use crate::mode::{Facts, Mode, Rule, Verdict};
 use crate::port::{Bundle, Frame, Port, PortId};
 use crate::switch::{PortStats, Switch};
 use crate::topology::{ControlError, EndpointConfig, ParentConfig, Topology, HOST, UPLINK};
-use crate::view::{McFilter, PortTable};
+use crate::view::{McFilter, PortTable, Role};
 use crate::wire::MacAddr;
 use crate::xsk::{SocketTuning, Umem, XskConfig, XskPort};
 
 mod mcast;
 pub use mcast::Leave;
+
+/// What [`Dataplane::explain`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Explanation {
+    /// The switch's decision.
+    pub verdict: Verdict,
+    /// The rules it applied, in order.
+    pub rules: Vec<Rule>,
+    /// The port the kernel fast path would deliver it to itself, without the switch
+    /// (`None`: the switch forwards it, or no one).
+    pub fast: Option<PortId>,
+}
 mod worker;
 pub use worker::{Worker, WorkerConfig, WorkerGone};
 
@@ -1639,6 +1651,37 @@ impl Dataplane {
         self.unplumb(name);
         self.topo.remove_endpoint(name)?;
         Ok(())
+    }
+
+    /// What the switch decides for a frame with `f`'s header and `payload` bytes
+    /// after it, received on `ingress`, and why: [`crate::mode::explain`] against the
+    /// published table (the datapath's own decision), and whether the kernel fast path
+    /// would forward it itself.
+    pub fn explain(&self, ingress: PortId, f: &Facts, payload: usize) -> Explanation {
+        let t = self.topo.table();
+        let (verdict, rules) = crate::mode::explain(ingress, f, &t);
+        let fast = match t.port(ingress).map(|p| &p.role) {
+            Some(Role::Endpoint(e)) if self.fastpath(e.vlan) => {
+                self.fast
+                    .from_endpoint(ingress, e.mac, f, false, payload)
+            }
+            Some(Role::Uplink) if self.fastpath(f.vlan) => self.fast.from_wire(
+                f,
+                false,
+                payload,
+                t.lookup(f.vlan, f.src)
+                    .and_then(|p| t.endpoint(p))
+                    .is_some_and(|e| e.up),
+                t.has_sources(),
+                t.passthru().is_some(),
+            ),
+            _ => None,
+        };
+        Explanation {
+            verdict,
+            rules,
+            fast,
+        }
     }
 
     /// Per-port counters, by port name.

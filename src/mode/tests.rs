@@ -113,11 +113,48 @@ struct Row {
     want: Verdict,
 }
 
+/// The rule [`explain`] must name for row `id` (its leading rule id; `None` where the
+/// row shows a rule not applying).
+fn rule_of_row(id: &str, want: &Verdict) -> Option<&'static str> {
+    let ids = [
+        "T1", "T2", "T3", "T4", "W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9",
+    ];
+    Some(match id {
+        _ if id.starts_with("S3.1 non-listed") => return None,
+        _ if id.starts_with("S2.2") => "§2.2",
+        _ if id.starts_with("S3.1") => "§3.1",
+        _ if id.starts_with("diff: bridge") => "loop",
+        _ if id.starts_with("diff: tagged") => "unknown-vlan",
+        _ if id.starts_with("strict private") => {
+            if *want == Verdict::Drop(DropReason::PrivateIsolation) {
+                "strict"
+            } else {
+                "W1"
+            }
+        }
+        _ if id.starts_with("down endpoint") => "down",
+        _ if id.starts_with("unknown ingress") => "unknown-port",
+        _ => ids
+            .into_iter()
+            .find(|r| id.split_whitespace().next() == Some(*r))
+            .unwrap_or_else(|| panic!("row {id:?} names no rule")),
+    })
+}
+
 fn check(rows: Vec<Row>) {
     let mut failed = Vec::new();
     for r in rows {
         let t = table(&r.eps);
         let got = decide(r.ingress, &r.f, &t);
+        // `explain` is the same decision, and names the row's rule.
+        let (explained, rules) = explain(r.ingress, &r.f, &t);
+        assert_eq!(explained, got, "{}: explain and decide differ", r.id);
+        let named: Vec<&str> = rules.iter().map(|r| r.id()).collect();
+        if let Some(want) = rule_of_row(r.id, &r.want) {
+            if !named.contains(&want) {
+                failed.push(format!("{}: explain names {named:?}, not {want}", r.id));
+            }
+        }
         // A Multi of one port and a Forward to it mean the same delivery.
         if got.targets() != r.want.targets()
             || matches!(got, Verdict::Drop(_)) != matches!(r.want, Verdict::Drop(_))

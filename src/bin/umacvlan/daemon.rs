@@ -14,7 +14,7 @@ use crate::config::{
     check_endpoint, check_network, Config, ConfigError, Endpoint, Network, NetworkSection,
 };
 use crate::state::{EndpointRecord, PoolRecord, State, StateError, StateFile, STATE_VERSION};
-use umacvlan::ctl::{EndpointAdd, EndpointSection, Request};
+use umacvlan::ctl::{EndpointAdd, EndpointSection, Explain, Request};
 use umacvlan::dataplane::{Dataplane, DataplaneConfig, EndpointNet};
 use umacvlan::mode::Mode;
 use umacvlan::topology::EndpointConfig;
@@ -114,6 +114,9 @@ pub enum Error {
     /// The state could not be written: the change was undone.
     #[error("{0}; the change was undone")]
     State(#[from] StateError),
+    /// An `explain` request that names nothing the daemon knows.
+    #[error("explain: {0}")]
+    Explain(String),
     /// A request this daemon does not know.
     #[error("unsupported request")]
     Unsupported,
@@ -457,6 +460,7 @@ impl Daemon {
             Request::EndpointRm { name } => self.removal("endpoint", &name, Self::endpoint_rm),
             Request::EndpointLs => Ok(self.endpoint_ls()),
             Request::Stats => self.stats(),
+            Request::Explain(x) => self.explain(&x),
             #[allow(unreachable_patterns)]
             _ => Err(Error::Unsupported),
         }
@@ -800,6 +804,190 @@ impl Daemon {
                 })
             })
             .collect::<Vec<_>>())
+    }
+
+    /// What the switch decides for the frame `x` describes, and why: the rules the
+    /// datapath's own decision applied, the modes of the parties, the ports it goes
+    /// to or the drop reason, whether the kernel fast path forwards it; and, when it
+    /// leaves by the wire for a destination on the same parent, what happens if the
+    /// external switch reflects it (hairpin, a VEPA switch).
+    fn explain(&self, x: &Explain) -> Result<Value, Error> {
+        use umacvlan::mode::{Facts, Verdict};
+        use umacvlan::topology::{HOST, UPLINK};
+        use umacvlan::wire::{EthernetFrame, EtherType, MacAddr};
+        let bad = |m: String| Error::Explain(m);
+        // The sender: its network, parent and port.
+        let (net, ingress, own) = match x.from.as_str() {
+            "wire" | "host" => {
+                let net = match &x.network {
+                    Some(n) => self
+                        .networks
+                        .get(n)
+                        .ok_or_else(|| Error::NoSuchNetwork(n.clone()))?,
+                    None if self.networks.len() == 1 => self.networks.values().next().unwrap(),
+                    None => {
+                        return Err(bad(format!(
+                            "from {}: which network? give --network (there are {})",
+                            x.from,
+                            self.networks.len()
+                        )))
+                    }
+                };
+                let port = if x.from == "wire" { UPLINK } else { HOST };
+                (net, port, None)
+            }
+            name => {
+                let e = self
+                    .endpoints
+                    .get(name)
+                    .ok_or_else(|| Error::NoSuchEndpoint(name.to_string()))?;
+                let net = &self.networks[&e.network];
+                let live = self
+                    .planes
+                    .get(&net.parent)
+                    .and_then(|dp| dp.topology().endpoint(name))
+                    .ok_or_else(|| bad(format!("endpoint '{name}' is not switched now")))?;
+                (net, live.id, Some(live.mac()))
+            }
+        };
+        let dp = self
+            .planes
+            .get(&net.parent)
+            .ok_or_else(|| bad(format!("network '{}' has no dataplane", net.name)))?;
+        let table = dp.table();
+        if table.port(ingress).is_none() {
+            return Err(bad(format!(
+                "network '{}' has no host port (host_port in its config)",
+                net.name
+            )));
+        }
+        let mac_of = |s: &str, what: &str| -> Result<MacAddr, Error> {
+            s.parse()
+                .map_err(|e| bad(format!("{what} '{}': {e}", s.escape_debug())))
+        };
+        // The frame's header.
+        let (facts, payload, to_name) = if let Some(hex) = &x.frame {
+            if x.to.is_some() || x.src.is_some() {
+                return Err(bad("give a frame or --to/--src, not both".into()));
+            }
+            let bytes = (0..hex.len() / 2)
+                .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or("zz"), 16))
+                .collect::<Result<Vec<u8>, _>>()
+                .ok()
+                .filter(|_| hex.len() % 2 == 0)
+                .ok_or_else(|| bad("the frame is not hex".into()))?;
+            let h = EthernetFrame::new_checked(&bytes[..])
+                .map_err(|e| bad(format!("the frame: {e}")))?;
+            let f = Facts {
+                dst: h.dst(),
+                src: h.src(),
+                vlan: h.vlan().unwrap_or(0),
+                ethertype: h.ethertype(),
+            };
+            (f, bytes.len() - h.payload_offset(), None)
+        } else {
+            let to = x
+                .to
+                .as_deref()
+                .ok_or_else(|| bad("where to? give a destination".into()))?;
+            let (dst, name) = if to == "broadcast" {
+                (MacAddr::BROADCAST, None)
+            } else if let Some(e) = self.endpoints.get(to) {
+                let m = self
+                    .planes
+                    .get(&self.networks[&e.network].parent)
+                    .and_then(|dp| dp.topology().endpoint(to))
+                    .map(|l| l.mac())
+                    .ok_or_else(|| bad(format!("endpoint '{to}' is not switched now")))?;
+                (m, Some(to.to_string()))
+            } else if let Ok(ip) = to.parse::<std::net::IpAddr>() {
+                let e = self
+                    .endpoints
+                    .values()
+                    .find(|e| e.ip.is_some_and(|c| c.addr == ip))
+                    .ok_or_else(|| {
+                        bad(format!("no endpoint has the address {ip}: give its MAC"))
+                    })?;
+                let m = self
+                    .planes
+                    .get(&self.networks[&e.network].parent)
+                    .and_then(|dp| dp.topology().endpoint(&e.name))
+                    .map(|l| l.mac())
+                    .ok_or_else(|| bad(format!("endpoint '{}' is not switched now", e.name)))?;
+                (m, Some(e.name.clone()))
+            } else {
+                let m = to.parse().map_err(|_| {
+                    bad(format!(
+                        "destination '{}': no endpoint of that name, and not a MAC or an IP address",
+                        to.escape_debug()
+                    ))
+                })?;
+                (m, None)
+            };
+            let src = match (&x.src, own) {
+                (Some(s), _) => mac_of(s, "source")?,
+                (None, Some(m)) => m,
+                // An external host's: no endpoint's.
+                (None, None) if ingress == HOST => table.parent_mac(),
+                (None, None) => "02:00:00:ee:ee:ee".parse().unwrap(),
+            };
+            let f = Facts {
+                dst,
+                src,
+                vlan: if ingress == UPLINK { net.vlan } else { 0 },
+                ethertype: EtherType::IPV4,
+            };
+            (f, 64, name)
+        };
+        let name = |p| {
+            table
+                .port(p)
+                .map_or_else(|| p.to_string(), |i| i.name.to_string())
+        };
+        let mode_of = |m: MacAddr| {
+            table
+                .lookup(net.vlan, m)
+                .and_then(|p| table.endpoint(p).map(|e| (name(p), e.mode.as_str())))
+        };
+        let describe = |ingress, f: &Facts| {
+            let e = dp.explain(ingress, f, payload);
+            let (outcome, to, drop) = match &e.verdict {
+                Verdict::Forward(p) => ("forward", vec![name(*p)], None),
+                Verdict::Multi(s) => ("flood", s.iter().map(name).collect(), None),
+                Verdict::Drop(r) => ("drop", vec![], Some(r.as_str())),
+            };
+            json!({
+                "ingress": name(ingress),
+                "verdict": outcome, "egress": to, "drop": drop,
+                "rules": e.rules.iter().map(|r| json!({"id": r.id(), "text": r.text()})).collect::<Vec<_>>(),
+                "fast_path": e.fast.map(name),
+            })
+        };
+        let first = describe(ingress, &facts);
+        // Out by the wire to something on this parent: what a reflecting switch brings.
+        let leaves = dp.explain(ingress, &facts, payload).verdict.targets().contains(UPLINK);
+        let local = facts.dst.is_multicast() || table.lookup(net.vlan, facts.dst).is_some();
+        let reflected = (ingress != UPLINK && leaves && local).then(|| {
+            let f = Facts {
+                vlan: net.vlan,
+                ..facts
+            };
+            describe(UPLINK, &f)
+        });
+        Ok(json!({
+            "network": net.name, "parent": net.parent, "vlan": net.vlan,
+            "from": x.from, "to": to_name.or_else(|| mode_of(facts.dst).map(|(n, _)| n)),
+            "frame": {
+                "src": facts.src.to_string(), "dst": facts.dst.to_string(),
+                "vlan": facts.vlan, "ethertype": format!("{:#06x}", facts.ethertype.0),
+            },
+            "modes": {
+                "from": mode_of(facts.src).map(|(_, m)| m),
+                "to": mode_of(facts.dst).map(|(_, m)| m),
+            },
+            "decision": first,
+            "if_reflected": reflected,
+        }))
     }
 
     /// Periodic work: removes endpoints whose interface vanished

@@ -16,7 +16,9 @@ mod config;
 mod daemon;
 mod demo;
 mod docker;
+mod explain;
 mod ipam;
+mod pcap;
 mod server;
 mod state;
 use crate::config::{Config, NetworkSection, DEFAULT_SOCKET};
@@ -88,6 +90,29 @@ enum Cmd {
     Bench(bench::cli::BenchCmd),
     /// Per-port counters: packets, bytes, drops by reason; FDB size.
     Stats {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// What the switch decides for a frame, and why: the ports it goes to or the drop
+    /// reason, the spec's rule (T1–T4, W1–W9), the parties' modes, whether the kernel
+    /// fast path takes it, and what a reflecting external switch brings back.
+    Explain {
+        /// The sender: an endpoint, `wire` (from the parent's network) or `host`.
+        from: String,
+        /// The destination: an endpoint, a MAC, an endpoint's IP or `broadcast`.
+        to: Option<String>,
+        /// The source MAC (default: the sender's own).
+        #[arg(long)]
+        src: Option<String>,
+        /// The network, for `wire` and `host` (default: the only one).
+        #[arg(long)]
+        network: Option<String>,
+        /// Explain every frame of this pcap file instead, as sent by FROM.
+        #[arg(long, conflicts_with_all = ["to", "src"])]
+        pcap: Option<PathBuf>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -262,7 +287,11 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         .try_init();
     if matches!(
         cmd,
-        Cmd::Network(_) | Cmd::Endpoint(_) | Cmd::Stats { .. } | Cmd::Simulate { .. }
+        Cmd::Network(_)
+            | Cmd::Endpoint(_)
+            | Cmd::Stats { .. }
+            | Cmd::Explain { .. }
+            | Cmd::Simulate { .. }
     ) {
         // A client whose output is cut short (`umacvlan stats | head -1`) ends
         // quietly, as other tools do, instead of panicking on the broken pipe. Not for
@@ -302,6 +331,24 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         }
         Cmd::Demo => Ok(crate::demo::run(&mut std::io::stdout())?),
         Cmd::Bench(c) => bench::cli::main(c),
+        Cmd::Explain {
+            from,
+            to,
+            src,
+            network,
+            pcap,
+            json,
+            socket,
+        } => {
+            let x = umacvlan::ctl::Explain {
+                from,
+                to,
+                src,
+                network,
+                frame: None,
+            };
+            explain::main(&socket.path, x, pcap.as_deref(), json)
+        }
         Cmd::Stats { json, socket } => {
             let v = request(&socket.path, Request::Stats)?;
             if json {
