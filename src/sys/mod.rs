@@ -428,8 +428,64 @@ impl EthtoolChannels {
 /// # Errors
 /// The socket or the ioctl failed for another reason (`ENODEV`: no such interface).
 pub fn ethtool_channels(ifname: &str) -> Result<Option<EthtoolChannels>, SysError> {
-    const SIOCETHTOOL: libc::c_ulong = 0x8946;
     const ETHTOOL_GCHANNELS: u32 = 0x3c;
+    let mut buf = [0u32; 64];
+    buf[0] = ETHTOOL_GCHANNELS;
+    match ethtool_get(ifname, &mut buf) {
+        Ok(()) => {
+            let w = |i: usize| buf[i];
+            Ok(Some(EthtoolChannels {
+                cmd: ETHTOOL_GCHANNELS,
+                max_rx: w(1),
+                max_tx: w(2),
+                max_other: w(3),
+                max_combined: w(4),
+                rx_count: w(5),
+                tx_count: w(6),
+                other_count: w(7),
+                combined_count: w(8),
+            }))
+        }
+        Err(e) if e.errno() == Some(libc::EOPNOTSUPP) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The driver of `ifname`, as `ethtool -i` shows it (`ETHTOOL_GDRVINFO`).
+///
+/// # Errors
+/// The socket or the ioctl failed (`ENODEV`: no such interface); `ENOENT` if the
+/// driver reports no name.
+pub fn ethtool_driver(ifname: &str) -> Result<String, SysError> {
+    const ETHTOOL_GDRVINFO: u32 = 0x03;
+    let mut buf = [0u32; 64];
+    buf[0] = ETHTOOL_GDRVINFO;
+    ethtool_get(ifname, &mut buf)?;
+    // struct ethtool_drvinfo { __u32 cmd; char driver[32]; ... }
+    let bytes: Vec<u8> = buf[1..9].iter().flat_map(|w| w.to_ne_bytes()).collect();
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    if end == 0 {
+        return Err(SysError::from_errno("ioctl(SIOCETHTOOL)", libc::ENOENT));
+    }
+    Ok(String::from_utf8_lossy(&bytes[..end]).into_owned())
+}
+
+/// `ETHTOOL_GFLAGS` of `ifname` (`ETH_FLAG_*`: bit 7 tx VLAN offload, bit 8 rx).
+///
+/// # Errors
+/// The socket or the ioctl failed (`ENODEV`: no such interface).
+pub fn ethtool_flags(ifname: &str) -> Result<u32, SysError> {
+    const ETHTOOL_GFLAGS: u32 = 0x25;
+    let mut buf = [0u32; 64];
+    buf[0] = ETHTOOL_GFLAGS;
+    ethtool_get(ifname, &mut buf)?;
+    Ok(buf[1])
+}
+
+/// Runs the read-only ethtool command in `buf[0]` on `ifname`: the kernel writes its
+/// answer (at most 256 bytes: `ethtool_drvinfo` is 196, the others less) into `buf`.
+fn ethtool_get(ifname: &str, buf: &mut [u32; 64]) -> Result<(), SysError> {
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
     let name = ifname.as_bytes();
     if name.is_empty() || name.len() >= libc::IF_NAMESIZE || name.contains(&0) {
         return Err(SysError::from_errno("ioctl(SIOCETHTOOL)", libc::EINVAL));
@@ -440,28 +496,37 @@ pub fn ethtool_channels(ifname: &str) -> Result<Option<EthtoolChannels>, SysErro
     })?;
     // SAFETY: `fd` was just returned by `socket`, is open and owned by nobody else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let mut ch = EthtoolChannels {
-        cmd: ETHTOOL_GCHANNELS,
-        ..EthtoolChannels::default()
-    };
     // SAFETY: `ifreq` is plain old data (a name and a union of integers and pointers)
     // for which all zeroes is valid.
     let mut ifr: libc::ifreq = unsafe { core::mem::zeroed() };
     for (d, s) in ifr.ifr_name.iter_mut().zip(name) {
         *d = *s as libc::c_char;
     }
-    ifr.ifr_ifru.ifru_data = (&mut ch as *mut EthtoolChannels).cast();
+    ifr.ifr_ifru.ifru_data = buf.as_mut_ptr().cast();
     // SAFETY: `ifr` names the interface (NUL-terminated: it was zeroed and the name is
-    // shorter than IF_NAMESIZE) and points at `ch`, a writable `ethtool_channels` that
-    // outlives the call; the kernel reads `cmd` and writes only that struct.
-    let r = syscall!("ioctl(SIOCETHTOOL)", unsafe {
+    // shorter than IF_NAMESIZE) and points at `buf`, writable, 256 bytes and alive for
+    // the call; for the read-only commands used here the kernel reads the command word
+    // and writes at most 196 bytes (`ethtool_drvinfo`) into it, changing nothing else.
+    syscall!("ioctl(SIOCETHTOOL)", unsafe {
         libc::ioctl(fd.as_raw_fd(), SIOCETHTOOL as _, &mut ifr)
-    });
-    match r {
-        Ok(_) => Ok(Some(ch)),
-        Err(e) if e.errno() == Some(libc::EOPNOTSUPP) => Ok(None),
-        Err(e) => Err(e),
-    }
+    })?;
+    Ok(())
+}
+
+/// Creates an AF_XDP socket and closes it again, unbound (it touches no interface):
+/// whether this kernel has AF_XDP and this process may use it.
+///
+/// # Errors
+/// The `socket` call's (`EAFNOSUPPORT`: no AF_XDP; `EPERM`: not allowed).
+pub fn af_xdp_available() -> Result<(), SysError> {
+    // SAFETY: `socket` takes no pointers.
+    let fd = syscall!("socket(AF_XDP)", unsafe {
+        libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0)
+    })?;
+    // SAFETY: `fd` was just returned by `socket`, is open and owned by nobody else;
+    // dropping the `OwnedFd` closes it.
+    drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    Ok(())
 }
 
 /// `RLIM_INFINITY`: no limit.

@@ -16,6 +16,7 @@ mod config;
 mod daemon;
 mod demo;
 mod docker;
+mod doctor;
 mod explain;
 mod ipam;
 mod pcap;
@@ -118,6 +119,16 @@ enum Cmd {
         json: bool,
         #[command(flatten)]
         socket: SocketArg,
+    },
+    /// Preflight, read-only: the kernel, privileges, RLIMIT_MEMLOCK and each PARENT
+    /// (native XDP and zero-copy, MTU, programs already there, VLAN offload, MAC filter,
+    /// default route); each finding with its fix. Exit status 1 on an error.
+    Doctor {
+        /// Parent interfaces to check (none: the host only).
+        parents: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Run the switching core in memory on random traffic and print per-port counters.
     Simulate {
@@ -304,6 +315,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         }
     }
     match cmd {
+        Cmd::Doctor { parents, json } => doctor::main(&parents, json),
         Cmd::Simulate {
             frames,
             seed,
@@ -627,6 +639,13 @@ fn run(
     let frames = cfg.frames;
     let leave = cfg.multicast_leave;
     let fastpath = cfg.fastpath;
+    // The preflight (`umacvlan doctor`) on every parent known now; it logs, never stops.
+    let parents = cfg.networks.iter().map(|n| n.parent.as_str());
+    doctor::log_at_start(
+        parents.chain(saved.networks.iter().map(|n| n.parent.as_str())),
+        workers,
+        frames,
+    );
     let mut daemon = Daemon::new(Box::new(move |p: &str| {
         let mut c = DataplaneConfig::new(p);
         c.workers = workers;
