@@ -111,6 +111,21 @@ struct {
 	__type(value, __u64);
 } counters SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, STEER_MAX_PORTS);
+	__type(key, __u32);
+	__type(value, struct capture_cfg);
+} capture SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, STEER_CAPTURE_RING);
+} capture_rb SEC(".maps");
+
+/* Non-zero while any port is captured: the fast path's only cost otherwise is this load. */
+volatile __u32 capture_on = 0;
+
 /* An 802.1Q / 802.1ad tag after the two MAC addresses. */
 struct vlan_tag {
 	__be16 tci;
@@ -145,6 +160,44 @@ static __always_inline void count_fast(__u32 in, __u32 out, __u64 rx_len, __u64 
 		c->tx_bytes += tx_len;
 	}
 	count(CNT_TC_FAST);
+}
+
+/* A copy of the frame of `port` into capture_rb, if that port is captured that way. */
+static __always_inline void capture_one(struct __sk_buff *skb, __u32 port, __u32 dir)
+{
+	struct capture_cfg *c = bpf_map_lookup_elem(&capture, &port);
+
+	if (!c || !(c->dirs & dir))
+		return;
+	struct capture_rec *r = bpf_ringbuf_reserve(&capture_rb, sizeof(*r), 0);
+
+	if (!r) {
+		count(CNT_CAPTURE_LOST);
+		return;
+	}
+	__u32 n = skb->len;
+
+	if (n > c->snaplen)
+		n = c->snaplen;
+	if (n > CAPTURE_MAX)
+		n = CAPTURE_MAX;
+	r->ts = bpf_ktime_get_ns();
+	r->port = port;
+	r->dir = dir;
+	r->len = skb->len;
+	if (n == 0 || bpf_skb_load_bytes(skb, 0, r->data, n))
+		n = 0;
+	r->caplen = n;
+	bpf_ringbuf_submit(r, 0);
+}
+
+/* The fast path forwards a frame from `in` to `out`: copies for their captures. */
+static __always_inline void capture_fast(struct __sk_buff *skb, __u32 in, __u32 out)
+{
+	if (!capture_on)
+		return;
+	capture_one(skb, in, CAPTURE_IN);
+	capture_one(skb, out, CAPTURE_OUT);
 }
 
 static __always_inline void count_fast_fail(__u32 in, __u32 counter)
@@ -409,6 +462,7 @@ static __always_inline int fast_from_wire(struct __sk_buff *skb, const struct fd
 		count_fast_fail(0, CNT_TC_FAST_FAIL);
 		return TC_ACT_SHOT;
 	}
+	capture_fast(skb, 0, out);
 	long r = bpf_redirect_peer(ifindex, 0);
 
 	if (r != TC_ACT_REDIRECT) {
@@ -588,6 +642,7 @@ int port_in(struct __sk_buff *skb)
 	__u32 len = skb->len, skb_len = len, out = v->port, ifindex_out = v->ifindex;
 	long r;
 
+	capture_fast(skb, in, out);
 	if (v->flags & FAST_F_WIRE) {
 		__u16 vlan = v->vlan;
 

@@ -149,7 +149,33 @@ enum steer_counter {
 	CNT_TC_TO_SWITCH = 19,     /* tc: from a fast port to the switch, through the collector */
 	CNT_TC_SHIM_FAIL = 20,     /* tc: the shim could not be put in front: dropped */
 	CNT_XDP_FAST_PASS = 21,    /* parent: passed for the tc fast path into an endpoint */
-	CNT_MAX = 22,
+	CNT_CAPTURE_LOST = 22,     /* tc: a fast-path frame of a captured port found the ring full */
+	CNT_MAX = 23,
+};
+
+/*
+ * umacvlan capture: the fast path copies the frames of captured ports into the
+ * capture_rb ring buffer (the switch's own frames are copied by its workers).
+ */
+#define STEER_CAPTURE_RING (1 << 22) /* bytes of capture_rb */
+#define CAPTURE_MAX 2048             /* bytes of a frame a record holds at most */
+#define CAPTURE_IN 1                 /* what the port sent (the switch received) */
+#define CAPTURE_OUT 2                /* what was delivered to the port */
+
+/* capture[port]: which directions of the port are captured, and how much of each frame. */
+struct capture_cfg {
+	__u32 dirs;    /* CAPTURE_IN | CAPTURE_OUT; 0 = not captured */
+	__u32 snaplen; /* bytes kept, at most CAPTURE_MAX */
+};
+
+/* One record of capture_rb. */
+struct capture_rec {
+	__u64 ts;     /* bpf_ktime_get_ns (CLOCK_MONOTONIC) */
+	__u32 port;   /* the port */
+	__u32 dir;    /* CAPTURE_IN or CAPTURE_OUT */
+	__u32 len;    /* the frame's length */
+	__u32 caplen; /* bytes of data[] that hold it */
+	__u8 data[CAPTURE_MAX];
 };
 
 #endif /* UMACVLAN_STEER_H */

@@ -11,12 +11,13 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # Debian packages: clang + libelf for the eBPF program (libbpf-cargo), ping, iproute2
-# and ethtool for the network-namespace tests, pkg-config/zlib for libbpf-sys.
+# ethtool and tcpdump for the network-namespace tests, pkg-config/zlib for libbpf-sys.
 pkgs=()
 command -v clang >/dev/null 2>&1 || pkgs+=(clang)
 command -v ping >/dev/null 2>&1 || pkgs+=(iputils-ping)
 command -v ip >/dev/null 2>&1 || pkgs+=(iproute2)
 command -v ethtool >/dev/null 2>&1 || pkgs+=(ethtool)
+command -v tcpdump >/dev/null 2>&1 || pkgs+=(tcpdump)
 # sysctl and kill (the tests set per-namespace sysctls and signal the daemon).
 { [ -x /usr/sbin/sysctl ] || [ -x /sbin/sysctl ]; } && [ -x /usr/bin/kill ] || pkgs+=(procps)
 command -v python3 >/dev/null 2>&1 || pkgs+=(python3)

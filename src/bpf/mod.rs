@@ -75,10 +75,11 @@ pub use error::Error;
 #[cfg(feature = "cli")]
 pub use sink::{Sink, SinkCount, SinkHook};
 pub use types::{
-    Counter, DevVal, FastIn, FastKey, FastVal, FdbKey, FdbVal, PortCnt, COUNTERS, DEV_F_PASSTHRU,
-    DEV_F_SOURCES, FAST_F_PEER, FAST_F_SLOW, FAST_F_WIRE, FDB_F_HOST_SUPPRESS, FDB_F_NOT_DST,
-    MAX_DEVS, MAX_FAST, MAX_FDB, MAX_GROUPS, MAX_PORT_STATS, MAX_SRCS, MAX_XSKS, META_LEN,
-    META_PASSTHRU, ROLE_FAST_PORT, ROLE_PARENT, ROLE_PORT, SRC_F_NODST, VLAN_MAX,
+    CaptureRec, Counter, DevVal, FastIn, FastKey, FastVal, FdbKey, FdbVal, PortCnt, CAPTURE_IN,
+    CAPTURE_MAX, CAPTURE_OUT, COUNTERS, DEV_F_PASSTHRU, DEV_F_SOURCES, FAST_F_PEER, FAST_F_SLOW,
+    FAST_F_WIRE, FDB_F_HOST_SUPPRESS, FDB_F_NOT_DST, MAX_DEVS, MAX_FAST, MAX_FDB, MAX_GROUPS,
+    MAX_PORT_STATS, MAX_SRCS, MAX_XSKS, META_LEN, META_PASSTHRU, ROLE_FAST_PORT, ROLE_PARENT,
+    ROLE_PORT, SRC_F_NODST, VLAN_MAX,
 };
 
 use std::fmt;
@@ -253,6 +254,8 @@ pub struct Steering {
     port_in_id: u32,
     xdp: Vec<XdpLink>,
     tc: Vec<TcLink>,
+    /// Ports with a fast-path capture.
+    captured: std::collections::BTreeSet<u16>,
 }
 
 impl fmt::Debug for Steering {
@@ -370,6 +373,7 @@ impl Steering {
             port_in_id,
             xdp: Vec::new(),
             tc: Vec::new(),
+            captured: Default::default(),
         })
     }
 
@@ -979,6 +983,50 @@ impl Steering {
             "delete",
             "fdb",
         )
+    }
+
+    /// Captures the frames the fast path forwards for `port` in directions `dirs`
+    /// ([`CAPTURE_IN`] | [`CAPTURE_OUT`]; `0` stops), `snaplen` bytes of each (at most
+    /// [`CAPTURE_MAX`]), into the ring buffer [`Steering::capture_ring`] reads. While no
+    /// port is captured the programs pay one load for it.
+    ///
+    /// # Errors
+    /// [`Error::Map`], [`Error::OutOfRange`] for a port beyond the map.
+    pub fn set_capture(&mut self, port: PortId, dirs: u32, snaplen: u32) -> Result<(), Error> {
+        if u32::from(port.0) >= MAX_PORT_STATS {
+            return Err(Error::OutOfRange {
+                what: "port",
+                value: u64::from(port.0),
+                max: u64::from(MAX_PORT_STATS - 1),
+            });
+        }
+        let mut v = [0u8; 8];
+        v[..4].copy_from_slice(&dirs.to_ne_bytes());
+        v[4..].copy_from_slice(&snaplen.min(CAPTURE_MAX).to_ne_bytes());
+        self.skel
+            .maps
+            .capture
+            .update(&u32::from(port.0).to_ne_bytes(), &v, MapFlags::ANY)
+            .map_err(map_err("update", "capture"))?;
+        if dirs == 0 {
+            self.captured.remove(&port.0);
+        } else {
+            self.captured.insert(port.0);
+        }
+        if let Some(bss) = self.skel.maps.bss_data.as_deref_mut() {
+            bss.capture_on = u32::from(!self.captured.is_empty());
+        }
+        Ok(())
+    }
+
+    /// A handle of its own on the fast path's capture ring buffer (records:
+    /// [`CaptureRec::parse`]), for a thread that reads it.
+    ///
+    /// # Errors
+    /// [`Error::Map`].
+    pub fn capture_ring(&self) -> Result<libbpf_rs::MapHandle, Error> {
+        libbpf_rs::MapHandle::try_from(&self.skel.maps.capture_rb)
+            .map_err(map_err("open", "capture_rb"))
     }
 
     /// How many entries each of the hash maps holds, by map name (`devs`, `fdb`,

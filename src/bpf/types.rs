@@ -435,7 +435,7 @@ impl PortCnt {
 }
 
 /// Number of entries in the per-CPU `counters` array (`CNT_MAX`).
-pub const COUNTERS: usize = 22;
+pub const COUNTERS: usize = 23;
 
 /// Indices of the per-CPU `counters` array (`enum steer_counter`).
 ///
@@ -499,6 +499,9 @@ pub enum Counter {
     TcShimFail = 20,
     /// Parent: passed by XDP for the tc fast path into an endpoint.
     XdpFastPass = 21,
+    /// tc: a fast-path frame of a captured port found the capture ring full: the
+    /// capture lost it (the frame itself was forwarded).
+    CaptureLost = 22,
 }
 
 impl Counter {
@@ -526,6 +529,7 @@ impl Counter {
         Counter::TcToSwitch,
         Counter::TcShimFail,
         Counter::XdpFastPass,
+        Counter::CaptureLost,
     ];
 
     /// Index into the array [`Steering::counters`](super::Steering::counters) returns.
@@ -558,6 +562,7 @@ impl Counter {
             Counter::TcToSwitch => "tc_to_switch",
             Counter::TcShimFail => "tc_shim_fail",
             Counter::XdpFastPass => "xdp_fast_pass",
+            Counter::CaptureLost => "capture_lost",
         }
     }
 }
@@ -592,5 +597,47 @@ mod tests {
         for (i, c) in Counter::ALL.iter().enumerate() {
             assert_eq!(c.index(), i, "{}", c.name());
         }
+    }
+}
+
+/// Bytes of a frame a fast-path capture record holds at most (`CAPTURE_MAX`).
+pub const CAPTURE_MAX: u32 = 2048;
+/// Capture what a port sent (the switch received) (`CAPTURE_IN`).
+pub const CAPTURE_IN: u32 = 1;
+/// Capture what was delivered to a port (`CAPTURE_OUT`).
+pub const CAPTURE_OUT: u32 = 2;
+
+/// One record of the `capture_rb` ring buffer (`struct capture_rec`): a frame the
+/// fast path forwarded for a captured port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaptureRec<'a> {
+    /// When, in `CLOCK_MONOTONIC` nanoseconds.
+    pub ts: u64,
+    /// The port.
+    pub port: u16,
+    /// [`CAPTURE_IN`] or [`CAPTURE_OUT`].
+    pub dir: u32,
+    /// The frame's length.
+    pub len: u32,
+    /// Its first bytes (the snap length).
+    pub data: &'a [u8],
+}
+
+impl<'a> CaptureRec<'a> {
+    /// Parses a record as the ring buffer hands it over; `None` if it is malformed.
+    pub fn parse(b: &'a [u8]) -> Option<Self> {
+        let u32_at = |at: usize| Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?));
+        let ts = u64::from_ne_bytes(b.get(0..8)?.try_into().ok()?);
+        let (port, dir, len, caplen) = (u32_at(8)?, u32_at(12)?, u32_at(16)?, u32_at(20)?);
+        if caplen > CAPTURE_MAX {
+            return None;
+        }
+        Some(CaptureRec {
+            ts,
+            port: u16::try_from(port).ok()?,
+            dir,
+            len,
+            data: b.get(24..24 + caplen as usize)?,
+        })
     }
 }

@@ -159,8 +159,43 @@ pub struct Explain {
     pub frame: Option<String>,
 }
 
+/// `capture`: stream a port's frames. The answer is a response line, then the frames
+/// as [`CAPTURE_FRAME`] messages until the capture ends, then a [`CAPTURE_END`]
+/// message with what it caught and lost.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Capture {
+    /// The port: an endpoint's name, a host port's interface, `wire` or a parent's
+    /// name (its uplink).
+    pub port: String,
+    /// The network, for `wire` when the daemon has several parents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// `in` (what the port sends), `out` (what it is sent) or `inout` (default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<String>,
+    /// Bytes kept of each frame (default and most: 2048).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snaplen: Option<u32>,
+    /// Stop after this many frames.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// Stop after this many seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
+}
+
+/// A captured frame on a capture stream: this byte, then a byte for the direction
+/// (0: the port sent it, 1: it was sent to the port), a byte for the path (0: the
+/// switch, 1: the kernel fast path), a zero byte, the time in nanoseconds since the
+/// Unix epoch (u64), the frame's length and the bytes that follow (u32 each, all
+/// little-endian), then those bytes.
+pub const CAPTURE_FRAME: u8 = b'F';
+/// The end of a capture stream: this byte, then a JSON line (`captured`, `lost`).
+pub const CAPTURE_END: u8 = b'E';
+
 /// A request.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "op", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Request {
@@ -191,6 +226,8 @@ pub enum Request {
     Stats,
     /// `explain`.
     Explain(Explain),
+    /// `capture`.
+    Capture(Capture),
 }
 
 #[derive(Serialize, Deserialize)]

@@ -55,7 +55,9 @@ use crate::view::{McFilter, PortTable, Role};
 use crate::wire::MacAddr;
 use crate::xsk::{SocketTuning, Umem, XskConfig, XskPort};
 
+mod capture;
 mod mcast;
+pub use capture::{Capture, CaptureConfig, Captured};
 pub use mcast::Leave;
 
 /// What [`Dataplane::explain`] found.
@@ -458,6 +460,11 @@ pub struct Dataplane {
     fast_dirty: bool,
     /// Stopping: the fast path is emptied once, and stays so.
     fast_off: bool,
+    /// Running captures.
+    captures: Vec<capture::Sub>,
+    /// Reads the fast path's capture ring buffer while a capture runs.
+    ring: Option<capture::RingReader>,
+    next_capture: u64,
 }
 
 /// What [`Dataplane::sync_queues`] found: the parent's receive queues changed.
@@ -689,6 +696,9 @@ impl Dataplane {
             next_class: 1,
             fast_dirty: false,
             fast_off: false,
+            captures: Vec::new(),
+            ring: None,
+            next_capture: 1,
         })
     }
 
@@ -1646,10 +1656,99 @@ impl Dataplane {
         if self.topo.endpoint(name).is_none() {
             return Err(ControlError::NoSuchEndpoint(name.into()).into());
         }
+        // Its captures end (their readers see the channel close): the id may be reused.
+        if let Some(id) = self.topo.endpoint(name).map(|e| e.id) {
+            let ids: Vec<u64> = self
+                .captures
+                .iter()
+                .filter(|c| c.port == id)
+                .map(|c| c.id)
+                .collect();
+            for c in ids {
+                let _ = self.capture_stop(c);
+            }
+        }
         // Down first, so no worker sends to its port while it is being taken apart.
         let _ = self.topo.set_up(name, false);
         self.unplumb(name);
         self.topo.remove_endpoint(name)?;
+        Ok(())
+    }
+
+    /// Starts capturing port `port`'s frames: those the switch receives from it and
+    /// sends to it, and those the kernel fast path forwards for it, as `cfg` says.
+    /// Several captures may run, of one port or of several.
+    ///
+    /// # Errors
+    /// [`ControlError::NoSuchPort`] for a port not in the table; [`Error::Bpf`],
+    /// [`Error::Spawn`], [`Error::Worker`].
+    pub fn capture(&mut self, port: PortId, cfg: CaptureConfig) -> Result<Capture> {
+        if self.topo.table().port(port).is_none() {
+            return Err(ControlError::NoSuchPort(port).into());
+        }
+        let cfg = CaptureConfig {
+            snaplen: cfg.snaplen.clamp(1, CaptureConfig::MAX_SNAPLEN),
+            ..cfg
+        };
+        let id = self.next_capture;
+        self.next_capture += 1;
+        let (sub, cap) = capture::Sub::new(id, port, cfg);
+        self.captures.push(sub);
+        if let Err(e) = self.sync_captures() {
+            self.captures.retain(|c| c.id != id);
+            let _ = self.sync_captures();
+            return Err(e);
+        }
+        Ok(cap)
+    }
+
+    /// Ends capture `id` (its reader sees the channel close). Unknown ids are ignored.
+    ///
+    /// # Errors
+    /// [`Error::Bpf`], [`Error::Worker`].
+    pub fn capture_stop(&mut self, id: u64) -> Result<()> {
+        let Some(i) = self.captures.iter().position(|c| c.id == id) else {
+            return Ok(());
+        };
+        let gone = self.captures.remove(i);
+        if !self.captures.iter().any(|c| c.port == gone.port) {
+            self.steering.set_capture(gone.port, 0, 0)?;
+        }
+        self.sync_captures()
+    }
+
+    /// Gives the workers, the fast path and the ring reader the captures as they are.
+    fn sync_captures(&mut self) -> Result<()> {
+        let subs = self.captures.clone();
+        self.on_workers(move |_, sw: &mut Sw| {
+            let tap: Option<Box<dyn crate::switch::Tap>> = if subs.is_empty() {
+                None
+            } else {
+                Some(Box::new(capture::WorkerTap(subs.clone())))
+            };
+            sw.set_tap(tap);
+        })?;
+        // The kernel's flags: every capture of a port, together.
+        let mut per: BTreeMap<PortId, (u32, u32)> = BTreeMap::new();
+        for c in &self.captures {
+            let e = per.entry(c.port).or_default();
+            e.0 |= c.kernel_dirs();
+            e.1 = e.1.max(c.cfg.snaplen);
+        }
+        for (p, (dirs, snaplen)) in per {
+            self.steering.set_capture(p, dirs, snaplen)?;
+        }
+        if self.captures.is_empty() {
+            self.ring = None;
+        } else {
+            if self.ring.is_none() {
+                let ring = self.steering.capture_ring()?;
+                self.ring = Some(capture::RingReader::start(ring).map_err(Error::Spawn)?);
+            }
+            if let Some(r) = &self.ring {
+                r.set(self.captures.clone());
+            }
+        }
         Ok(())
     }
 
@@ -1662,8 +1761,7 @@ impl Dataplane {
         let (verdict, rules) = crate::mode::explain(ingress, f, &t);
         let fast = match t.port(ingress).map(|p| &p.role) {
             Some(Role::Endpoint(e)) if self.fastpath(e.vlan) => {
-                self.fast
-                    .from_endpoint(ingress, e.mac, f, false, payload)
+                self.fast.from_endpoint(ingress, e.mac, f, false, payload)
             }
             Some(Role::Uplink) if self.fastpath(f.vlan) => self.fast.from_wire(
                 f,
@@ -1851,6 +1949,9 @@ impl Dataplane {
     }
 
     fn teardown(&mut self, keep: &BTreeSet<String>) {
+        // Captures end first: their readers see their channels close.
+        self.captures.clear();
+        let _ = self.sync_captures();
         // Every frame to the switch while the endpoints go, rather than a fresh
         // compile for each of them.
         self.fast_off = true;

@@ -46,6 +46,27 @@ pub struct Switch<P: Port<B>, B: FramePool, const BURST: usize = DEFAULT_BURST> 
     /// Frames of many ports, each behind a [`Shim`] naming its sender.
     collector: Option<P>,
     collector_stats: PortStats,
+    /// Copies of captured ports' frames (`None`: nothing is captured).
+    tap: Option<Box<dyn Tap>>,
+}
+
+/// Which way a frame crossed a port, for a [`Tap`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// The port sent it: the switch received it.
+    In,
+    /// The switch sent it to the port.
+    Out,
+}
+
+/// Sees the frames of the ports it wants (a capture). Asked about every frame while
+/// it is set, so [`Tap::wants`] must be cheap; [`Tap::frame`] copies what it keeps
+/// and must not block. With no tap set, a frame costs one branch more.
+pub trait Tap: Send {
+    /// Whether the frames of `port` going `dir` are wanted.
+    fn wants(&self, port: PortId, dir: Direction) -> bool;
+    /// A wanted frame: its bytes as the port sent or gets them.
+    fn frame(&mut self, port: PortId, dir: Direction, data: &[u8]);
 }
 
 /// Why a port could not be attached.
@@ -74,7 +95,14 @@ impl<P: Port<B>, B: FramePool, const BURST: usize> Switch<P, B, BURST> {
             kernel_host: None,
             collector: None,
             collector_stats: PortStats::default(),
+            tap: None,
         }
+    }
+
+    /// Sets the tap that sees captured ports' frames (`None`: none); returns the one
+    /// it replaces.
+    pub fn set_tap(&mut self, tap: Option<Box<dyn Tap>>) -> Option<Box<dyn Tap>> {
+        core::mem::replace(&mut self.tap, tap)
     }
 
     /// Attaches the I/O side of port `id`. Its role and addresses come from the port
@@ -286,6 +314,11 @@ impl<P: Port<B>, B: FramePool, const BURST: usize> Switch<P, B, BURST> {
                 }
             };
             let id = ing.id;
+            if let Some(tap) = &mut self.tap {
+                if tap.wants(id, Direction::In) {
+                    tap.frame(id, Direction::In, self.pool.data(&frame));
+                }
+            }
             let (facts, payload) = match EthernetFrame::new_checked(self.pool.data(&frame)) {
                 Ok(h) => (
                     Facts {
@@ -384,6 +417,11 @@ impl<P: Port<B>, B: FramePool, const BURST: usize> Switch<P, B, BURST> {
         {
             // Frames from an endpoint of a VLAN network get its tag on the wire.
             return self.drop_frame(q, f, DropReason::NoBuffer);
+        }
+        if let Some(tap) = &mut self.tap {
+            if tap.wants(q, Direction::Out) {
+                tap.frame(q, Direction::Out, self.pool.data(&f));
+            }
         }
         let st = &mut self.stage[qi];
         if st.is_empty() {
@@ -522,6 +560,67 @@ mod tests {
         let c = sw.collector_stats();
         assert_eq!(c.dropped(DropReason::UnknownPort), 1);
         assert_eq!(c.dropped(DropReason::Runt), 1);
+        assert_eq!(sw.pool().in_use(), 0);
+    }
+
+    /// A tap sees the frames of the port it wants, both ways, as the port sent or
+    /// gets them; nothing of the others.
+    #[test]
+    fn a_tap_sees_its_ports_frames_both_ways_and_no_others() {
+        use crate::wire::{emit_header, EtherType, MacAddr};
+        use std::sync::{Arc, Mutex};
+        type Seen = Arc<Mutex<Vec<(PortId, Direction, Vec<u8>)>>>;
+        struct Rec(PortId, Seen);
+        impl Tap for Rec {
+            fn wants(&self, port: PortId, _: Direction) -> bool {
+                port == self.0
+            }
+            fn frame(&mut self, port: PortId, dir: Direction, data: &[u8]) {
+                self.1.lock().unwrap().push((port, dir, data.to_vec()));
+            }
+        }
+        let parent = ParentConfig {
+            name: "eth1".into(),
+            mac: "02:00:00:00:00:fe".parse().unwrap(),
+            mtu: 1500,
+        };
+        let mut topo = Topology::new(parent, true).unwrap();
+        let ma: MacAddr = "02:00:00:00:00:01".parse().unwrap();
+        let mb: MacAddr = "02:00:00:00:00:02".parse().unwrap();
+        let a = topo
+            .add_endpoint(EndpointConfig::new("a", Mode::Bridge).with_mac(ma))
+            .unwrap();
+        let b = topo
+            .add_endpoint(EndpointConfig::new("b", Mode::Bridge).with_mac(mb))
+            .unwrap();
+        let mut sw: Switch<MemPort, MemPool> = Switch::new(topo.reader(), MemPool::new(16, 256));
+        for id in [UPLINK, HOST, a, b] {
+            sw.attach(id, MemPort::new(8)).unwrap();
+        }
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        assert!(sw.set_tap(Some(Box::new(Rec(a, seen.clone())))).is_none());
+        let frame = |dst, src| {
+            let mut f = [0u8; 60];
+            emit_header(&mut f, dst, src, None, EtherType::IPV4);
+            f.to_vec()
+        };
+        let ext: MacAddr = "02:00:00:00:00:e0".parse().unwrap();
+        let (a_to_b, b_to_a, wire_to_b) = (frame(mb, ma), frame(ma, mb), frame(mb, ext));
+        for (port, bytes) in [(a, &a_to_b), (b, &b_to_a), (UPLINK, &wire_to_b)] {
+            let f = sw.pool_mut().alloc_with(bytes).unwrap();
+            sw.port_mut(port).unwrap().inject(f);
+        }
+        assert_eq!(sw.poll(), 3);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![(a, Direction::In, a_to_b), (a, Direction::Out, b_to_a)]
+        );
+        assert!(sw.set_tap(None).is_some());
+        for p in [a, b] {
+            while let Some(f) = sw.port_mut(p).unwrap().pop_tx() {
+                sw.pool_mut().free(f);
+            }
+        }
         assert_eq!(sw.pool().in_use(), 0);
     }
 }

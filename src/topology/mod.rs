@@ -195,6 +195,9 @@ pub enum ControlError {
     /// No such endpoint.
     #[error("no endpoint named '{0}'")]
     NoSuchEndpoint(String),
+    /// No port with that id in the table.
+    #[error("no port {0} in the port table")]
+    NoSuchPort(PortId),
     /// Source MACs (or nodst) on an endpoint that is not in source mode.
     #[error("endpoint '{name}' is in {mode} mode: source MAC lists and nodst are only valid in source mode")]
     SourceOnly {

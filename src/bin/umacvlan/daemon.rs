@@ -114,6 +114,9 @@ pub enum Error {
     /// The state could not be written: the change was undone.
     #[error("{0}; the change was undone")]
     State(#[from] StateError),
+    /// A `capture` request that cannot be served.
+    #[error("capture: {0}")]
+    Capture(String),
     /// An `explain` request that names nothing the daemon knows.
     #[error("explain: {0}")]
     Explain(String),
@@ -154,6 +157,20 @@ fn vlan_words(vlan: u16) -> String {
     } else {
         format!("on VLAN {vlan}")
     }
+}
+
+/// A capture the control socket streams to its client.
+pub struct CaptureRun {
+    /// Its parent.
+    pub parent: String,
+    /// Its frames.
+    pub capture: umacvlan::dataplane::Capture,
+    /// Frames to stream before it ends.
+    pub count: Option<u64>,
+    /// When it ends.
+    pub until: Option<std::time::Instant>,
+    /// The fast path's `capture_lost` counter when it started.
+    pub kernel_lost: u64,
 }
 
 /// Networks, endpoints and dataplanes.
@@ -461,6 +478,8 @@ impl Daemon {
             Request::EndpointLs => Ok(self.endpoint_ls()),
             Request::Stats => self.stats(),
             Request::Explain(x) => self.explain(&x),
+            // Streamed by the control socket (server.rs), never answered in one line.
+            Request::Capture(_) => Err(Error::Unsupported),
             #[allow(unreachable_patterns)]
             _ => Err(Error::Unsupported),
         }
@@ -806,6 +825,132 @@ impl Daemon {
             .collect::<Vec<_>>())
     }
 
+    /// Starts the capture `x` asks for: the port resolved, its frames flowing into
+    /// the returned [`CaptureRun`] until [`Daemon::capture_stop`].
+    ///
+    /// # Errors
+    /// An unknown port or direction, a bad snap length; the dataplane's.
+    pub fn capture_start(
+        &mut self,
+        x: &umacvlan::ctl::Capture,
+    ) -> Result<(Value, CaptureRun), Error> {
+        use umacvlan::dataplane::CaptureConfig;
+        use umacvlan::topology::UPLINK;
+        let bad = |m: String| Error::Capture(m);
+        let (inbound, outbound) = match x.direction.as_deref() {
+            None | Some("inout") => (true, true),
+            Some("in") => (true, false),
+            Some("out") => (false, true),
+            Some(d) => {
+                return Err(bad(format!(
+                    "direction '{}': use in, out or inout",
+                    d.escape_debug()
+                )))
+            }
+        };
+        let snaplen = x.snaplen.unwrap_or(CaptureConfig::MAX_SNAPLEN);
+        if snaplen == 0 || snaplen > CaptureConfig::MAX_SNAPLEN {
+            return Err(bad(format!(
+                "snap length {snaplen}: use 1 to {}",
+                CaptureConfig::MAX_SNAPLEN
+            )));
+        }
+        if let Some(s) = x.seconds.filter(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(bad(format!("seconds {s}: give a positive duration")));
+        }
+        // The port: an endpoint, a host port, or a parent's uplink.
+        let host_of = |p: &str| {
+            self.networks
+                .values()
+                .find(|n| n.host_port.as_deref() == Some(p))
+                .map(|n| (n.parent.clone(), Self::host_port_endpoint(&n.name)))
+        };
+        let (parent, port) = if let Some(e) = self.endpoints.get(&x.port) {
+            let parent = self.networks[&e.network].parent.clone();
+            let id = self
+                .planes
+                .get(&parent)
+                .and_then(|dp| dp.topology().endpoint(&e.name))
+                .map(|l| l.id)
+                .ok_or_else(|| bad(format!("endpoint '{}' is not switched now", e.name)))?;
+            (parent, id)
+        } else if let Some((parent, ep)) = host_of(&x.port) {
+            let id = self
+                .planes
+                .get(&parent)
+                .and_then(|dp| dp.topology().endpoint(&ep))
+                .map(|l| l.id)
+                .ok_or_else(|| bad(format!("host port '{}' is not switched now", x.port)))?;
+            (parent, id)
+        } else if x.port == "wire" || self.planes.contains_key(&x.port) {
+            let parent = if x.port != "wire" {
+                x.port.clone()
+            } else if let Some(n) = &x.network {
+                self.networks
+                    .get(n)
+                    .ok_or_else(|| Error::NoSuchNetwork(n.clone()))?
+                    .parent
+                    .clone()
+            } else if self.planes.len() == 1 {
+                self.planes.keys().next().unwrap().clone()
+            } else {
+                return Err(bad(format!(
+                    "wire: which parent? give --network or the parent's name ({})",
+                    self.planes.keys().cloned().collect::<Vec<_>>().join(", ")
+                )));
+            };
+            (parent, UPLINK)
+        } else {
+            return Err(bad(format!(
+                "no port '{}': give an endpoint, a host port, wire or a parent",
+                x.port.escape_debug()
+            )));
+        };
+        let dp = self
+            .planes
+            .get_mut(&parent)
+            .ok_or_else(|| bad(format!("parent {parent} has no dataplane")))?;
+        let kernel_lost = Self::kernel_capture_lost(dp);
+        let cfg = CaptureConfig {
+            inbound,
+            outbound,
+            snaplen,
+            ..CaptureConfig::default()
+        };
+        let capture = dp.capture(port, cfg)?;
+        let info = json!({
+            "port": x.port, "parent": parent, "snaplen": snaplen,
+            "direction": x.direction.as_deref().unwrap_or("inout"),
+        });
+        let run = CaptureRun {
+            parent,
+            capture,
+            count: x.count,
+            until: x
+                .seconds
+                .map(|s| std::time::Instant::now() + std::time::Duration::from_secs_f64(s)),
+            kernel_lost,
+        };
+        Ok((info, run))
+    }
+
+    /// Ends capture `run` and says what the fast path lost meanwhile (its ring full).
+    pub fn capture_stop(&mut self, parent: &str, id: u64, kernel_lost_at_start: u64) -> u64 {
+        let Some(dp) = self.planes.get_mut(parent) else {
+            return 0;
+        };
+        if let Err(e) = dp.capture_stop(id) {
+            tracing::warn!(parent = %parent, "ending a capture: {e}");
+        }
+        Self::kernel_capture_lost(dp).saturating_sub(kernel_lost_at_start)
+    }
+
+    fn kernel_capture_lost(dp: &Dataplane) -> u64 {
+        dp.steering()
+            .counters()
+            .map_or(0, |c| c[umacvlan::bpf::Counter::CaptureLost.index()])
+    }
+
     /// What the switch decides for the frame `x` describes, and why: the rules the
     /// datapath's own decision applied, the modes of the parties, the ports it goes
     /// to or the drop reason, whether the kernel fast path forwards it; and, when it
@@ -814,7 +959,7 @@ impl Daemon {
     fn explain(&self, x: &Explain) -> Result<Value, Error> {
         use umacvlan::mode::{Facts, Verdict};
         use umacvlan::topology::{HOST, UPLINK};
-        use umacvlan::wire::{EthernetFrame, EtherType, MacAddr};
+        use umacvlan::wire::{EtherType, EthernetFrame, MacAddr};
         let bad = |m: String| Error::Explain(m);
         // The sender: its network, parent and port.
         let (net, ingress, own) = match x.from.as_str() {
@@ -886,10 +1031,9 @@ impl Daemon {
             };
             (f, bytes.len() - h.payload_offset(), None)
         } else {
-            let to = x
-                .to
-                .as_deref()
-                .ok_or_else(|| bad("where to? give a destination".into()))?;
+            let to =
+                x.to.as_deref()
+                    .ok_or_else(|| bad("where to? give a destination".into()))?;
             let (dst, name) = if to == "broadcast" {
                 (MacAddr::BROADCAST, None)
             } else if let Some(e) = self.endpoints.get(to) {
@@ -965,7 +1109,11 @@ impl Daemon {
         };
         let first = describe(ingress, &facts);
         // Out by the wire to something on this parent: what a reflecting switch brings.
-        let leaves = dp.explain(ingress, &facts, payload).verdict.targets().contains(UPLINK);
+        let leaves = dp
+            .explain(ingress, &facts, payload)
+            .verdict
+            .targets()
+            .contains(UPLINK);
         let local = facts.dst.is_multicast() || table.lookup(net.vlan, facts.dst).is_some();
         let reflected = (ingress != UPLINK && leaves && local).then(|| {
             let f = Facts {

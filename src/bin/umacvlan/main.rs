@@ -11,6 +11,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod capture;
 mod cni;
 mod config;
 mod daemon;
@@ -94,6 +95,32 @@ enum Cmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Capture a port's frames, from the switch and from the kernel fast path, in both
+    /// directions: as pcap (`-w FILE`, `-w -` for `| tcpdump -r -`) or a line each.
+    Capture {
+        /// The port: an endpoint, a host port's interface, `wire` or a parent's name.
+        port: String,
+        /// Write pcap to this file (`-`: stdout) instead of a line per frame.
+        #[arg(short = 'w', long = "write")]
+        write: Option<PathBuf>,
+        /// Stop after this many frames.
+        #[arg(short = 'c', long)]
+        count: Option<u64>,
+        /// Bytes kept of each frame (1 to 2048, default 2048).
+        #[arg(short = 's', long)]
+        snaplen: Option<u32>,
+        /// Which frames: `in` (the port sent them), `out` (sent to it), `inout`.
+        #[arg(short = 'Q', long, value_parser = ["in", "out", "inout"])]
+        direction: Option<String>,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        seconds: Option<f64>,
+        /// The network, for `wire` when there are several parents.
+        #[arg(long)]
+        network: Option<String>,
         #[command(flatten)]
         socket: SocketArg,
     },
@@ -302,6 +329,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             | Cmd::Endpoint(_)
             | Cmd::Stats { .. }
             | Cmd::Explain { .. }
+            | Cmd::Capture { .. }
             | Cmd::Simulate { .. }
     ) {
         // A client whose output is cut short (`umacvlan stats | head -1`) ends
@@ -343,6 +371,26 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         }
         Cmd::Demo => Ok(crate::demo::run(&mut std::io::stdout())?),
         Cmd::Bench(c) => bench::cli::main(c),
+        Cmd::Capture {
+            port,
+            write,
+            count,
+            snaplen,
+            direction,
+            seconds,
+            network,
+            socket,
+        } => {
+            let req = umacvlan::ctl::Capture {
+                port,
+                network,
+                direction,
+                snaplen,
+                count,
+                seconds,
+            };
+            capture::main(&socket.path, req, write.as_deref())
+        }
         Cmd::Explain {
             from,
             to,

@@ -87,12 +87,10 @@ pub fn read(mut r: impl Read) -> Result<Vec<Record>, Error> {
 }
 
 /// Writes a pcap stream (nanosecond timestamps) to `w`, one record at a time.
-#[allow(dead_code)] // `umacvlan capture` writes with it (next)
 pub struct Writer<W: Write> {
     w: W,
 }
 
-#[allow(dead_code)]
 impl<W: Write> Writer<W> {
     /// Writes the file header, with snap length `snaplen`.
     ///

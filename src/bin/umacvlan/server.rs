@@ -34,6 +34,12 @@ enum Job {
     Control(Box<Request>),
     Metrics,
     Docker(crate::docker::Call),
+    CaptureStart(Box<ctl::Capture>),
+    CaptureStop {
+        parent: String,
+        id: u64,
+        kernel_lost: u64,
+    },
 }
 
 /// A job and where its answer goes.
@@ -46,6 +52,8 @@ enum Answer {
     Control(Response),
     Metrics(Result<String, String>),
     Docker(Result<Value, String>),
+    CaptureStarted(Result<(Value, Box<crate::daemon::CaptureRun>), String>),
+    CaptureStopped(u64),
 }
 
 /// Both listeners, the connection threads' way to the daemon, and the count of live
@@ -186,6 +194,7 @@ impl Server {
         self.start(s, "umacvlan-ctl", busy, |s, tx| {
             let resp =
                 match ctl::read_line_within(s, REQUEST_DEADLINE).and_then(|l| ctl::decode(&l)) {
+                    Ok(Request::Capture(c)) => return stream_capture(s, tx, c),
                     Ok(req) => match ask(tx, Job::Control(Box::new(req))) {
                         Some(Answer::Control(r)) => r,
                         _ => Response::err("the daemon is shutting down"),
@@ -251,6 +260,24 @@ fn answer(daemon: &mut Daemon, call: Call) {
             })
         }
         Job::Metrics => Answer::Metrics(daemon.metrics().map_err(|e| e.to_string())),
+        Job::CaptureStart(c) => {
+            let what = format!("{c:?}");
+            Answer::CaptureStarted(match daemon.capture_start(&c) {
+                Ok((v, run)) => {
+                    tracing::info!(request = %what, "capture started");
+                    Ok((v, Box::new(run)))
+                }
+                Err(e) => {
+                    tracing::warn!(request = %what, "refused: {e}");
+                    Err(e.to_string())
+                }
+            })
+        }
+        Job::CaptureStop {
+            parent,
+            id,
+            kernel_lost,
+        } => Answer::CaptureStopped(daemon.capture_stop(&parent, id, kernel_lost)),
         Job::Docker(c) => {
             let r = crate::docker::answer(daemon, &c);
             match &r {
@@ -261,6 +288,79 @@ fn answer(daemon: &mut Daemon, call: Call) {
         }
     };
     let _ = call.reply.send(a);
+}
+
+/// Serves a capture: the response line, then each frame as a
+/// [`ctl::CAPTURE_FRAME`] message, until its count, its time, its port's removal, or
+/// the client hanging up; then [`ctl::CAPTURE_END`] with what it caught and lost.
+/// The capture is stopped on the daemon's thread whatever happened.
+fn stream_capture(s: &mut UnixStream, tx: &Sender<Call>, c: ctl::Capture) {
+    use std::io::Read;
+    let (info, run) = match ask(tx, Job::CaptureStart(Box::new(c))) {
+        Some(Answer::CaptureStarted(Ok(r))) => r,
+        Some(Answer::CaptureStarted(Err(e))) => return write_line(s, &Response::err(e)),
+        _ => return write_line(s, &Response::err("the daemon is shutting down")),
+    };
+    write_line(s, &Response::ok(info));
+    // Reads only to see the client go: it sends nothing more.
+    let _ = s.set_read_timeout(Some(Duration::from_millis(1)));
+    let mut caught = 0u64;
+    let mut why = "the client closed the capture";
+    loop {
+        if run.count.is_some_and(|n| caught >= n) {
+            why = "count reached";
+            break;
+        }
+        if run.until.is_some_and(|t| std::time::Instant::now() >= t) {
+            why = "time is up";
+            break;
+        }
+        match run.capture.frames.recv_timeout(Duration::from_millis(100)) {
+            Ok(f) => {
+                let mut m = Vec::with_capacity(20 + f.data.len());
+                m.push(ctl::CAPTURE_FRAME);
+                m.push(u8::from(f.dir == umacvlan::switch::Direction::Out));
+                m.push(u8::from(f.fast));
+                m.push(0);
+                m.extend_from_slice(&f.ts_ns.to_le_bytes());
+                m.extend_from_slice(&f.len.to_le_bytes());
+                m.extend_from_slice(&(f.data.len() as u32).to_le_bytes());
+                m.extend_from_slice(&f.data);
+                if s.write_all(&m).is_err() {
+                    break;
+                }
+                caught += 1;
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                let mut b = [0u8; 1];
+                if matches!(s.read(&mut b), Ok(0)) {
+                    break;
+                }
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                why = "the port is gone";
+                break;
+            }
+        }
+    }
+    let kernel = match ask(
+        tx,
+        Job::CaptureStop {
+            parent: run.parent.clone(),
+            id: run.capture.id,
+            kernel_lost: run.kernel_lost,
+        },
+    ) {
+        Some(Answer::CaptureStopped(n)) => n,
+        _ => 0,
+    };
+    let end = serde_json::json!({
+        "captured": caught, "lost": run.capture.lost(), "lost_in_kernel": kernel, "ended": why,
+    });
+    let mut m = vec![ctl::CAPTURE_END];
+    m.extend_from_slice(&serde_json::to_vec(&end).unwrap_or_default());
+    m.push(b'\n');
+    let _ = s.write_all(&m);
 }
 
 fn write_line(s: &mut UnixStream, r: &Response) {
