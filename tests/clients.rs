@@ -218,6 +218,28 @@ fn metrics_are_served_beside_the_control_socket() {
         .and_then(|v| v.trim().parse().ok())
         .expect("e1's tx counter");
     assert!(e1_tx >= 2, "the pings' replies went to e1: {e1_tx}");
+    // The dashboard's gauges: worker load, ring occupancy, kernel maps, UMEM frames.
+    let value = |series: &str| -> f64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(series))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{series} missing from:\n{m}"))
+    };
+    let busy = value("umacvlan_worker_busy_seconds_total{parent=\"par\",worker=\"0\"} ");
+    let up = value("umacvlan_worker_seconds_total{parent=\"par\",worker=\"0\"} ");
+    assert!(
+        busy > 0.0 && busy <= up,
+        "the worker switched the ARP: busy {busy} of {up} s"
+    );
+    // The uplink's fill ring: 1024 frames lent of its 2048 (per socket).
+    let fill = value("umacvlan_ring_entries{parent=\"par\",port=\"par\",ring=\"fill\"} ");
+    let size = value("umacvlan_ring_size{parent=\"par\",port=\"par\",ring=\"fill\"} ");
+    assert!(fill > 0.0 && fill <= size, "fill ring {fill} of {size}");
+    assert_eq!(
+        value("umacvlan_map_entries{parent=\"par\",map=\"fdb\"} "),
+        1.0
+    );
+    assert!(value("umacvlan_umem_frames{parent=\"par\",state=\"free\"} ") > 0.0);
     assert!(get("/other").starts_with("404"));
     d.stop();
 }

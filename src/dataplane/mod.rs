@@ -72,7 +72,7 @@ pub struct Explanation {
     pub fast: Option<PortId>,
 }
 mod worker;
-pub use worker::{Worker, WorkerConfig, WorkerGone};
+pub use worker::{Load, Worker, WorkerConfig, WorkerGone};
 
 /// A port of the dataplane: AF_XDP sockets, or an in-process endpoint.
 #[non_exhaustive]
@@ -1856,20 +1856,67 @@ impl Dataplane {
         for (id, s) in per {
             sum.entry(id).or_default().add(&s);
         }
-        let t = self.topo.table();
         Ok(sum
             .into_iter()
-            .map(|(id, s)| {
-                let name = id.map_or_else(
-                    || COLLECTOR.to_string(),
-                    |id| {
-                        t.port(id)
-                            .map_or_else(|| id.to_string(), |p| p.name.to_string())
+            .map(|(id, s)| (self.port_name(id), s))
+            .collect())
+    }
+
+    /// How busy each worker has been since it started, in worker order.
+    pub fn worker_load(&self) -> Vec<Load> {
+        self.workers.iter().map(|w| w.load()).collect()
+    }
+
+    /// How full each port's AF_XDP rings are now, summed over its sockets on every
+    /// worker, with their sizes, by port name ([`COLLECTOR`] for the collector's).
+    ///
+    /// # Errors
+    /// [`Error::Worker`].
+    pub fn ring_levels(
+        &self,
+    ) -> Result<Vec<(String, crate::xsk::RingLevels, crate::xsk::RingLevels)>> {
+        let per = self.on_socket_ports(|b| {
+            let (mut now, mut size) = Default::default();
+            for m in b.members() {
+                let s = m.socket();
+                crate::xsk::RingLevels::add(&mut now, &s.ring_levels());
+                let (rx, tx, fill, completion) = s.ring_sizes();
+                crate::xsk::RingLevels::add(
+                    &mut size,
+                    &crate::xsk::RingLevels {
+                        rx,
+                        fill,
+                        tx,
+                        completion,
                     },
                 );
-                (name, s)
-            })
+            }
+            (now, size)
+        })?;
+        let mut sum: BTreeMap<Option<PortId>, (crate::xsk::RingLevels, crate::xsk::RingLevels)> =
+            BTreeMap::new();
+        for (id, (now, size)) in per {
+            let e = sum.entry(id).or_default();
+            e.0.add(&now);
+            e.1.add(&size);
+        }
+        Ok(sum
+            .into_iter()
+            .map(|(id, (now, size))| (self.port_name(id), now, size))
             .collect())
+    }
+
+    /// A port's name for the counters: its table name, or [`COLLECTOR`] for `None`.
+    fn port_name(&self, id: Option<PortId>) -> String {
+        id.map_or_else(
+            || COLLECTOR.to_string(),
+            |id| {
+                self.topo
+                    .table()
+                    .port(id)
+                    .map_or_else(|| id.to_string(), |p| p.name.to_string())
+            },
+        )
     }
 
     /// UMEM frames lent to the open sockets (in their fill, rx, tx and completion

@@ -6,10 +6,10 @@
 //! busy-polling). A dedicated core wants pure busy-polling; a shared 2-core test
 //! machine wants the sleep, so the kernel's receive work can run.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, unbounded, Sender};
 
@@ -45,6 +45,17 @@ pub struct Worker<P: Port<B>, B: FramePool, const BURST: usize> {
     cmd: Sender<Command<P, B, BURST>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<Switch<P, B, BURST>>>,
+    load: Arc<AtomicU64>,
+    started: Instant,
+}
+
+/// How busy a worker has been since it started ([`Worker::load`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Load {
+    /// Time spent in passes that moved frames.
+    pub busy: Duration,
+    /// Time since the worker started.
+    pub elapsed: Duration,
 }
 
 /// The worker did not do what was asked.
@@ -76,6 +87,8 @@ where
         let (tx, rx) = unbounded::<Command<P, B, BURST>>();
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
+        let load = Arc::new(AtomicU64::new(0));
+        let busy_ns = load.clone();
         let thread = std::thread::Builder::new()
             .name("umacvlan-worker".into())
             .spawn(move || {
@@ -83,12 +96,17 @@ where
                     core_affinity::set_for_current(core_affinity::CoreId { id: core });
                 }
                 let mut idle = 0u32;
+                let mut busy = 0u64;
                 while !stop2.load(Ordering::Relaxed) {
                     while let Ok(c) = rx.try_recv() {
                         c(&mut sw);
                     }
+                    let t0 = Instant::now();
                     if sw.poll() > 0 {
                         idle = 0;
+                        // A pass that moved frames: busy (a clock read is ~20 ns).
+                        busy += t0.elapsed().as_nanos() as u64;
+                        busy_ns.store(busy, Ordering::Relaxed);
                     } else {
                         idle = idle.saturating_add(1);
                         if idle > cfg.spin && !cfg.idle_sleep.is_zero() {
@@ -102,7 +120,18 @@ where
             cmd: tx,
             stop,
             thread: Some(thread),
+            load,
+            started: Instant::now(),
         })
+    }
+
+    /// How busy the worker has been: the time its passes that moved frames took,
+    /// against the time since it started (`busy / elapsed` is its busy fraction).
+    pub fn load(&self) -> Load {
+        Load {
+            busy: Duration::from_nanos(self.load.load(Ordering::Relaxed)),
+            elapsed: self.started.elapsed(),
+        }
     }
 
     /// Runs `f` on the worker thread between two bursts, with the switch in hand

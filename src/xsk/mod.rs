@@ -220,6 +220,40 @@ impl XskConfig {
     }
 }
 
+/// Entries in a socket's four rings at one moment ([`XskSocket::ring_levels`]), or
+/// sums of several sockets'.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RingLevels {
+    /// Received frames the switch has not taken yet.
+    pub rx: u32,
+    /// Frames lent to the kernel for receiving, not yet used.
+    pub fill: u32,
+    /// Frames queued for transmission, not yet taken by the kernel.
+    pub tx: u32,
+    /// Transmitted frames not yet taken back.
+    pub completion: u32,
+}
+
+impl RingLevels {
+    /// Adds `o`'s entries to these.
+    pub fn add(&mut self, o: &RingLevels) {
+        self.rx += o.rx;
+        self.fill += o.fill;
+        self.tx += o.tx;
+        self.completion += o.completion;
+    }
+
+    /// By ring name (`rx`, `fill`, `tx`, `completion`).
+    pub fn by_name(&self) -> [(&'static str, u32); 4] {
+        [
+            ("rx", self.rx),
+            ("fill", self.fill),
+            ("tx", self.tx),
+            ("completion", self.completion),
+        ]
+    }
+}
+
 /// A socket's kernel counters (`getsockopt(XDP_STATISTICS)`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]

@@ -334,6 +334,15 @@ impl<T: Copy> ConsRing<T> {
         self.cached_prod.wrapping_sub(self.cached_cons)
     }
 
+    /// Entries the other side published and we have not released yet (a fresh read
+    /// of its producer index; for monitoring).
+    pub(crate) fn ready(&self) -> u32 {
+        self.ptrs
+            .producer()
+            .load(Ordering::Acquire)
+            .wrapping_sub(self.cached_cons)
+    }
+
     /// Up to `n` ready entries. They stay in the ring until [`Peeked::release`].
     #[inline]
     pub(crate) fn peek(&mut self, n: u32) -> Peeked<'_, T> {

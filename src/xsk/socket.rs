@@ -458,6 +458,17 @@ impl XskSocket {
         )
     }
 
+    /// How full its rings are now: frames waiting in the rx ring, lent in the fill
+    /// ring, queued in the tx ring, completed and not yet taken back.
+    pub fn ring_levels(&self) -> super::RingLevels {
+        super::RingLevels {
+            rx: self.rx.ready(),
+            fill: self.fill.pending(),
+            tx: self.tx.pending(),
+            completion: self.comp.ready(),
+        }
+    }
+
     /// The kernel's counters for this socket (a system call; not for every burst).
     ///
     /// # Errors

@@ -1247,6 +1247,37 @@ impl Daemon {
                 .into_iter()
                 .map(|(m, n)| (m.to_string(), json!(n)))
                 .collect();
+            let load: Vec<Value> = dp
+                .worker_load()
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    json!({
+                        "worker": i, "busy_seconds": l.busy.as_secs_f64(),
+                        "elapsed_seconds": l.elapsed.as_secs_f64(),
+                    })
+                })
+                .collect();
+            let rings: serde_json::Map<String, Value> = dp
+                .ring_levels()?
+                .into_iter()
+                .map(|(port, now, size)| {
+                    let mut v: serde_json::Map<String, Value> = now
+                        .by_name()
+                        .iter()
+                        .map(|(r, n)| (r.to_string(), json!(n)))
+                        .collect();
+                    v.insert(
+                        "size".into(),
+                        json!(size
+                            .by_name()
+                            .iter()
+                            .map(|(r, n)| (r.to_string(), json!(n)))
+                            .collect::<serde_json::Map<_, _>>()),
+                    );
+                    (port, Value::Object(v))
+                })
+                .collect();
             let u = dp.umem_accounting()?;
             let to_sockets = dp.umem_lent_to_open_sockets()?;
             let sockets = dp.umem_sockets()?;
@@ -1254,6 +1285,8 @@ impl Daemon {
                 "parent": parent, "fdb_entries": dp.table().fdb().len(),
                 "queues": dp.queues(), "workers": dp.workers(),
                 "kernel": kernel, "ports": ports,
+                // How busy each worker was, how full each port's rings are now.
+                "workers_load": load, "rings": rings,
                 // Entries in the kernel maps, and where the UMEMs' frames are.
                 "maps": maps,
                 "umem": {
@@ -1355,6 +1388,44 @@ impl Daemon {
                 esc(&p["parent"]),
                 p["fdb_entries"].as_u64().unwrap_or(0)
             );
+        }
+        let _ = writeln!(out, "# HELP umacvlan_worker_busy_seconds_total Time a worker spent in passes that moved frames; its rate is the worker's busy fraction.\n# TYPE umacvlan_worker_busy_seconds_total counter");
+        let _ = writeln!(out, "# HELP umacvlan_worker_seconds_total Time since a worker started.\n# TYPE umacvlan_worker_seconds_total counter");
+        for p in stats.as_array().into_iter().flatten() {
+            for w in p["workers_load"].as_array().into_iter().flatten() {
+                for (name, key) in [
+                    ("umacvlan_worker_busy_seconds_total", "busy_seconds"),
+                    ("umacvlan_worker_seconds_total", "elapsed_seconds"),
+                ] {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{parent=\"{}\",worker=\"{}\"}} {}",
+                        esc(&p["parent"]),
+                        w["worker"],
+                        w[key].as_f64().unwrap_or(0.0)
+                    );
+                }
+            }
+        }
+        let _ = writeln!(out, "# HELP umacvlan_ring_entries Entries in a port's AF_XDP rings now (rx waiting for the switch, fill lent for receiving, tx queued, completion to take back), summed over its sockets.\n# TYPE umacvlan_ring_entries gauge");
+        let _ = writeln!(out, "# HELP umacvlan_ring_size The size of those rings, summed the same way.\n# TYPE umacvlan_ring_size gauge");
+        for p in stats.as_array().into_iter().flatten() {
+            for (port, r) in p["rings"].as_object().into_iter().flatten() {
+                for ring in ["rx", "fill", "tx", "completion"] {
+                    for (name, v) in [
+                        ("umacvlan_ring_entries", &r[ring]),
+                        ("umacvlan_ring_size", &r["size"][ring]),
+                    ] {
+                        let _ = writeln!(
+                            out,
+                            "{name}{{parent=\"{}\",port=\"{}\",ring=\"{ring}\"}} {}",
+                            esc(&p["parent"]),
+                            esc(&Value::from(port.as_str())),
+                            v.as_u64().unwrap_or(0)
+                        );
+                    }
+                }
+            }
         }
         let _ = writeln!(out, "# HELP umacvlan_map_entries Entries in a parent's kernel maps, by map (fdb, fast, ...).\n# TYPE umacvlan_map_entries gauge");
         for p in stats.as_array().into_iter().flatten() {
