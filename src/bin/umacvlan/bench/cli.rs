@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::bench::report::{self, Machine};
+use crate::bench::scale::{self, ScaleConfig};
 use crate::bench::{BenchConfig, FrameSpec, Generator, Limit, Measurement, Scenario, System};
 use umacvlan::bpf::{Sink, SinkHook, XdpMode};
 use umacvlan::link::Netns;
@@ -20,6 +21,11 @@ pub enum BenchCmd {
     /// Measure umacvlan and its competitors, interleaved round by round, in
     /// namespaces the bench builds and removes; print a table, write JSON and SVG.
     Run(RunArgs),
+    /// RFC 2889-style: time to add N endpoints, address capacity and broadcast
+    /// forwarding rate against the endpoint count N, umacvlan and kernel macvlan side
+    /// by side, in namespaces the bench builds and removes.
+    #[command(visible_alias = "rfc2889")]
+    Scale(ScaleArgs),
     /// Send UDP frames from an interface through a copy-mode AF_XDP socket.
     Gen(GenArgs),
     /// Count and drop every frame arriving on an interface (BPF), printing the rate.
@@ -70,6 +76,48 @@ pub struct RunArgs {
     #[arg(long, default_value = "tc")]
     sink: String,
     /// Directory for results.json, plot.svg and table.md.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// Options of `bench scale`.
+#[derive(clap::Args, Debug)]
+pub struct ScaleArgs {
+    /// Endpoint counts N, each measured on a fresh network; the time per add is also
+    /// reported around each of them (the 10th, 100th, 1000th add).
+    #[arg(long, value_delimiter = ',', default_value = "10,100,1000")]
+    counts: Vec<usize>,
+    /// Systems, in this order each round: umacvlan (with the options of `bench run`
+    /// but napi and rps, e.g. `umacvlan:slow`) and macvlan.
+    #[arg(long, value_delimiter = ';', default_value = "umacvlan;macvlan")]
+    systems: Vec<System>,
+    /// Rounds (figures are medians over them).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Seconds of the broadcast trial.
+    #[arg(long, default_value_t = 2.0)]
+    seconds: f64,
+    /// Frame size in bytes, FCS included (64..=1518).
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Endpoint namespaces the endpoints are spread over, at most.
+    #[arg(long, default_value_t = 10)]
+    namespaces: usize,
+    /// Receivers (counting sinks), at most: with more endpoints, an evenly spaced
+    /// subset has one, and the output says so.
+    #[arg(long, default_value_t = 1000)]
+    receivers: usize,
+    /// Frames per second of the address-capacity trial (one frame per endpoint).
+    #[arg(long, default_value_t = 10_000.0)]
+    capacity_rate: f64,
+    /// The generator's core.
+    #[arg(long, default_value_t = 0)]
+    gen_core: usize,
+    /// Print the JSON document (as results.json) on stdout instead of the tables;
+    /// progress goes to stderr.
+    #[arg(long)]
+    json: bool,
+    /// Directory for results.json and table.md.
     #[arg(long)]
     out: Option<PathBuf>,
 }
@@ -212,6 +260,7 @@ fn ifindex(dev: &str) -> Result<u32> {
 pub fn main(cmd: BenchCmd) -> Result<()> {
     match cmd {
         BenchCmd::Run(a) => run(a),
+        BenchCmd::Scale(a) => scale(a),
         BenchCmd::Gen(a) => {
             check_target(&a.netns, a.allow_host_interface)?;
             if a.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
@@ -373,4 +422,170 @@ fn run(a: RunArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The configuration of `bench scale` from its options.
+fn scale_config(a: &ScaleArgs) -> Result<ScaleConfig> {
+    let cfg = ScaleConfig {
+        counts: a.counts.clone(),
+        systems: a.systems.clone(),
+        rounds: a.rounds,
+        seconds: secs(a.seconds, "--seconds")?,
+        size: a.size,
+        namespaces: a.namespaces,
+        receivers: a.receivers,
+        capacity_rate: a.capacity_rate,
+        gen_core: a.gen_core,
+    };
+    cfg.check()?;
+    Ok(cfg)
+}
+
+fn scale(a: ScaleArgs) -> Result<()> {
+    let cfg = scale_config(&a)?;
+    if let Some(dir) = &a.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    let machine = Machine::here();
+    // With --json, stdout is the document alone.
+    let say = |line: &str| {
+        if a.json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+            let _ = std::io::stdout().flush();
+        }
+    };
+    let counts: Vec<String> = cfg.counts.iter().map(ToString::to_string).collect();
+    say(&format!(
+        "umacvlan bench scale (RFC 2889): {} on {} ({} cores); N = {}; {} round(s); {} B \
+         broadcast for {} s; at most {} namespaces, {} receivers",
+        machine.kernel,
+        machine.cpu,
+        machine.cores,
+        counts.join(", "),
+        cfg.rounds,
+        cfg.size,
+        cfg.seconds.as_secs_f64(),
+        cfg.namespaces,
+        cfg.receivers
+    ));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    let ms = scale::run_until(&cfg, &mut |m| say(&scale::progress_line(m)), &stop)?;
+    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+        say(&format!(
+            "interrupted: reporting the {} measurement(s) made",
+            ms.len()
+        ));
+    }
+    let rows = scale::summarize(&cfg, &ms);
+    let table = scale::table(&cfg, &rows);
+    let doc = scale::json(&cfg, &ms, &machine);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        println!("{table}");
+    }
+    if let Some(dir) = &a.out {
+        std::fs::write(
+            dir.join("results.json"),
+            serde_json::to_string_pretty(&doc)?,
+        )?;
+        std::fs::write(dir.join("table.md"), &table)?;
+        say(&format!(
+            "wrote {0}/results.json, {0}/table.md",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    /// `umacvlan bench ...` on its own.
+    #[derive(clap::Parser, Debug)]
+    struct Bench {
+        #[command(subcommand)]
+        cmd: BenchCmd,
+    }
+
+    fn scale_args(args: &[&str]) -> Result<ScaleArgs> {
+        let all = ["bench", "scale"].iter().chain(args);
+        match Bench::try_parse_from(all)?.cmd {
+            BenchCmd::Scale(a) => Ok(a),
+            other => bail!("not scale: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn scale_options_parse_with_their_defaults_and_bad_ones_are_refused() {
+        let cfg = scale_config(&scale_args(&[]).unwrap()).unwrap();
+        assert_eq!(cfg.counts, vec![10, 100, 1000]);
+        let labels: Vec<&str> = cfg.systems.iter().map(|s| s.label.as_str()).collect();
+        assert_eq!(labels, ["umacvlan", "macvlan"]);
+        assert_eq!((cfg.rounds, cfg.size, cfg.namespaces), (3, 64, 10));
+        assert_eq!((cfg.receivers, cfg.seconds), (1000, Duration::from_secs(2)));
+        let a = scale_args(&[
+            "--counts",
+            "3,12",
+            "--systems",
+            "macvlan;umacvlan:slow",
+            "--rounds",
+            "1",
+            "--seconds",
+            "0.3",
+            "--receivers",
+            "5",
+            "--namespaces",
+            "2",
+            "--capacity-rate",
+            "5000",
+            "--size",
+            "128",
+            "--json",
+        ])
+        .unwrap();
+        assert!(a.json);
+        let cfg = scale_config(&a).unwrap();
+        assert_eq!(cfg.counts, vec![3, 12]);
+        assert_eq!(cfg.systems[1].tuning.fastpath, Some(false));
+        assert_eq!(cfg.reference(), Some("macvlan"));
+        assert_eq!((cfg.receivers, cfg.namespaces, cfg.size), (5, 2, 128));
+        assert_eq!(cfg.capacity_rate, 5000.0);
+        assert_eq!(cfg.seconds, Duration::from_millis(300));
+        // The RFC's name is an alias of the subcommand.
+        assert!(matches!(
+            Bench::try_parse_from(["bench", "rfc2889", "--counts", "5"])
+                .unwrap()
+                .cmd,
+            BenchCmd::Scale(_)
+        ));
+        for (bad, says) in [
+            (&["--counts", "0"][..], "outside 1..=65536"),
+            (&["--counts", "10,10"], "listed twice"),
+            (&["--counts", "ten"], "invalid digit"),
+            (&["--systems", "bridge"], "measures umacvlan and macvlan"),
+            (&["--systems", "umacvlan;umacvlan"], "listed twice"),
+            (&["--systems", "macvlan:rps=2"], "no napi or rps"),
+            (&["--size", "63"], "outside 64..=1518"),
+            (&["--receivers", "0"], "at least 1"),
+            (&["--seconds", "0"], "positive number of seconds"),
+            (&["--capacity-rate=-1"], "positive number of frames/s"),
+            (&["--rounds", "0"], "rounds ≥ 1"),
+            (&["--gen-core", "4096"], "does not exist"),
+        ] {
+            let e = scale_args(bad)
+                .and_then(|a| scale_config(&a))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{bad:?}: {e}");
+        }
+    }
 }

@@ -210,9 +210,40 @@ impl Generator {
         Ok(())
     }
 
+    /// Sends one frame to each of `dsts` in turn (the template with its destination
+    /// MAC replaced), at `rate` frames per second, giving up after `limit`; then
+    /// writes the template back into every frame.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if frames are still with the kernel at the end (they keep
+    /// their destinations, so the template cannot be written back).
+    pub fn run_each(
+        &mut self,
+        dsts: &[MacAddr],
+        rate: f64,
+        limit: Duration,
+    ) -> Result<GenReport, Error> {
+        let r = self.run_to(
+            Limit {
+                count: Some(dsts.len() as u64),
+                duration: limit,
+                rate: Some(rate),
+            },
+            dsts,
+        );
+        self.set_dport(self.spec.dport)?;
+        Ok(r)
+    }
+
     /// Sends until `limit` is reached, then waits (at most 200 ms) for every frame
     /// to complete. Runs on the calling thread; pin it first for stable figures.
     pub fn run(&mut self, limit: Limit) -> GenReport {
+        self.run_to(limit, &[])
+    }
+
+    /// [`Generator::run`]; with `dsts` not empty, the `k`-th frame sent goes to
+    /// `dsts[k % dsts.len()]`.
+    fn run_to(&mut self, limit: Limit, dsts: &[MacAddr]) -> GenReport {
         let start = Instant::now();
         let end = start + limit.duration;
         let count = limit.count.unwrap_or(u64::MAX);
@@ -229,7 +260,12 @@ impl Generator {
                 match self.umem.alloc() {
                     Some(f) => {
                         let (idx, off, _) = f.into_raw();
-                        self.batch.push(Frame::from_raw(idx, off, self.len));
+                        let mut f = Frame::from_raw(idx, off, self.len);
+                        if !dsts.is_empty() {
+                            let k = (queued as usize + self.batch.len()) % dsts.len();
+                            self.umem.data_mut(&mut f)[..6].copy_from_slice(&dsts[k].octets());
+                        }
+                        self.batch.push(f);
                     }
                     None => break,
                 }

@@ -11,7 +11,11 @@
 //!
 //! Every system gives c1, c2 and ext the same MACs, so one generator/sink placement
 //! per scenario fits them all.
+//!
+//! [`ScaleLab`] is the network of `bench scale`: the same wire and parent, and many
+//! endpoints spread over a few namespaces.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{Error, Scenario, System, SystemKind};
@@ -87,9 +91,7 @@ impl Lab {
     /// # Errors
     /// Any kernel step; what was built is removed again.
     pub fn build(system: &System, scenario: Scenario) -> Result<Lab, Error> {
-        // `umvb-<pid>-<n><name>`: several labs may live at once in one process.
-        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = next_seq();
         let mut spaces = Namespaces::new(NS_TAG);
         let [host, ext, c1, c2] =
             ["h", "x", "c1", "c2"].map(|name| spaces.create(&format!("{n}{name}")));
@@ -105,14 +107,7 @@ impl Lab {
         // No IPv6: its autoconfiguration chatter (DAD, MLD, router solicitations)
         // would reach the sink through the flooding systems and blur the counts.
         for ns in [&lab.host, &lab.ext, &lab.c1, &lab.c2] {
-            Netns::open(ns)?
-                .run(|| {
-                    for k in ["all", "default"] {
-                        std::fs::write(format!("/proc/sys/net/ipv6/conf/{k}/disable_ipv6"), "1\n")?;
-                    }
-                    Ok::<(), std::io::Error>(())
-                })?
-                .map_err(|e| Error::Config(format!("cannot disable IPv6 in {ns}: {e}")))?;
+            no_ipv6(ns)?;
         }
         let hl = Links::open_in(&Netns::open(&lab.host)?)?;
         hl.add_veth("par", "xpeer")?;
@@ -240,6 +235,13 @@ impl Drop for Lab {
     }
 }
 
+/// The number of the next lab: namespaces are `umvb-<pid>-<n><name>`, so several
+/// labs may live at once in one process.
+fn next_seq() -> u32 {
+    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Gives `dev` (in `hl`'s namespace) `mac`, moves it to `ns`, names it `eth0` there
 /// and brings it up.
 fn place(hl: &Links, dev: &str, ns: &str, mac: MacAddr) -> Result<(), Error> {
@@ -269,6 +271,41 @@ fn xsk_config(t: &super::Tuning) -> XskConfig {
     x
 }
 
+/// The dataplane's configuration on `par` for a umacvlan system's `t`.
+fn dataplane_config(t: &super::Tuning) -> DataplaneConfig {
+    let mut cfg = DataplaneConfig::new("par");
+    cfg.worker.core = Some(t.core);
+    if let Some(f) = t.fastpath {
+        cfg.fastpath = f;
+    }
+    cfg.worker.idle_sleep = t.idle_sleep.unwrap_or(if cfg.fastpath {
+        cfg.worker.idle_sleep
+    } else {
+        std::time::Duration::ZERO
+    });
+    if let Some(m) = t.xdp_mode {
+        cfg.xdp_mode = m;
+        cfg.endpoint_xdp_mode = m;
+    }
+    cfg.tuning = t.socket;
+    cfg.xsk = xsk_config(t);
+    cfg
+}
+
+/// Turns IPv6 off in namespace `ns`, for the interfaces there and those to come: its
+/// autoconfiguration chatter (DAD, MLD, router solicitations) would reach the sinks
+/// through the flooding systems and blur the counts.
+fn no_ipv6(ns: &str) -> Result<(), Error> {
+    Netns::open(ns)?
+        .run(|| {
+            for k in ["all", "default"] {
+                std::fs::write(format!("/proc/sys/net/ipv6/conf/{k}/disable_ipv6"), "1\n")?;
+            }
+            Ok::<(), std::io::Error>(())
+        })?
+        .map_err(|e| Error::Config(format!("cannot disable IPv6 in {ns}: {e}")))
+}
+
 /// A dataplane on `par` in the host namespace, owned by a thread living there (a
 /// `Dataplane` is used and dropped in its own namespace).
 struct DpThread {
@@ -286,23 +323,7 @@ impl DpThread {
         let thread = std::thread::spawn(move || {
             let run = || -> Result<Dataplane, Error> {
                 host.enter()?;
-                let mut cfg = DataplaneConfig::new("par");
-                cfg.worker.core = Some(t.core);
-                if let Some(f) = t.fastpath {
-                    cfg.fastpath = f;
-                }
-                cfg.worker.idle_sleep = t.idle_sleep.unwrap_or(if cfg.fastpath {
-                    cfg.worker.idle_sleep
-                } else {
-                    std::time::Duration::ZERO
-                });
-                if let Some(m) = t.xdp_mode {
-                    cfg.xdp_mode = m;
-                    cfg.endpoint_xdp_mode = m;
-                }
-                cfg.tuning = t.socket;
-                cfg.xsk = xsk_config(&t);
-                let mut dp = Dataplane::start(cfg)?;
+                let mut dp = Dataplane::start(dataplane_config(&t))?;
                 for (i, (ns, mac)) in eps.into_iter().enumerate() {
                     let c = EndpointConfig::new(format!("c{}", i + 1), Mode::Bridge).with_mac(mac);
                     dp.add_endpoint(
@@ -433,4 +454,279 @@ fn napi_kthreads() -> Vec<i32> {
             comm.starts_with("napi/").then_some(pid)
         })
         .collect()
+}
+
+/// Endpoint `i`'s MAC in a [`ScaleLab`]: `02:42:0a:1f:HH:LL`, `HHLL` = `i` (so at most
+/// 65 536 endpoints).
+pub fn scale_mac(i: usize) -> MacAddr {
+    MacAddr([0x02, 0x42, 0x0a, 0x1f, (i >> 8) as u8, i as u8])
+}
+
+/// The network of `bench scale` (RFC 2889): the wire and the parent as in [`Lab`],
+/// and `groups` endpoint namespaces the endpoints are spread over, endpoint `i`
+/// named `m<i>` in namespace `e<i % groups>`. The system starts with no endpoint;
+/// [`ScaleLab::add`] adds one at a time and says how long it took.
+///
+/// ```text
+///   ext ns: eth0 ──veth── host ns: par ─┬─ umacvlan (a Dataplane on par) or kernel
+///                                       │  macvlans on par
+///                          e0 ns: m0, m<groups>, m<2·groups>, …
+///                          e1 ns: m1, m<groups+1>, …
+///                          …
+/// ```
+///
+/// Dropping it stops the system, deletes the parent (which takes the kernel's
+/// macvlans with it) and removes every namespace.
+pub struct ScaleLab {
+    dp: Option<DpHost>,
+    kind: SystemKind,
+    /// The parent's namespace.
+    pub host: String,
+    /// The external host's namespace (the generator's, on `eth0`).
+    pub ext: String,
+    /// The endpoint namespaces.
+    pub groups: Vec<String>,
+    host_links: Links,
+    par_index: u32,
+    _spaces: Namespaces,
+}
+
+impl std::fmt::Debug for ScaleLab {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScaleLab")
+            .field("host", &self.host)
+            .field("groups", &self.groups.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ScaleLab {
+    /// Builds the namespaces and the wire, and starts `system` (umacvlan or macvlan)
+    /// on the parent with no endpoint.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a system other than umacvlan or macvlan, or one with
+    /// options `bench scale` does not apply (`napi`, `rps`); any kernel step. What was
+    /// built is removed again.
+    pub fn build(system: &System, groups: usize) -> Result<ScaleLab, Error> {
+        if !matches!(system.kind, SystemKind::Umacvlan | SystemKind::Macvlan) {
+            return Err(Error::Config(format!(
+                "bench scale measures umacvlan and macvlan, not {system}"
+            )));
+        }
+        if system.tuning.napi_core.is_some() || system.tuning.rps.is_some() {
+            return Err(Error::Config(format!(
+                "{system}: bench scale takes no napi or rps option"
+            )));
+        }
+        let n = next_seq();
+        let mut spaces = Namespaces::new(NS_TAG);
+        let host = spaces.create(&format!("{n}h"))?;
+        let ext = spaces.create(&format!("{n}x"))?;
+        let groups = (0..groups.max(1))
+            .map(|g| spaces.create(&format!("{n}e{g}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        for ns in [&host, &ext].into_iter().chain(&groups) {
+            no_ipv6(ns)?;
+        }
+        let hl = Links::open_in(&Netns::open(&host)?)?;
+        hl.add_veth("par", "xpeer")?;
+        let par = hl.require("par")?;
+        hl.set_up(par.index, "par", true)?;
+        place(&hl, "xpeer", &ext, EXT_MAC)?;
+        let mut lab = ScaleLab {
+            dp: None,
+            kind: system.kind,
+            host,
+            ext,
+            groups,
+            host_links: hl,
+            par_index: par.index,
+            _spaces: spaces,
+        };
+        if system.kind == SystemKind::Umacvlan {
+            lab.dp = Some(DpHost::start(&lab.host, &system.tuning)?);
+        }
+        Ok(lab)
+    }
+
+    /// Endpoint `i`'s namespace, interface name and MAC.
+    pub fn endpoint(&self, i: usize) -> (&str, String, MacAddr) {
+        (
+            &self.groups[i % self.groups.len()],
+            format!("m{i}"),
+            scale_mac(i),
+        )
+    }
+
+    /// Adds endpoint `i` (bridge mode) and returns how long the system took.
+    ///
+    /// umacvlan: [`Dataplane::add_endpoint`] on the dataplane's own thread (a veth
+    /// pair, its peer moved into the namespace, named, given its MAC and brought up;
+    /// the switch's socket, programs and tables). macvlan: from this thread, over
+    /// netlink as umacvlan does it: create the macvlan on the parent, give it its
+    /// MAC, move it into the namespace, open a netlink socket there and bring it up
+    /// (what `ip link add link par name m<i> type macvlan mode bridge`, `ip link set
+    /// m<i> address … netns …` and `ip -n … link set m<i> up` do, without three
+    /// processes).
+    ///
+    /// # Errors
+    /// The system's refusal or any kernel step.
+    pub fn add(&self, i: usize) -> Result<Duration, Error> {
+        let (ns, ifname, mac) = self.endpoint(i);
+        let ns = ns.to_string();
+        match &self.dp {
+            Some(dp) => {
+                let c = EndpointConfig::new(ifname.clone(), Mode::Bridge).with_mac(mac);
+                let net = EndpointNet {
+                    netns: ns,
+                    ifname,
+                    addrs: vec![],
+                    queues: None,
+                    adopt: None,
+                };
+                let (took, r) = dp.call(move |dp| {
+                    let t0 = std::time::Instant::now();
+                    let r = dp.add_endpoint(c, net);
+                    (t0.elapsed(), r)
+                })?;
+                r?;
+                Ok(took)
+            }
+            None => {
+                debug_assert_eq!(self.kind, SystemKind::Macvlan);
+                let t0 = std::time::Instant::now();
+                let hl = &self.host_links;
+                hl.add_macvlan(&ifname, self.par_index, Mode::Bridge)?;
+                let made = (|| -> Result<(), Error> {
+                    let l = hl.require(&ifname)?;
+                    hl.set_mac(l.index, &ifname, mac)?;
+                    let target = Netns::open(&ns)?;
+                    hl.move_to(l.index, &ifname, &target)?;
+                    let tl = Links::open_in(&target)?;
+                    let l = tl.require(&ifname)?;
+                    tl.set_up(l.index, &ifname, true)?;
+                    Ok(())
+                })();
+                let took = t0.elapsed();
+                if let Err(e) = made {
+                    if let Ok(Some(l)) = hl.get(&ifname) {
+                        let _ = hl.delete(l.index, &ifname);
+                    }
+                    return Err(e);
+                }
+                Ok(took)
+            }
+        }
+    }
+
+    /// umacvlan: the frames lost so far, summed over the ports, by reason: the
+    /// switch's drops ([`umacvlan::port::DropReason::as_str`]) and what the kernel
+    /// lost on the way to its sockets
+    /// ([`umacvlan::xsk::Statistics::rx_losses`]: `kernel_rx_ring_full`,
+    /// `kernel_fill_ring_empty`, `kernel_rx_dropped`); `None` for macvlan.
+    ///
+    /// # Errors
+    /// The dataplane's, reading its counters.
+    pub fn switch_drops(&self) -> Result<Option<BTreeMap<String, u64>>, Error> {
+        let Some(dp) = &self.dp else {
+            return Ok(None);
+        };
+        let (stats, socks) = dp.call(|dp| Ok::<_, Error>((dp.stats()?, dp.socket_stats()?)))??;
+        let mut by = BTreeMap::new();
+        for (_, s) in &stats {
+            for r in umacvlan::port::DropReason::ALL {
+                *by.entry(r.as_str().to_string()).or_insert(0) += s.drops[r.index()];
+            }
+        }
+        for (_, x) in &socks {
+            for (k, v) in x.rx_losses() {
+                *by.entry(k.to_string()).or_insert(0) += v;
+            }
+        }
+        Ok(Some(by))
+    }
+}
+
+impl Drop for ScaleLab {
+    fn drop(&mut self) {
+        // The switch first (it removes its veths), then the parent: the kernel's
+        // macvlans go with it, in one batch, before their namespaces do.
+        self.dp.take();
+        let _ = self.host_links.delete(self.par_index, "par");
+    }
+}
+
+type Job = Box<dyn FnOnce(&mut Dataplane) + Send>;
+
+/// A dataplane on `par` in namespace `host` with no endpoint, owned by a thread
+/// living there that runs on it what [`DpHost::call`] gives it; stopped on drop.
+struct DpHost {
+    jobs: Option<std::sync::mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl DpHost {
+    fn start(host: &str, t: &super::Tuning) -> Result<DpHost, Error> {
+        let host = Netns::open(host)?;
+        let cfg = dataplane_config(t);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), Error>>();
+        let (jobs_tx, jobs_rx) = std::sync::mpsc::channel::<Job>();
+        let thread = std::thread::spawn(move || {
+            let started = host
+                .enter()
+                .map_err(Error::from)
+                .and_then(|()| Dataplane::start(cfg).map_err(Error::from));
+            match started {
+                Ok(mut dp) => {
+                    let _ = ready_tx.send(Ok(()));
+                    // Until the sender goes.
+                    for job in jobs_rx {
+                        job(&mut dp);
+                    }
+                    dp.stop();
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            }
+        });
+        match ready_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(())) => Ok(DpHost {
+                jobs: Some(jobs_tx),
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => Err(Error::Config("the umacvlan dataplane did not start".into())),
+        }
+    }
+
+    /// Runs `f` on the dataplane, on its thread, and returns what it returned.
+    fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Dataplane) -> R + Send + 'static,
+    ) -> Result<R, Error> {
+        let gone = || Error::Config("the umacvlan dataplane thread is gone".into());
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.jobs
+            .as_ref()
+            .ok_or_else(gone)?
+            .send(Box::new(move |dp: &mut Dataplane| {
+                let _ = tx.send(f(dp));
+            }))
+            .map_err(|_| gone())?;
+        rx.recv().map_err(|_| gone())
+    }
+}
+
+impl Drop for DpHost {
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }

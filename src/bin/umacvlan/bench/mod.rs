@@ -18,6 +18,10 @@
 //!    between 0 and the flat-out sending rate, `zero_loss_steps` trials of
 //!    `zero_loss_seconds`; a trial passes if every frame sent arrived.
 //!
+//! `umacvlan bench scale` ([`scale`]) measures endpoint count instead, RFC 2889
+//! style: time to add N endpoints, address capacity and broadcast forwarding rate
+//! against N, umacvlan and kernel macvlan side by side.
+//!
 //! [`Sink`]: umacvlan::bpf::Sink
 
 pub mod cli;
@@ -28,6 +32,7 @@ pub mod ovs;
 pub mod report;
 #[cfg(test)]
 mod root_tests;
+pub mod scale;
 #[cfg(test)]
 mod tests;
 

@@ -100,11 +100,19 @@ fn quick(systems: &[&str]) -> BenchConfig {
     }
 }
 
+/// The tests that build bench labs (`umvb-<pid>-*`) run one at a time, so that each
+/// one's check for leftovers sees its own namespaces only.
+fn labs_alone() -> std::sync::MutexGuard<'static, ()> {
+    static LABS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LABS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn every_system_forwards_in_every_scenario() {
     if !require_root("every_system_forwards_in_every_scenario") {
         return;
     }
+    let _alone = labs_alone();
     let ovs_missing = super::ovs::Ovs::unavailable();
     if let Some(why) = &ovs_missing {
         assert!(
@@ -152,5 +160,92 @@ fn every_system_forwards_in_every_scenario() {
         );
         assert!(!m.zero_loss_trials.is_empty());
     }
+    assert_no_bench_leftovers(std::process::id());
+}
+
+#[test]
+fn the_rfc2889_run_reaches_every_endpoint_and_counts_broadcast_at_each() {
+    if !require_root("the_rfc2889_run_reaches_every_endpoint_and_counts_broadcast_at_each") {
+        return;
+    }
+    let _alone = labs_alone();
+    use super::scale::{self, ScaleConfig};
+    let cfg = ScaleConfig {
+        counts: vec![3, 12],
+        rounds: 1,
+        seconds: Duration::from_millis(400),
+        namespaces: 4,
+        ..ScaleConfig::default()
+    };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let ms = scale::run_until(&cfg, &mut |_| {}, &stop).unwrap();
+    assert_eq!(ms.len(), 2 * 2, "two counts × two systems");
+    for m in &ms {
+        let n = m.endpoints;
+        let what = format!("{} at N = {n}", m.system);
+        assert!(m.complete(), "{what}: {:?}", m.failed);
+        assert_eq!((m.added, m.add_us.len()), (n, n), "{what}");
+        assert!(m.add_us.iter().all(|&t| t > 0.0), "{what}: {:?}", m.add_us);
+        assert!(
+            m.add_seconds * 1e6 >= m.add_us.iter().sum::<f64>(),
+            "{what}"
+        );
+        assert_eq!(
+            m.receivers,
+            (0..n).collect::<Vec<_>>(),
+            "{what}: all receive"
+        );
+        assert_eq!(m.receivers_note, None, "{what}");
+        let c = m.capacity.as_ref().unwrap();
+        assert_eq!(c.sent, n as u64, "{what}: one frame per endpoint");
+        assert_eq!((c.reached, c.probed), (n, n), "{what}: every MAC reached");
+        assert_eq!(c.misdelivered, 0, "{what}: nothing flooded");
+        let b = m.broadcast.as_ref().unwrap();
+        assert_eq!(b.delivered.len(), n, "{what}");
+        assert!(
+            b.delivered.iter().all(|&d| d > 0 && d <= b.sent),
+            "{what}: every receiver got broadcast, no more than was sent: {:?} of {}",
+            b.delivered,
+            b.sent
+        );
+        assert!(b.offered() > 0.0 && b.total_rate() > 0.0, "{what}: {b:?}");
+        assert!(b.window_seconds > 0.0 && b.window_seconds < b.send_seconds);
+        assert_eq!(
+            b.switch_drops.is_some(),
+            m.system == "umacvlan",
+            "{what}: the switch's drops, umacvlan's only"
+        );
+    }
+    let rows = scale::summarize(&cfg, &ms);
+    assert_eq!(rows.len(), 4);
+    assert!(rows
+        .iter()
+        .all(|r| r.reached == Some(r.endpoints) && r.rounds == 1));
+    let t = scale::table(&cfg, &rows);
+    assert!(t.contains("| umacvlan | 12 | 12 | "), "{t}");
+    assert_no_bench_leftovers(std::process::id());
+
+    // Fewer receivers than endpoints: an evenly spaced subset, and the figures say so.
+    let cfg = ScaleConfig {
+        counts: vec![12],
+        systems: vec!["umacvlan".parse().unwrap()],
+        receivers: 4,
+        ..cfg
+    };
+    let ms = scale::run_until(&cfg, &mut |_| {}, &stop).unwrap();
+    let m = &ms[0];
+    assert!(m.complete(), "{:?}", m.failed);
+    assert_eq!(m.receivers, vec![0, 3, 7, 11]);
+    assert!(m.receivers_note.as_deref().unwrap().contains("4 of 12"));
+    let c = m.capacity.as_ref().unwrap();
+    assert_eq!((c.sent, c.reached, c.probed), (12, 4, 4));
+    assert_eq!(c.misdelivered, 0);
+    assert!(m
+        .broadcast
+        .as_ref()
+        .unwrap()
+        .delivered
+        .iter()
+        .all(|&d| d > 0));
     assert_no_bench_leftovers(std::process::id());
 }

@@ -239,3 +239,324 @@ fn a_skipped_competitor_shows_why_and_spoils_no_ratio() {
         report::table(&rows, Some("macvlan")).contains("skipped: Open vSwitch is not installed")
     );
 }
+
+mod scale {
+    use super::super::scale::*;
+
+    #[test]
+    fn receivers_are_every_endpoint_or_an_evenly_spaced_subset_with_both_ends() {
+        assert_eq!(sample(5, 1000), vec![0, 1, 2, 3, 4]);
+        assert_eq!(sample(5, 5), vec![0, 1, 2, 3, 4]);
+        assert_eq!(sample(1000, 1), vec![999]);
+        assert_eq!(sample(10, 0), Vec::<usize>::new());
+        let s = sample(1000, 7);
+        assert_eq!(s, vec![0, 166, 333, 499, 666, 832, 999]);
+        let s = sample(1022, 1000);
+        assert_eq!(s.len(), 1000);
+        assert!(s.windows(2).all(|w| w[0] < w[1]), "distinct, in order");
+        assert_eq!((s[0], s[999]), (0, 1021));
+    }
+
+    #[test]
+    fn the_marginal_cost_is_the_median_of_the_ten_adds_up_to_the_kth() {
+        // A slow first add (the switch's first endpoint) and a slope.
+        let adds: Vec<f64> = (1..=100)
+            .map(|i| if i == 1 { 5000.0 } else { i as f64 })
+            .collect();
+        assert_eq!(around(&adds, 0), None);
+        assert_eq!(around(&adds, 101), None);
+        assert_eq!(around(&adds, 1), Some(5000.0));
+        // Adds 1..=10: the slow first one moves the median by half a step only.
+        assert_eq!(around(&adds, 10), Some(6.5));
+        assert_eq!(around(&adds, 100), Some(95.5));
+        assert_eq!(ordinal(1), "1st");
+        assert_eq!(ordinal(2), "2nd");
+        assert_eq!(ordinal(3), "3rd");
+        assert_eq!(ordinal(12), "12th");
+        assert_eq!(ordinal(111), "111th");
+        assert_eq!(ordinal(1000), "1000th");
+        assert_eq!(ordinal(22), "22nd");
+        assert_eq!(fmt_us(950.0), "950 µs");
+        assert_eq!(fmt_us(16_250.0), "16.25 ms");
+        assert_eq!(fmt_us(2_500_000.0), "2.50 s");
+        assert_eq!(fmt_rate(999.0), "999");
+        assert_eq!(fmt_rate(12_500.0), "12.5 k");
+        assert_eq!(fmt_rate(3_362_000.0), "3.362 M");
+    }
+
+    #[test]
+    fn broadcast_rates_are_over_the_counting_window() {
+        let b = Broadcast {
+            sent: 2_000_000,
+            send_seconds: 2.0,
+            window_seconds: 0.5,
+            delivered: vec![100_000, 50_000, 150_000],
+            stray: 0,
+            switch_drops: None,
+        };
+        assert_eq!(b.offered(), 1_000_000.0);
+        assert_eq!(b.total_rate(), 600_000.0);
+        assert_eq!(b.per_endpoint(), 200_000.0);
+        assert_eq!(b.slowest(), 100_000.0);
+        assert_eq!(Broadcast::default().per_endpoint(), 0.0);
+    }
+
+    /// A measurement: `n` adds of `us` µs plus `slope` µs per endpoint already
+    /// there, every receiver reached, `per` broadcast frames per receiver in 1 s.
+    fn m(system: &str, n: usize, round: usize, us: f64, slope: f64, per: u64) -> ScaleMeasurement {
+        let add_us: Vec<f64> = (0..n).map(|i| us + slope * i as f64).collect();
+        ScaleMeasurement {
+            system: system.into(),
+            endpoints: n,
+            round,
+            added: n,
+            add_seconds: add_us.iter().sum::<f64>() / 1e6,
+            add_us,
+            receivers: (0..n).collect(),
+            receivers_note: None,
+            capacity: Some(Capacity {
+                sent: n as u64,
+                seconds: 0.01,
+                reached: n,
+                probed: n,
+                misdelivered: 0,
+                stray: 0,
+            }),
+            broadcast: Some(Broadcast {
+                sent: 1_000_000,
+                send_seconds: 1.0,
+                window_seconds: 1.0,
+                delivered: vec![per; n],
+                stray: 0,
+                switch_drops: None,
+            }),
+            failed: None,
+        }
+    }
+
+    #[test]
+    fn summaries_take_medians_pair_rounds_and_say_what_failed() {
+        let cfg = ScaleConfig {
+            counts: vec![10, 100],
+            systems: vec!["umacvlan".parse().unwrap(), "macvlan".parse().unwrap()],
+            rounds: 3,
+            ..ScaleConfig::default()
+        };
+        let mut ms = Vec::new();
+        for (round, speed) in [(1, 1.0), (2, 2.0), (3, 1.0)] {
+            for n in [10, 100] {
+                // Round 2 is twice as fast for both: the paired ratio sees through it.
+                ms.push(m(
+                    "umacvlan",
+                    n,
+                    round,
+                    20_000.0,
+                    10.0,
+                    (4000.0 * speed) as u64,
+                ));
+                ms.push(m(
+                    "macvlan",
+                    n,
+                    round,
+                    15_000.0,
+                    0.0,
+                    (8000.0 * speed) as u64,
+                ));
+            }
+        }
+        // umacvlan's round 3 at 100 endpoints failed at the 51st add.
+        let bad = ms
+            .iter_mut()
+            .find(|x| x.system == "umacvlan" && x.endpoints == 100 && x.round == 3)
+            .unwrap();
+        bad.added = 50;
+        bad.add_us.truncate(50);
+        bad.capacity = None;
+        bad.broadcast = None;
+        bad.failed = Some("endpoint 51 of 100: no room".into());
+        // umacvlan's flood ran out of frames in two rounds at 10 endpoints.
+        for (round, lost) in [(1, 700), (2, 900)] {
+            let x = ms
+                .iter_mut()
+                .find(|x| x.system == "umacvlan" && x.endpoints == 10 && x.round == round)
+                .unwrap();
+            x.broadcast.as_mut().unwrap().switch_drops =
+                Some([("no_buffer".to_string(), lost)].into());
+        }
+        ms.iter_mut()
+            .find(|x| x.system == "umacvlan" && x.endpoints == 10 && x.round == 3)
+            .unwrap()
+            .broadcast
+            .as_mut()
+            .unwrap()
+            .switch_drops = Some(Default::default());
+        let rows = summarize(&cfg, &ms);
+        assert_eq!(rows.len(), 4);
+        let u100 = rows
+            .iter()
+            .find(|r| r.system == "umacvlan" && r.endpoints == 100)
+            .unwrap();
+        assert_eq!((u100.rounds, u100.added), (2, 50));
+        // Adds 91..=100 cost 20 000 + 10·(90..=99) µs: median 20 945.
+        assert_eq!(
+            u100.add_at,
+            vec![
+                AddAt {
+                    nth: 10,
+                    us: 20_045.0
+                },
+                AddAt {
+                    nth: 100,
+                    us: 20_945.0
+                }
+            ]
+        );
+        assert_eq!(u100.add_mean_us, Some(20_495.0));
+        assert_eq!(u100.reached, Some(100));
+        // Rounds 1 and 2: 4000·100 and 8000·100 frames/s.
+        assert_eq!(u100.delivered, Some(600_000.0));
+        assert_eq!(u100.per_endpoint, Some(6000.0));
+        assert_eq!(u100.slowest, Some(4000.0));
+        assert_eq!(u100.paired, Some(0.5));
+        assert!(u100.failed.as_deref().unwrap().contains("51 of 100"));
+        let mac10 = rows
+            .iter()
+            .find(|r| r.system == "macvlan" && r.endpoints == 10)
+            .unwrap();
+        assert_eq!(mac10.paired, Some(1.0));
+        assert_eq!(
+            mac10.add_at,
+            vec![AddAt {
+                nth: 10,
+                us: 15_000.0
+            }]
+        );
+        assert_eq!(mac10.add_seconds, Some(0.15));
+
+        let t = table(&cfg, &rows);
+        assert!(t.contains("| system | from N | 10th | 100th |"), "{t}");
+        assert!(
+            t.contains("| umacvlan | 100 | 20.05 ms | 20.95 ms |"),
+            "{t}"
+        );
+        assert!(t.contains("| macvlan | 100 | 15.00 ms | 15.00 ms |"), "{t}");
+        assert!(
+            t.contains("| macvlan | 10 | 10 | 0.15 s | 15.00 ms |"),
+            "{t}"
+        );
+        assert!(t.contains("| umacvlan | 100 | 100 of 100 | 0 |"), "{t}");
+        assert!(
+            t.contains(
+                "| umacvlan | 100 | 1.000 M | 600.0 k | 6.0 k | 4.0 k | 100 of 100 | 0.50 |"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("* umacvlan at N = 100: failed: endpoint 51 of 100: no room"),
+            "{t}"
+        );
+        assert!(
+            t.contains("* umacvlan at N = 10: no_buffer 700\n"),
+            "a reason missing from a round counts as zero there: {t}"
+        );
+        assert!(!t.contains("* macvlan at N = 10: no_buffer"), "{t}");
+        let line = progress_line(&ms[0]);
+        assert!(
+            line.contains("reached 10/10") && line.contains("delivered 40.0 k/s"),
+            "{line}"
+        );
+
+        let j = json(&cfg, &ms, &super::super::report::Machine::here());
+        assert_eq!(j["benchmark"], "rfc2889");
+        assert_eq!(j["measurements"].as_array().unwrap().len(), 12);
+        assert_eq!(j["summary"].as_array().unwrap().len(), 4);
+        assert_eq!(j["summary"][0]["add_at"][0]["nth"], 10);
+        assert_eq!(j["config"]["counts"][1], 100);
+        assert_eq!(j["measurements"][0]["broadcast"]["delivered"][0], 4000);
+    }
+
+    #[test]
+    fn a_sampled_run_says_so_and_a_system_that_added_nothing_gets_dashes() {
+        let cfg = ScaleConfig {
+            counts: vec![12],
+            systems: vec!["umacvlan:slow".parse().unwrap(), "macvlan".parse().unwrap()],
+            rounds: 1,
+            ..ScaleConfig::default()
+        };
+        let mut a = m("macvlan", 12, 1, 1000.0, 0.0, 10);
+        a.receivers = vec![0, 11];
+        a.receivers_note = Some("2 of 12 endpoints have a receiver (evenly spaced)".into());
+        a.broadcast.as_mut().unwrap().delivered = vec![10, 10];
+        let c = a.capacity.as_mut().unwrap();
+        (c.reached, c.probed) = (2, 2);
+        let b = ScaleMeasurement {
+            system: "umacvlan:slow".into(),
+            endpoints: 12,
+            round: 1,
+            failed: Some("endpoint 1 of 12: no UMEM room".into()),
+            ..ScaleMeasurement::default()
+        };
+        let rows = summarize(&cfg, &[b, a]);
+        let t = table(&cfg, &rows);
+        assert!(t.contains("| umacvlan:slow | - | - |"), "{t}");
+        assert!(t.contains("| umacvlan:slow | 12 | 0 | - | - |"), "{t}");
+        assert!(t.contains("| macvlan | 12 | 2 of 2 | 0 |"), "{t}");
+        assert!(t.contains("| 2 of 12 | 1.00 |"), "{t}");
+        assert!(
+            t.contains("* macvlan at N = 12: 2 of 12 endpoints have a receiver (evenly spaced)"),
+            "{t}"
+        );
+        assert_eq!(rows[0].paired, None);
+    }
+
+    #[test]
+    fn scale_configurations_are_checked() {
+        assert!(ScaleConfig::default().check().is_ok());
+        assert_eq!(ScaleConfig::default().milestones(), vec![10, 100, 1000]);
+        let c = ScaleConfig {
+            counts: vec![1000, 10, 100],
+            ..ScaleConfig::default()
+        };
+        assert_eq!(c.milestones(), vec![10, 100, 1000], "ascending");
+        for (cfg, says) in [
+            (
+                ScaleConfig {
+                    counts: vec![],
+                    ..ScaleConfig::default()
+                },
+                "nothing to measure",
+            ),
+            (
+                ScaleConfig {
+                    counts: vec![70_000],
+                    ..ScaleConfig::default()
+                },
+                "outside 1..=65536",
+            ),
+            (
+                ScaleConfig {
+                    systems: vec!["ovs".parse().unwrap()],
+                    ..ScaleConfig::default()
+                },
+                "not ovs",
+            ),
+            (
+                ScaleConfig {
+                    namespaces: 0,
+                    ..ScaleConfig::default()
+                },
+                "at least 1",
+            ),
+            (
+                ScaleConfig {
+                    capacity_rate: f64::NAN,
+                    ..ScaleConfig::default()
+                },
+                "positive number",
+            ),
+        ] {
+            let e = cfg.check().unwrap_err().to_string();
+            assert!(e.contains(says), "{e}");
+        }
+    }
+}
