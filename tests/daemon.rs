@@ -8,7 +8,7 @@ mod common;
 use std::process::Command;
 
 use common::daemon::{lan_config, ok, refused, DaemonProc, BIN};
-use common::topo::{ep_ip, Topo};
+use common::topo::{ep_ip, ep_mac, Topo};
 use common::{require_root, require_root_and};
 
 #[test]
@@ -53,9 +53,29 @@ fn umv_links(links: &str) -> usize {
         .count()
 }
 
+/// The unicast MACs in the parent's address filter (`bridge fdb show dev par self`).
+fn parent_uc_filter(t: &Topo) -> Vec<String> {
+    let out = common::run(
+        "bridge",
+        &["-n", &t.host, "fdb", "show", "dev", "par", "self"],
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|m| u8::from_str_radix(&m[..2], 16).is_ok_and(|b| b & 1 == 0))
+        .map(str::to_string)
+        .collect()
+}
+
 /// Nothing the daemon made is left: no `umv*` interface and no XDP program in the
-/// host namespace, no endpoint interface in the endpoint namespaces.
+/// host namespace, no endpoint interface in the endpoint namespaces, no endpoint MAC
+/// in the parent's unicast filter.
 fn assert_nothing_left(t: &Topo) {
+    let uc = parent_uc_filter(t);
+    assert!(
+        uc.is_empty(),
+        "endpoint MACs left in the parent's filter: {uc:?}"
+    );
     let links = host_links(t);
     assert_eq!(umv_links(&links), 0, "interfaces left behind:\n{links}");
     assert!(
@@ -111,6 +131,14 @@ fn daemon_runs_a_config_takes_hot_changes_and_cleans_up_on_sigterm() {
         )
     };
     assert!(ping(1, 2), "e1 → e2 from the config");
+    // As a kernel macvlan does with its lower device: the endpoints' MACs are in the
+    // parent's unicast filter, so a NIC hands their frames to XDP.
+    let uc = parent_uc_filter(&t);
+    assert!(
+        uc.contains(&ep_mac(1)),
+        "e1's MAC in the parent's filter: {uc:?}"
+    );
+    assert_eq!(uc.len(), 2, "e1's and e2's: {uc:?}");
 
     // Hot add, through the CLI.
     let e3 = t.eps[2].clone();
@@ -286,7 +314,9 @@ fn daemon_runs_a_config_takes_hot_changes_and_cleans_up_on_sigterm() {
     assert_eq!(stats[0]["parent"], "par");
 
     // Hot remove, then SIGTERM: everything the daemon made is gone.
+    assert_eq!(parent_uc_filter(&t).len(), 3, "e1, e2 and e3 in the filter");
     ok(&d.cli(&["endpoint", "rm", "e3"]));
+    assert_eq!(parent_uc_filter(&t).len(), 2, "e3's MAC out of the filter");
     assert!(!ping(1, 3), "e3 still reachable after endpoint rm");
     assert!(ping(1, 2));
     let socket = d.socket.clone();

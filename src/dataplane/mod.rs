@@ -460,6 +460,8 @@ pub struct Dataplane {
     fast_dirty: bool,
     /// Stopping: the fast path is emptied once, and stays so.
     fast_off: bool,
+    /// Endpoint MACs in the parent's unicast filter ([`Links::uc_add`]).
+    uc: BTreeSet<MacAddr>,
     /// Running captures.
     captures: Vec<capture::Sub>,
     /// Reads the fast path's capture ring buffer while a capture runs.
@@ -696,6 +698,7 @@ impl Dataplane {
             next_class: 1,
             fast_dirty: false,
             fast_off: false,
+            uc: BTreeSet::new(),
             captures: Vec::new(),
             ring: None,
             next_capture: 1,
@@ -869,6 +872,7 @@ impl Dataplane {
             Err(e) => {
                 self.unplumb(&name);
                 let _ = self.topo.remove_endpoint(&name);
+                self.sync_mac_filter();
                 Err(e)
             }
         }
@@ -1475,7 +1479,44 @@ impl Dataplane {
             self.steering.fdb_remove(vlan, mac)?;
         }
         self.sync_sources()?;
-        self.sync_fast()
+        self.sync_fast()?;
+        self.sync_mac_filter();
+        Ok(())
+    }
+
+    /// Puts every endpoint's MAC in the parent's unicast filter and takes out the
+    /// ones no endpoint has any more, as the kernel's macvlan does with its lower
+    /// device: a NIC drops frames for a MAC it does not know before XDP sees them.
+    /// A failure is logged, not fatal (the parent may be promiscuous anyway; `umacvlan
+    /// doctor` says whether it needs the filter).
+    fn sync_mac_filter(&mut self) {
+        let own = self.topo.table().parent_mac();
+        let want: BTreeSet<MacAddr> = if self.fast_off {
+            BTreeSet::new()
+        } else {
+            self.topo
+                .endpoints()
+                .map(|e| e.mac())
+                .filter(|m| *m != own)
+                .collect()
+        };
+        let (index, name) = (self.parent.index, self.parent.name.clone());
+        for m in self.uc.difference(&want).copied().collect::<Vec<_>>() {
+            match self.links.uc_del(index, &name, m) {
+                Ok(()) => {
+                    self.uc.remove(&m);
+                }
+                Err(e) => tracing::warn!(parent = %name, "{m}: {e}"),
+            }
+        }
+        for m in want.difference(&self.uc).copied().collect::<Vec<_>>() {
+            match self.links.uc_add(index, &name, m) {
+                Ok(()) => {
+                    self.uc.insert(m);
+                }
+                Err(e) => tracing::warn!(parent = %name, "{m}: {e}"),
+            }
+        }
     }
 
     /// Mirrors the source lists of the UP source-mode endpoints into the `srcs` map
@@ -1672,6 +1713,7 @@ impl Dataplane {
         let _ = self.topo.set_up(name, false);
         self.unplumb(name);
         self.topo.remove_endpoint(name)?;
+        self.sync_mac_filter();
         Ok(())
     }
 
@@ -2008,6 +2050,8 @@ impl Dataplane {
             self.unplumb_keeping(&n, keep.contains(&n));
         }
         self.remove_unclaimed();
+        // fast_off: the parent's unicast filter is emptied of the endpoints' MACs.
+        self.sync_mac_filter();
         let _ = self.steering.detach_tc(self.parent.index);
         let _ = self.steering.detach_xdp(self.parent.index);
         let _ = self.steering.detach_xdp(self.mirror.1.index);

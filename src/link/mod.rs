@@ -699,6 +699,52 @@ impl Links {
         self.nl("set MAC", ifname, self.handle.link().set(msg).execute())
     }
 
+    /// Adds `mac` to interface `index`'s unicast address filter, as `bridge fdb add MAC
+    /// dev IF self` does (`ndo_fdb_add`; for a plain NIC the kernel's `dev_uc_add`), so
+    /// the NIC hands frames for it to XDP, as a kernel macvlan makes its lower device
+    /// do. A device without a filter turns promiscuous; one already there is no error.
+    ///
+    /// # Errors
+    /// [`Error::Netlink`].
+    pub fn uc_add(&self, index: u32, ifname: &str, mac: MacAddr) -> Result<()> {
+        use netlink_packet_route::neighbour::NeighbourFlags;
+        let req = self
+            .handle
+            .neighbours()
+            .add_bridge(index, &mac.octets())
+            .flags(NeighbourFlags::Own)
+            .replace();
+        self.nl("add to the unicast filter", ifname, req.execute())
+    }
+
+    /// Removes `mac` from interface `index`'s unicast address filter again
+    /// ([`Links::uc_add`]); one not there is no error.
+    ///
+    /// # Errors
+    /// [`Error::Netlink`].
+    pub fn uc_del(&self, index: u32, ifname: &str, mac: MacAddr) -> Result<()> {
+        use netlink_packet_route::neighbour::{
+            NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+        };
+        use netlink_packet_route::AddressFamily;
+        let mut m = NeighbourMessage::default();
+        m.header.family = AddressFamily::Bridge;
+        m.header.ifindex = index;
+        m.header.flags = NeighbourFlags::Own;
+        m.header.state = NeighbourState::Permanent;
+        m.attributes
+            .push(NeighbourAttribute::LinkLayerAddress(mac.octets().to_vec()));
+        match self.rt.block_on(self.handle.neighbours().del(m).execute()) {
+            Ok(()) => Ok(()),
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENOENT => Ok(()),
+            Err(source) => Err(Error::Netlink {
+                op: "remove from the unicast filter",
+                ifname: ifname.into(),
+                source,
+            }),
+        }
+    }
+
     /// Sets interface `index`'s MTU.
     ///
     /// # Errors

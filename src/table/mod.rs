@@ -267,7 +267,8 @@ mod tests {
         let key = |i: u32| FdbKey::new((i % 4094 + 1) as u16, mac(i));
         let mut t = Fdb::new();
         for i in 0..N {
-            t.insert_static(key(i), PortId((i % 16) as u16 + 2)).unwrap();
+            t.insert_static(key(i), PortId((i % 16) as u16 + 2))
+                .unwrap();
         }
         assert_eq!(t.len(), N as usize);
         for i in (0..N).step_by(97) {

@@ -1158,8 +1158,10 @@ pub fn judge_vlan(name: &str, rxvlan: &Result<bool, String>, veth_peer: Option<&
 }
 
 /// Whether frames for the endpoints' MACs reach XDP at all: a NIC's MAC filter drops
-/// frames for addresses it was not given before XDP runs, and the daemon neither adds
-/// the endpoints' MACs to the unicast filter nor turns promiscuous mode on.
+/// frames for addresses it was not given before XDP runs. The daemon adds each
+/// endpoint's MAC to the parent's unicast filter, as a kernel macvlan does (and the
+/// kernel turns the NIC promiscuous when its filter is full); a cloud provider's
+/// network delivers only the MAC it assigned, whatever the NIC does.
 pub fn judge_mac_filter(
     name: &str,
     driver: Option<&str>,
@@ -1188,10 +1190,9 @@ pub fn judge_mac_filter(
             format!("{name} is promiscuous: frames for the endpoints' MACs reach XDP"),
         );
     }
-    Finding::warning(
+    Finding::ok(
         "mac_filter",
-        format!("{name} ({dname}) is not promiscuous, and umacvlan does not add the endpoints' MACs to its unicast filter: the NIC drops frames for them before XDP runs"),
-        Some(format!("ip link set dev {name} promisc on")),
+        format!("{name} ({dname}) filters by MAC: umacvlan adds each endpoint's MAC to its unicast filter (`bridge fdb show dev {name} self` lists them), as a kernel macvlan does; when the filter is full the kernel makes the NIC promiscuous"),
     )
 }
 
@@ -1669,8 +1670,8 @@ mod tests {
             Level::Ok
         );
         let w = judge_mac_filter("eth1", Some("ixgbe"), Some(true), false);
-        assert_eq!(w.level, Level::Warning);
-        assert_eq!(w.fix.as_deref(), Some("ip link set dev eth1 promisc on"));
+        assert_eq!(w.level, Level::Ok, "the daemon fills the unicast filter");
+        assert!(w.detail.contains("unicast filter"), "{}", w.detail);
         assert_eq!(
             judge_mac_filter("eth1", Some("ixgbe"), Some(true), true).level,
             Level::Ok
