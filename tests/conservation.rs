@@ -533,10 +533,6 @@ fn quiet(t: &Topo) {
     }
 }
 
-fn kinds(list: &[String]) -> Vec<String> {
-    list.to_vec()
-}
-
 #[test]
 fn every_frame_is_delivered_or_counted() {
     if !require_root("every_frame_is_delivered_or_counted") {
@@ -548,7 +544,7 @@ fn every_frame_is_delivered_or_counted() {
     t.lab.ip(&t.wire, &["link", "set", "wpar", "nomaster"]);
     let (e1, e2, e3) = (ep_mac(1), ep_mac(2), ep_mac(3));
     let unknown = "02:00:00:00:00:77".to_string();
-    let wire_unicast = kinds(&[
+    let wire_unicast = [
         format!("uc,{e1},60,1514"),
         format!("uc,{e2},60,1514"),
         format!("uc,{e3},60,1514"),
@@ -558,8 +554,8 @@ fn every_frame_is_delivered_or_counted() {
         format!("tags3,{e1}"),
         format!("trunc,{e1}"),
         format!("short,{e2}"),
-    ]);
-    let ep_unicast = kinds(&[
+    ];
+    let ep_unicast = [
         format!("uc,{e2},60,1514"),
         format!("uc,{e3},60,1514"),
         format!("uc,{EXT_MAC},60,1514"),
@@ -568,68 +564,50 @@ fn every_frame_is_delivered_or_counted() {
         format!("tag,7,{e2}"),
         format!("tags3,{EXT_MAC}"),
         format!("trunc,{e3}"),
-    ]);
-    let storm = kinds(&["bc,60,1514".to_string()]);
+    ];
+    let storm = ["bc,60,1514".to_string()];
+    // (what, sender, seed, kinds, a storm: each frame to every other port)
+    let floods: [(&str, From, u32, &[String], bool); 4] = [
+        (
+            "unicast and odd frames from the wire",
+            From::Wire,
+            1,
+            &wire_unicast,
+            false,
+        ),
+        (
+            "a broadcast storm from the wire",
+            From::Wire,
+            2,
+            &storm,
+            true,
+        ),
+        ("unicast from an endpoint", From::E1, 3, &ep_unicast, false),
+        (
+            "a broadcast storm from an endpoint",
+            From::E1,
+            4,
+            &storm,
+            true,
+        ),
+    ];
     for fast in [true, false] {
-        println!("== fast path {fast}: unicast and odd frames from the wire");
-        run(
-            &t,
-            fast,
-            Flood {
-                ns: &t.wire,
-                ifname: "wpar",
-                src: EXT_MAC,
+        for (what, from, seed, kinds, storm) in floods {
+            println!("== fast path {fast}: {what}");
+            // The generator sends on wpar itself, or on e1's interface.
+            let (ns, ifname, src) = match from {
+                From::Wire => (t.wire.as_str(), "wpar", EXT_MAC),
+                From::E1 => (t.eps[0].as_str(), "eth0", e1.as_str()),
+            };
+            let f = Flood {
+                ns,
+                ifname,
+                src,
                 count: 20_000,
-                seed: 1,
-                kinds: &wire_unicast,
-            },
-            From::Wire,
-            false,
-        );
-        println!("== fast path {fast}: a broadcast storm from the wire");
-        run(
-            &t,
-            fast,
-            Flood {
-                ns: &t.wire,
-                ifname: "wpar",
-                src: EXT_MAC,
-                count: 20_000,
-                seed: 2,
-                kinds: &storm,
-            },
-            From::Wire,
-            true,
-        );
-        println!("== fast path {fast}: unicast from an endpoint");
-        run(
-            &t,
-            fast,
-            Flood {
-                ns: &t.eps[0],
-                ifname: "eth0",
-                src: &e1,
-                count: 20_000,
-                seed: 3,
-                kinds: &ep_unicast,
-            },
-            From::E1,
-            false,
-        );
-        println!("== fast path {fast}: a broadcast storm from an endpoint");
-        run(
-            &t,
-            fast,
-            Flood {
-                ns: &t.eps[0],
-                ifname: "eth0",
-                src: &e1,
-                count: 20_000,
-                seed: 4,
-                kinds: &storm,
-            },
-            From::E1,
-            true,
-        );
+                seed,
+                kinds,
+            };
+            run(&t, fast, f, from, storm);
+        }
     }
 }

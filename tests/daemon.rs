@@ -7,7 +7,10 @@ mod common;
 
 use std::process::Command;
 
-use common::daemon::{lan_config, ok, refused, DaemonProc, BIN};
+use common::daemon::{
+    assert_nothing_left, host_links, lan_config, ok, parent_uc_filter, refused, umv_links,
+    DaemonProc, BIN,
+};
 use common::topo::{ep_ip, ep_mac, Topo};
 use common::{require_root, require_root_and};
 
@@ -38,58 +41,6 @@ fn a_bad_config_is_refused_with_the_field_named() {
         "a refused start must not leave a socket"
     );
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-/// `ip -d link show` in the host namespace.
-fn host_links(t: &Topo) -> String {
-    String::from_utf8_lossy(&t.lab.exec(&t.host, &["ip", "-d", "link", "show"]).stdout).to_string()
-}
-
-/// Interfaces named like the daemon's (`umv...`) in `ip link` output.
-fn umv_links(links: &str) -> usize {
-    links
-        .lines()
-        .filter(|l| l.split(": ").nth(1).is_some_and(|n| n.starts_with("umv")))
-        .count()
-}
-
-/// The unicast MACs in the parent's address filter (`bridge fdb show dev par self`).
-fn parent_uc_filter(t: &Topo) -> Vec<String> {
-    let out = common::run(
-        "bridge",
-        &["-n", &t.host, "fdb", "show", "dev", "par", "self"],
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|m| u8::from_str_radix(&m[..2], 16).is_ok_and(|b| b & 1 == 0))
-        .map(str::to_string)
-        .collect()
-}
-
-/// Nothing the daemon made is left: no `umv*` interface and no XDP program in the
-/// host namespace, no endpoint interface in the endpoint namespaces, no endpoint MAC
-/// in the parent's unicast filter.
-fn assert_nothing_left(t: &Topo) {
-    let uc = parent_uc_filter(t);
-    assert!(
-        uc.is_empty(),
-        "endpoint MACs left in the parent's filter: {uc:?}"
-    );
-    let links = host_links(t);
-    assert_eq!(umv_links(&links), 0, "interfaces left behind:\n{links}");
-    assert!(
-        !links.contains("prog/xdp"),
-        "an XDP program was left on the parent:\n{links}"
-    );
-    for ns in &t.eps {
-        let l =
-            String::from_utf8_lossy(&t.lab.exec(ns, &["ip", "link", "show"]).stdout).to_string();
-        assert!(
-            !l.contains("eth0"),
-            "an endpoint interface was left in {ns}:\n{l}"
-        );
-    }
 }
 
 /// `tc -n <host> ARGS` output.

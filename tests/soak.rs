@@ -6,8 +6,8 @@
 //! - across restarts, a daemon with the same endpoints holds the same fds, map entries
 //!   and UMEM frames as the first one did;
 //! - after the last SIGTERM, nothing is left: no interface, XDP program, tc filter or
-//!   qdisc, endpoint interface, control socket file, and none of the BPF programs any
-//!   of the daemons attached is still loaded.
+//!   qdisc, endpoint interface, MAC in the parent's filter, control socket file, and
+//!   none of the BPF programs any of the daemons attached is still loaded.
 //!
 //! `UMACVLAN_SOAK_SECS` sets the duration of each half (default 15 s in CI; the long
 //! run: `UMACVLAN_SOAK_SECS=600 cargo test --test soak -- --nocapture`).
@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::daemon::{lan_config, ok, DaemonProc};
+use common::daemon::{assert_nothing_left, lan_config, ok, DaemonProc};
 use common::topo::{ep_ip, Topo, EXT_IP};
 use common::{require_root_and, wait_for};
 use serde_json::Value;
@@ -313,34 +313,8 @@ fn a_soak_of_traffic_churn_and_restarts_leaves_nothing_behind() {
     programs.extend(attached_programs(&t));
     d.stop();
     assert!(!socket.exists(), "the control socket was left behind");
-    let links = String::from_utf8_lossy(&t.lab.exec(&t.host, &["ip", "-d", "link", "show"]).stdout)
-        .to_string();
-    assert!(
-        !links
-            .lines()
-            .any(|l| l.split(": ").nth(1).is_some_and(|n| n.starts_with("umv"))),
-        "interfaces left behind:\n{links}"
-    );
-    assert!(
-        !links.contains("prog/xdp"),
-        "an XDP program was left:\n{links}"
-    );
-    let qdiscs = String::from_utf8_lossy(
-        &common::run("tc", &["-n", &t.host, "qdisc", "show", "dev", "par"]).stdout,
-    )
-    .to_string();
-    assert!(
-        !qdiscs.contains("clsact"),
-        "a clsact qdisc was left:\n{qdiscs}"
-    );
-    for ns in &t.eps {
-        let l =
-            String::from_utf8_lossy(&t.lab.exec(ns, &["ip", "link", "show"]).stdout).to_string();
-        assert!(
-            !l.contains("eth0"),
-            "an endpoint interface was left in {ns}:\n{l}"
-        );
-    }
+    // No interface, XDP program, qdisc, endpoint interface or filtered MAC left.
+    assert_nothing_left(&t);
     assert!(!programs.is_empty(), "the daemons attached programs");
     // A program goes once its last reference does (freed after an RCU grace period).
     wait_for("the daemons' BPF programs unloaded", || {

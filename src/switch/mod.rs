@@ -462,6 +462,37 @@ mod tests {
     use crate::port::{MemPool, MemPort, Mode};
     use crate::topology::{EndpointConfig, ParentConfig, Topology, HOST, UPLINK};
 
+    /// A switch on memory ports with two bridge endpoints, `a` (MAC …:01) and `b`
+    /// (…:02), and every port attached; the topology is returned to live as long.
+    fn two_endpoints() -> (
+        Topology,
+        Switch<MemPort, MemPool>,
+        PortId,
+        PortId,
+        crate::wire::MacAddr,
+        crate::wire::MacAddr,
+    ) {
+        let parent = ParentConfig {
+            name: "eth1".into(),
+            mac: "02:00:00:00:00:fe".parse().unwrap(),
+            mtu: 1500,
+        };
+        let mut topo = Topology::new(parent, true).unwrap();
+        let ma: crate::wire::MacAddr = "02:00:00:00:00:01".parse().unwrap();
+        let mb: crate::wire::MacAddr = "02:00:00:00:00:02".parse().unwrap();
+        let a = topo
+            .add_endpoint(EndpointConfig::new("a", Mode::Bridge).with_mac(ma))
+            .unwrap();
+        let b = topo
+            .add_endpoint(EndpointConfig::new("b", Mode::Bridge).with_mac(mb))
+            .unwrap();
+        let mut sw: Switch<MemPort, MemPool> = Switch::new(topo.reader(), MemPool::new(16, 256));
+        for id in [UPLINK, HOST, a, b] {
+            sw.attach(id, MemPort::new(8)).unwrap();
+        }
+        (topo, sw, a, b, ma, mb)
+    }
+
     #[test]
     fn a_header_that_does_not_parse_is_counted_by_what_is_wrong() {
         let parent = ParentConfig {
@@ -504,25 +535,8 @@ mod tests {
     #[test]
     fn collector_frames_are_switched_as_their_senders_and_strays_are_counted() {
         use crate::wire::shim::Shim;
-        use crate::wire::{emit_header, EtherType, MacAddr};
-        let parent = ParentConfig {
-            name: "eth1".into(),
-            mac: "02:00:00:00:00:fe".parse().unwrap(),
-            mtu: 1500,
-        };
-        let mut topo = Topology::new(parent, true).unwrap();
-        let ma: MacAddr = "02:00:00:00:00:01".parse().unwrap();
-        let mb: MacAddr = "02:00:00:00:00:02".parse().unwrap();
-        let a = topo
-            .add_endpoint(EndpointConfig::new("a", Mode::Bridge).with_mac(ma))
-            .unwrap();
-        let b = topo
-            .add_endpoint(EndpointConfig::new("b", Mode::Bridge).with_mac(mb))
-            .unwrap();
-        let mut sw: Switch<MemPort, MemPool> = Switch::new(topo.reader(), MemPool::new(16, 256));
-        for id in [UPLINK, HOST, a, b] {
-            sw.attach(id, MemPort::new(8)).unwrap();
-        }
+        use crate::wire::{emit_header, EtherType};
+        let (_topo, mut sw, a, b, ma, mb) = two_endpoints();
         assert!(sw.set_collector(Some(MemPort::new(8))).is_none());
         let mut frame = [0u8; 60];
         emit_header(&mut frame, mb, ma, None, EtherType::IPV4);
@@ -579,24 +593,7 @@ mod tests {
                 self.1.lock().unwrap().push((port, dir, data.to_vec()));
             }
         }
-        let parent = ParentConfig {
-            name: "eth1".into(),
-            mac: "02:00:00:00:00:fe".parse().unwrap(),
-            mtu: 1500,
-        };
-        let mut topo = Topology::new(parent, true).unwrap();
-        let ma: MacAddr = "02:00:00:00:00:01".parse().unwrap();
-        let mb: MacAddr = "02:00:00:00:00:02".parse().unwrap();
-        let a = topo
-            .add_endpoint(EndpointConfig::new("a", Mode::Bridge).with_mac(ma))
-            .unwrap();
-        let b = topo
-            .add_endpoint(EndpointConfig::new("b", Mode::Bridge).with_mac(mb))
-            .unwrap();
-        let mut sw: Switch<MemPort, MemPool> = Switch::new(topo.reader(), MemPool::new(16, 256));
-        for id in [UPLINK, HOST, a, b] {
-            sw.attach(id, MemPort::new(8)).unwrap();
-        }
+        let (_topo, mut sw, a, b, ma, mb) = two_endpoints();
         let seen = Arc::new(Mutex::new(Vec::new()));
         assert!(sw.set_tap(Some(Box::new(Rec(a, seen.clone())))).is_none());
         let frame = |dst, src| {
