@@ -48,6 +48,8 @@ pub struct Switch<P: Port<B>, B: FramePool, const BURST: usize = DEFAULT_BURST> 
     collector_stats: PortStats,
     /// Copies of captured ports' frames (`None`: nothing is captured).
     tap: Option<Box<dyn Tap>>,
+    /// Which recipient of the next flood gets the frame itself (the others copies).
+    rotor: usize,
 }
 
 /// Which way a frame crossed a port, for a [`Tap`].
@@ -96,6 +98,7 @@ impl<P: Port<B>, B: FramePool, const BURST: usize> Switch<P, B, BURST> {
             collector: None,
             collector_stats: PortStats::default(),
             tap: None,
+            rotor: 0,
         }
     }
 
@@ -349,16 +352,25 @@ impl<P: Port<B>, B: FramePool, const BURST: usize> Switch<P, B, BURST> {
                             continue;
                         }
                     }
-                    let mut it = set.iter().peekable();
-                    while let Some(q) = it.next() {
-                        if it.peek().is_none() {
-                            self.stage_frame(t, ing, q, frame, payload);
-                            break;
+                    // One recipient gets the frame itself, the others copies. Which one
+                    // turns with every flood: when the pool runs dry the copies fail,
+                    // and no port should be the one that always gets its frame.
+                    let keep = self.rotor % set.len();
+                    self.rotor = self.rotor.wrapping_add(1);
+                    let mut original_to = None;
+                    for (i, q) in set.iter().enumerate() {
+                        if i == keep {
+                            original_to = Some(q);
+                            continue;
                         }
                         match self.pool.duplicate(&frame) {
                             Some(c) => self.stage_frame(t, ing, q, c, payload),
                             None => self.stats[id.0 as usize].drop(DropReason::NoBuffer),
                         }
+                    }
+                    match original_to {
+                        Some(q) => self.stage_frame(t, ing, q, frame, payload),
+                        None => self.pool.free(frame),
                     }
                 }
                 Verdict::Drop(r) => self.drop_frame(id, frame, r),
@@ -618,6 +630,38 @@ mod tests {
                 sw.pool_mut().free(f);
             }
         }
+        assert_eq!(sw.pool().in_use(), 0);
+    }
+
+    /// When copies cannot be made (the pool is dry), the recipient that gets the
+    /// frame itself turns with every flood: each gets its share.
+    #[test]
+    fn a_flood_the_pool_cannot_copy_reaches_each_port_in_turn() {
+        use crate::wire::{emit_header, EtherType, MacAddr};
+        let (_topo, _, a, b, _, _) = two_endpoints();
+        // The same ports, on a pool of one frame: every copy fails.
+        let mut sw: Switch<MemPort, MemPool> = Switch::new(_topo.reader(), MemPool::new(1, 256));
+        for id in [UPLINK, HOST, a, b] {
+            sw.attach(id, MemPort::new(8)).unwrap();
+        }
+        let ext: MacAddr = "02:00:00:00:00:e0".parse().unwrap();
+        let mut frame = [0u8; 60];
+        emit_header(&mut frame, MacAddr::BROADCAST, ext, None, EtherType::IPV4);
+        let mut got = std::collections::BTreeMap::new();
+        for _ in 0..6 {
+            let f = sw.pool_mut().alloc_with(&frame).unwrap();
+            sw.port_mut(UPLINK).unwrap().inject(f);
+            assert_eq!(sw.poll(), 1);
+            for p in [HOST, a, b] {
+                while let Some(f) = sw.port_mut(p).unwrap().pop_tx() {
+                    *got.entry(p).or_insert(0) += 1;
+                    sw.pool_mut().free(f);
+                }
+            }
+        }
+        // W6: the host and both endpoints; one of the three each time.
+        assert_eq!(got, [(HOST, 2), (a, 2), (b, 2)].into_iter().collect());
+        assert_eq!(sw.stats(UPLINK).unwrap().dropped(DropReason::NoBuffer), 12);
         assert_eq!(sw.pool().in_use(), 0);
     }
 }
