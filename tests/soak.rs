@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::daemon::{assert_nothing_left, lan_config, ok, DaemonProc};
+use common::daemon::{assert_nothing_left, endpoint_add, lan_config, ok, DaemonProc};
 use common::topo::{ep_ip, Topo, EXT_IP};
 use common::{require_root_and, wait_for};
 use serde_json::Value;
@@ -172,18 +172,7 @@ fn reaches(t: &Topo, from: usize, ip: &str) {
 }
 
 fn add(d: &DaemonProc, t: &Topo, i: usize) {
-    let ip = format!("{}/24", ep_ip(i));
-    ok(&d.cli(&[
-        "endpoint",
-        "add",
-        &format!("e{i}"),
-        "--network",
-        "lan",
-        "--netns",
-        &t.eps[i - 1],
-        "--ip",
-        &ip,
-    ]));
+    endpoint_add(d, t, i, &["--ip", &format!("{}/24", ep_ip(i))]);
 }
 
 fn rm(d: &DaemonProc, i: usize) {

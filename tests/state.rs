@@ -7,7 +7,7 @@ mod common;
 
 use std::process::Command;
 
-use common::daemon::{ok, refused, DaemonProc, BIN};
+use common::daemon::{endpoint_add, ok, refused, DaemonProc, BIN};
 use common::require_root;
 use common::topo::{ep_ip, Topo, EXT_IP};
 
@@ -59,15 +59,7 @@ fn runtime_networks_endpoints_macs_and_addresses_survive_restarts() {
         &format!("ext={EXT_IP}"),
     ]));
     for i in [1, 2] {
-        let out = ok(&d.cli(&[
-            "endpoint",
-            "add",
-            &format!("e{i}"),
-            "--network",
-            "lan",
-            "--netns",
-            &t.eps[i - 1],
-        ]));
+        let out = endpoint_add(&d, &t, i, &[]);
         assert!(
             out.contains(&format!("\"ip\": \"{}/24\"", ep_ip(i))),
             "{out}"

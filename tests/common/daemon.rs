@@ -259,6 +259,23 @@ impl Drop for DaemonProc {
     }
 }
 
+/// `endpoint add e<i> --network lan --netns <e<i>'s namespace> EXTRA...` on `d`,
+/// which must succeed; its output.
+pub fn endpoint_add(d: &DaemonProc, t: &Topo, i: usize, extra: &[&str]) -> String {
+    let name = format!("e{i}");
+    let mut args = vec![
+        "endpoint",
+        "add",
+        &name,
+        "--network",
+        "lan",
+        "--netns",
+        &t.eps[i - 1],
+    ];
+    args.extend_from_slice(extra);
+    ok(&d.cli(&args))
+}
+
 /// `umacvlan ARGS --socket SOCKET`.
 pub fn cli(socket: &Path, args: &[&str]) -> Output {
     let mut a: Vec<&str> = args.to_vec();
