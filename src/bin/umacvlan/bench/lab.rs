@@ -66,7 +66,7 @@ impl std::fmt::Debug for Lab {
 #[allow(dead_code)]
 enum Running {
     Redirect(Vec<umacvlan::bpf::Sink>),
-    Umacvlan(DpThread),
+    Umacvlan(DpHost),
     L2fwd(super::l2fwd::L2fwd),
     Ovs(super::ovs::Ovs),
 }
@@ -198,7 +198,22 @@ impl Lab {
                 lab.running = Some(Running::Redirect(vec![r]));
             }
             SystemKind::Umacvlan => {
-                let dp = DpThread::start(&lab, system)?;
+                // A `Dataplane` is used and dropped in its own namespace: a thread there.
+                let dp = DpHost::start(&lab.host, &system.tuning)?;
+                for (i, (ns, mac)) in [(lab.c1.clone(), C1_MAC), (lab.c2.clone(), C2_MAC)]
+                    .into_iter()
+                    .enumerate()
+                {
+                    let c = EndpointConfig::new(format!("c{}", i + 1), Mode::Bridge).with_mac(mac);
+                    let net = EndpointNet {
+                        netns: ns,
+                        ifname: "eth0".into(),
+                        addrs: vec![],
+                        queues: None,
+                        adopt: None,
+                    };
+                    dp.call(move |dp| dp.add_endpoint(c, net))??;
+                }
                 if let Some(core) = system.tuning.napi_core {
                     threaded_napi(&lab.host, core)?;
                 }
@@ -304,73 +319,6 @@ fn no_ipv6(ns: &str) -> Result<(), Error> {
             Ok::<(), std::io::Error>(())
         })?
         .map_err(|e| Error::Config(format!("cannot disable IPv6 in {ns}: {e}")))
-}
-
-/// A dataplane on `par` in the host namespace, owned by a thread living there (a
-/// `Dataplane` is used and dropped in its own namespace).
-struct DpThread {
-    stop: Option<std::sync::mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl DpThread {
-    fn start(lab: &Lab, system: &System) -> Result<DpThread, Error> {
-        let host = Netns::open(&lab.host)?;
-        let eps = [(lab.c1.clone(), C1_MAC), (lab.c2.clone(), C2_MAC)];
-        let t = system.tuning.clone();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), Error>>();
-        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let run = || -> Result<Dataplane, Error> {
-                host.enter()?;
-                let mut dp = Dataplane::start(dataplane_config(&t))?;
-                for (i, (ns, mac)) in eps.into_iter().enumerate() {
-                    let c = EndpointConfig::new(format!("c{}", i + 1), Mode::Bridge).with_mac(mac);
-                    dp.add_endpoint(
-                        c,
-                        EndpointNet {
-                            netns: ns,
-                            ifname: "eth0".into(),
-                            addrs: vec![],
-                            queues: None,
-                            adopt: None,
-                        },
-                    )?;
-                }
-                Ok(dp)
-            };
-            match run() {
-                Ok(dp) => {
-                    let _ = ready_tx.send(Ok(()));
-                    let _ = stop_rx.recv();
-                    dp.stop();
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                }
-            }
-        });
-        match ready_rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(Ok(())) => Ok(DpThread {
-                stop: Some(stop_tx),
-                thread: Some(thread),
-            }),
-            Ok(Err(e)) => {
-                let _ = thread.join();
-                Err(e)
-            }
-            Err(_) => Err(Error::Config("the umacvlan dataplane did not start".into())),
-        }
-    }
-}
-
-impl Drop for DpThread {
-    fn drop(&mut self) {
-        self.stop.take();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 /// Switches every interface of namespace `ns` to threaded NAPI and pins the NAPI
@@ -659,7 +607,7 @@ impl Drop for ScaleLab {
 
 type Job = Box<dyn FnOnce(&mut Dataplane) + Send>;
 
-/// A dataplane on `par` in namespace `host` with no endpoint, owned by a thread
+/// A dataplane on `par` in namespace `host`, started with no endpoint, owned by a thread
 /// living there that runs on it what [`DpHost::call`] gives it; stopped on drop.
 struct DpHost {
     jobs: Option<std::sync::mpsc::Sender<Job>>,
