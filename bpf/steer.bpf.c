@@ -20,6 +20,10 @@
  *   broadcast never reaches the host stack). Everything else goes on to the
  *   next filter (TC_ACT_UNSPEC), then the host.
  *
+ * On a parent without XDP (DEV_F_TC_STEER: a veth, where XDP copies every
+ * frame) mirror steers unicast as well: the fast path's into the endpoint, the
+ * switch's moved to the mirror veth, the rest to the host.
+ *
  * A redirect to a slot without a socket, or from an rx queue the switch has
  * no socket for, falls back to XDP_PASS, counted.
  */
@@ -474,6 +478,97 @@ static __always_inline int fast_from_wire(struct __sk_buff *skb, const struct fd
 	return r;
 }
 
+/*
+ * A tc-steered parent's unicast for the switch (DEV_F_TC_STEER): moved, not cloned, to
+ * the mirror veth, whose peer's XDP puts it into the switch's socket as a frame from
+ * the wire. The tag the stack took out of the frame goes back inline first.
+ */
+static __always_inline int to_mirror(struct __sk_buff *skb, const struct dev_val *dev)
+{
+	__u32 mirror_ifindex = dev->mirror_ifindex;
+
+	if (!mirror_ifindex) {
+		count(CNT_TC_MIRROR_FAIL);
+		return TC_NEXT;
+	}
+	if (skb->vlan_present && bpf_skb_vlan_push(skb, (__be16)skb->vlan_proto, skb->vlan_tci)) {
+		count(CNT_TC_MIRROR_FAIL);
+		return TC_ACT_SHOT; /* never onto the wrong VLAN */
+	}
+	count(CNT_TC_WIRE_TO_SWITCH);
+	return bpf_redirect(mirror_ifindex, 0);
+}
+
+/*
+ * What steer_frame does in XDP, for a parent without XDP (DEV_F_TC_STEER), at tc
+ * ingress: unicast the fast path delivers goes straight into the endpoint; unicast
+ * for the switch (an endpoint's MAC, every unicast in passthru, a nodst source's
+ * frame) to the mirror; the rest is the host's. `src` is (VLAN, source MAC). Returns
+ * the verdict, or -1 when the host gets the frame (after the source copies the caller
+ * makes, if its source is listed).
+ */
+static __always_inline int steer_unicast(struct __sk_buff *skb, const struct dev_val *dev,
+					 const struct fdb_key *src)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	__u32 flags = dev->flags;
+
+	if ((void *)(eth + 1) > data_end) {
+		count(CNT_XDP_MALFORMED);
+		return TC_NEXT;
+	}
+	/* The outer tag is usually out of the frame (skb->vlan_tci) by now. */
+	int tags = skb->vlan_present;
+
+	if (is_vlan_proto(eth->h_proto)) {
+		struct vlan_tag *tag = (void *)(eth + 1);
+
+		if ((void *)(tag + 1) > data_end) {
+			count(CNT_XDP_MALFORMED);
+			return TC_NEXT;
+		}
+		tags++;
+		if (is_vlan_proto(tag->proto)) {
+			struct vlan_tag *inner = tag + 1;
+
+			if ((void *)(inner + 1) > data_end) {
+				count(CNT_XDP_MALFORMED);
+				return TC_NEXT;
+			}
+			tags += 1 + is_vlan_proto(inner->proto);
+		}
+	}
+	if (tags > 2) {
+		count(CNT_XDP_TAG_STACK);
+		return TC_NEXT;
+	}
+	if (flags & DEV_F_PASSTHRU)
+		return to_mirror(skb, dev);
+	if (!(flags & DEV_F_SOURCES)) {
+		int r = fast_from_wire(skb, src);
+
+		if (r >= 0)
+			return r; /* declined (-1), it changed nothing */
+	}
+	struct fdb_key key = { .vlan = src->vlan };
+
+	__builtin_memcpy(key.mac, eth->h_dest, ETH_ALEN);
+	struct fdb_val *hit = bpf_map_lookup_elem(&fdb, &key);
+
+	if (hit && !(hit->flags & FDB_F_NOT_DST))
+		return to_mirror(skb, dev);
+	if (flags & DEV_F_SOURCES) {
+		__u32 *sf = bpf_map_lookup_elem(&srcs, src);
+
+		if (sf && (*sf & SRC_F_NODST))
+			return to_mirror(skb, dev);
+	}
+	count(key.vlan ? CNT_XDP_TAGGED_MISS : CNT_XDP_PASS);
+	return -1;
+}
+
 SEC("tc")
 int mirror(struct __sk_buff *skb)
 {
@@ -513,7 +608,19 @@ int mirror(struct __sk_buff *skb)
 	/* A source MAC some source-mode endpoint lists (§3.1): the switch gets the
 	 * frame too; with nodst the host does not. Unicast reaching tc was passed by
 	 * XDP (for the host): only such a frame is cloned. */
-	if (!multicast && dev->role == ROLE_PARENT && !(dev->flags & (DEV_F_SOURCES | DEV_F_PASSTHRU))) {
+	/* A parent without XDP: the verdict XDP would have counted for multicast. */
+	if (multicast && dev->role == ROLE_PARENT && (dev->flags & DEV_F_TC_STEER))
+		count(CNT_XDP_PASS);
+	if (!multicast && dev->role == ROLE_PARENT && (dev->flags & DEV_F_TC_STEER)) {
+		int r = steer_unicast(skb, dev, &key);
+
+		if (r >= 0)
+			return r;
+		if (!(dev->flags & DEV_F_SOURCES))
+			return TC_NEXT;
+		/* The host's, and its source may be listed: the copies below. */
+	} else if (!multicast && dev->role == ROLE_PARENT &&
+		   !(dev->flags & (DEV_F_SOURCES | DEV_F_PASSTHRU))) {
 		int r = fast_from_wire(skb, &key);
 
 		if (r >= 0)

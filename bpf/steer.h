@@ -73,6 +73,9 @@ struct dev_val {
 
 #define DEV_F_PASSTHRU 1  /* parent in passthru mode: every unicast goes to the switch */
 #define DEV_F_SOURCES 2   /* parent: srcs has entries (a source-mode endpoint is up): look frames up */
+/* Parent without XDP (a veth, where native and generic XDP both copy every frame): the
+ * tc program steers unicast too, handing what the switch must see to the mirror veth. */
+#define DEV_F_TC_STEER 4
 
 /* fast key: a class of senders (fast_in.class) and a destination MAC. */
 struct fast_key {
@@ -150,7 +153,8 @@ enum steer_counter {
 	CNT_TC_SHIM_FAIL = 20,     /* tc: the shim could not be put in front: dropped */
 	CNT_XDP_FAST_PASS = 21,    /* parent: passed for the tc fast path into an endpoint */
 	CNT_CAPTURE_LOST = 22,     /* tc: a fast-path frame of a captured port found the ring full */
-	CNT_MAX = 23,
+	CNT_TC_WIRE_TO_SWITCH = 23, /* tc-steered parent: unicast for the switch, moved to the mirror */
+	CNT_MAX = 24,
 };
 
 /*

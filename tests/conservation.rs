@@ -20,7 +20,7 @@ use common::switch::{add_topo_endpoints, with_switch_then};
 use common::topo::{ep_mac, Topo, PARENT_MAC};
 use common::{in_ns, require_root};
 use umacvlan::bpf::{Counter, Sink, SinkHook, COUNTERS};
-use umacvlan::dataplane::{Dataplane, DataplaneConfig, COLLECTOR};
+use umacvlan::dataplane::{Dataplane, DataplaneConfig, ParentHook, COLLECTOR};
 use umacvlan::mode::{DropReason, Mode};
 use umacvlan::switch::PortStats;
 use umacvlan::xsk::Statistics;
@@ -164,6 +164,8 @@ struct Counted {
     endpoint_veths: BTreeMap<String, String>,
     /// What each receiver's sink counted: `e1`..`e3` on their `eth0`, `wire` on wpar.
     received: BTreeMap<String, u64>,
+    /// The parent carries no XDP program: its tc program gives the verdicts.
+    tc_parent: bool,
 }
 
 /// Receivers: a count-and-drop tc program on each endpoint's `eth0` and on wpar (the
@@ -195,6 +197,7 @@ fn counted(dp: &Dataplane, sinks: &[(String, Sink)]) -> Counted {
         sockets: dp.socket_stats().unwrap().into_iter().collect(),
         kernel: dp.steering().counters().unwrap(),
         endpoint_veths,
+        tc_parent: dp.parent_hook() == ParentHook::Tc,
         received: sinks
             .iter()
             .map(|(n, s)| (n.clone(), s.count().unwrap().frames))
@@ -321,11 +324,30 @@ fn account(
         Counter::XdpFastPass,
     ];
     let xdp_seen = host("par").rx + host(&mirror_in).rx + host(&collector_in).rx + endpoint_veths;
-    eq(
-        "XDP verdicts = frames into par, the mirror, the collector, the endpoints".into(),
-        xdp_verdicts.iter().map(|v| k(*v)).sum(),
-        xdp_seen,
-    );
+    if c.tc_parent {
+        // No XDP on the parent: its tc program gives the same verdicts, and its own
+        // (fast, moved to the mirror). It never sees frames the kernel freed first.
+        let from_wire_fast = if from == From::Wire {
+            k(Counter::TcFast) + k(Counter::TcFastFail)
+        } else {
+            0
+        };
+        eq(
+            "XDP and parent tc verdicts = frames into par (less truncated tags), the \
+             mirror, the collector, the endpoints"
+                .into(),
+            xdp_verdicts.iter().map(|v| k(*v)).sum::<u64>()
+                + k(Counter::TcWireToSwitch)
+                + from_wire_fast,
+            xdp_seen - if from == From::Wire { truncated } else { 0 },
+        );
+    } else {
+        eq(
+            "XDP verdicts = frames into par, the mirror, the collector, the endpoints".into(),
+            xdp_verdicts.iter().map(|v| k(*v)).sum(),
+            xdp_seen,
+        );
+    }
     // 3. The tc programs: what an endpoint sent went fast or to the collector.
     if fast && from == From::E1 {
         let e1 = port("e1");
@@ -354,8 +376,8 @@ fn account(
     }
     let m = host(&mirror);
     eq(
-        "mirrored = the mirror veth delivered + dropped".into(),
-        k(Counter::TcMirrored),
+        "mirrored + moved to the mirror = the mirror veth delivered + dropped".into(),
+        k(Counter::TcMirrored) + k(Counter::TcWireToSwitch),
         m.tx + m.tx_drop,
     );
     // 4. Redirected into sockets: received by the switch or lost, counted.
@@ -437,10 +459,12 @@ fn account(
     lines
 }
 
-/// Runs `f` against a fresh dataplane (fast path `fast`) and checks the account.
-fn run(t: &Topo, fast: bool, f: Flood, from: From, fanout_all: bool) -> String {
+/// Runs `f` against a fresh dataplane (fast path `fast`, the parent steered from
+/// `hook`) and checks the account.
+fn run(t: &Topo, fast: bool, hook: ParentHook, f: Flood, from: From, fanout_all: bool) -> String {
     let mut cfg = DataplaneConfig::new("par");
     cfg.fastpath = fast;
+    cfg.parent_hook = hook;
     let before = ifaces(t);
     let kinds_sent = std::sync::Mutex::new(BTreeMap::new());
     let receivers = std::sync::Mutex::new(Vec::new());
@@ -477,6 +501,12 @@ fn run(t: &Topo, fast: bool, f: Flood, from: From, fanout_all: bool) -> String {
         },
     )
     .unwrap_or_else(|e| panic!("dataplane: {e}"));
+    // A veth parent with the fast path is steered from tc unless told otherwise.
+    assert_eq!(
+        c.tc_parent,
+        hook == ParentHook::Tc || (hook == ParentHook::Auto && fast),
+        "the parent's hook ({hook}, fast path {fast})"
+    );
     let total: u64 = sent.values().sum();
     let lines = account(fast, from, &sent, fanout_all, &c, &before, &after);
     let mut report = String::new();
@@ -591,9 +621,18 @@ fn every_frame_is_delivered_or_counted() {
             true,
         ),
     ];
-    for fast in [true, false] {
+    // On a veth parent the fast path steers it from tc (the default); a real NIC's
+    // configuration, XDP with the fast path, is run for the wire's floods too.
+    for (fast, hook) in [
+        (true, ParentHook::Auto),
+        (true, ParentHook::Xdp),
+        (false, ParentHook::Auto),
+    ] {
         for (what, from, seed, kinds, storm) in floods {
-            println!("== fast path {fast}: {what}");
+            if hook == ParentHook::Xdp && from != From::Wire {
+                continue;
+            }
+            println!("== fast path {fast}, parent hook {hook}: {what}");
             // The generator sends on wpar itself, or on e1's interface.
             let (ns, ifname, src) = match from {
                 From::Wire => (t.wire.as_str(), "wpar", EXT_MAC),
@@ -607,7 +646,7 @@ fn every_frame_is_delivered_or_counted() {
                 seed,
                 kinds,
             };
-            run(&t, fast, f, from, storm);
+            run(&t, fast, hook, f, from, storm);
         }
     }
 }

@@ -12,7 +12,7 @@ use common::topo::{ep_ip, ep_mac, ping_in_background, Topo, EXT_IP};
 use common::{in_ns, require_root, require_root_and};
 use umacvlan::app::Responder;
 use umacvlan::bpf::Counter;
-use umacvlan::dataplane::{Dataplane, DataplaneConfig, EndpointNet};
+use umacvlan::dataplane::{Dataplane, DataplaneConfig, EndpointNet, ParentHook};
 use umacvlan::link::Netns;
 use umacvlan::mode::{DropReason, Mode};
 use umacvlan::switch::PortStats;
@@ -214,36 +214,88 @@ fn oversize_and_flooding_traffic_is_counted_and_forwarding_goes_on() {
     );
 }
 
+/// What steers `dev` in the calling thread's namespace, as the kernel says: the XDP
+/// program's id (0: none) and the ids of the programs its tc ingress filters run.
+fn steering_programs(dev: &str) -> (u32, Vec<u32>) {
+    let out = |args: &[&str]| {
+        let o = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .output()
+            .expect("iproute2");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let id_after = |text: &str, key: &str| -> Vec<u32> {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        words
+            .windows(2)
+            .filter(|w| w[0] == key)
+            .filter_map(|w| w[1].parse().ok())
+            .collect()
+    };
+    let link = out(&["ip", "-d", "link", "show", "dev", dev]);
+    let xdp = link
+        .lines()
+        .find(|l| l.trim_start().starts_with("prog/xdp"))
+        .map_or(0, |l| id_after(l, "id").first().copied().unwrap_or(0));
+    let filters = out(&["tc", "filter", "show", "dev", dev, "ingress"]);
+    (xdp, id_after(&filters, "id"))
+}
+
 #[test]
 fn a_parent_with_a_foreign_xdp_program_is_refused() {
     if !require_root("a_parent_with_a_foreign_xdp_program_is_refused") {
         return;
     }
     let t = Topo::new("umvd", false, 1);
-    let err = in_ns(&t.host, || {
-        let first = Dataplane::start(DataplaneConfig::new("par")).expect("first dataplane");
-        let second = Dataplane::start(DataplaneConfig::new("par"));
-        let msg = second.err().map(|e| e.to_string());
-        let prog = first.steering().xdp_prog_id();
-        // The refusal must not have touched the first dataplane's program.
-        let still = first.steering().xdp_attached().iter().any(|(_, _)| true);
-        first.stop();
-        let missing = Dataplane::start(DataplaneConfig::new("nosuchpar0"))
-            .err()
-            .map(|e| e.to_string());
+    // Each way the first switch steers, against each way the second would: the
+    // second is refused, naming the first's program, and the first is untouched.
+    for (first_hook, second_hook) in [
+        (ParentHook::Xdp, ParentHook::Xdp),
+        (ParentHook::Tc, ParentHook::Tc),
+        (ParentHook::Tc, ParentHook::Xdp),
+        (ParentHook::Xdp, ParentHook::Tc),
+    ] {
+        let case = format!("first from {first_hook}, second from {second_hook}");
+        let (msg, prog, before, after) = in_ns(&t.host, || {
+            let cfg = |hook| {
+                let mut c = DataplaneConfig::new("par");
+                c.parent_hook = hook;
+                c
+            };
+            let first = Dataplane::start(cfg(first_hook)).expect("first dataplane");
+            assert_eq!(first.parent_hook(), first_hook);
+            let before = steering_programs("par");
+            let second = Dataplane::start(cfg(second_hook));
+            let msg = second.err().map(|e| e.to_string());
+            let after = steering_programs("par");
+            let prog = match first_hook {
+                ParentHook::Tc => first.steering().tc_prog_id(),
+                _ => first.steering().xdp_prog_id(),
+            };
+            first.stop();
+            (msg, prog, before, after)
+        });
+        let msg = msg.unwrap_or_else(|| panic!("{case}: a second switch must be refused"));
         assert!(
-            missing.is_some_and(|m| m.contains("nosuchpar0")),
-            "a missing parent is named"
+            msg.contains("par") && msg.contains(&prog.to_string()),
+            "{case}: the error must name the interface and program id: {msg}"
         );
-        (msg, prog, still)
+        // The refusal touched nothing of the first switch's, nor left anything.
+        assert_eq!(before, after, "{case}: the parent's programs changed");
+        match first_hook {
+            ParentHook::Tc => assert!(before.0 == 0 && before.1.contains(&prog), "{case}"),
+            _ => assert_eq!(before.0, prog, "{case}"),
+        }
+    }
+    let missing = in_ns(&t.host, || {
+        Dataplane::start(DataplaneConfig::new("nosuchpar0"))
+            .err()
+            .map(|e| e.to_string())
     });
-    let (msg, prog, still) = err;
-    let msg = msg.expect("a second switch on the same parent must be refused");
     assert!(
-        msg.contains("par") && msg.contains(&prog.to_string()),
-        "error must name the interface and program id: {msg}"
+        missing.is_some_and(|m| m.contains("nosuchpar0")),
+        "a missing parent is named"
     );
-    assert!(still);
 }
 
 #[test]

@@ -9,7 +9,7 @@ mod common;
 use common::require_root;
 use common::switch::{add_topo_endpoints, with_switch};
 use common::topo::{measure, Matrix, Topo};
-use umacvlan::dataplane::DataplaneConfig;
+use umacvlan::dataplane::{DataplaneConfig, ParentHook};
 use umacvlan::mode::Mode;
 
 const CONFIGS: [(&str, &[&str]); 5] = [
@@ -34,12 +34,13 @@ fn kernel(name: &str, modes: &[&str], hairpin: bool) -> Matrix {
 /// The same measurement with umacvlan switching for the parent: the dataplane runs
 /// on a thread inside the host namespace for the duration of the measurement, with
 /// the kernel fast path on or off.
-fn umacvlan(name: &str, modes: &[&str], hairpin: bool, fastpath: bool) -> Matrix {
+fn umacvlan(name: &str, modes: &[&str], hairpin: bool, fastpath: bool, hook: ParentHook) -> Matrix {
     let t = Topo::new("umvu", hairpin, modes.len());
     let modes: Vec<Mode> = modes.iter().map(|m| m.parse().unwrap()).collect();
     let mut cfg = DataplaneConfig::new("par");
     cfg.fastpath = fastpath;
-    let path = if fastpath { "fast" } else { "slow" };
+    cfg.parent_hook = hook;
+    let path = format!("{} parent={hook}", if fastpath { "fast" } else { "slow" });
     let (m, stats) = with_switch(
         &t.host,
         cfg,
@@ -81,12 +82,18 @@ fn umacvlan_matches_kernel_macvlan_in_every_mode() {
         for hairpin in [false, true] {
             let k = kernel(name, modes, hairpin);
             check_spec(name, &k, hairpin);
-            // The fast path moves work, never an outcome: both equal the kernel.
-            for fastpath in [false, true] {
-                let u = umacvlan(name, modes, hairpin, fastpath);
+            // The fast path moves work, never an outcome: every way equals the kernel.
+            // Slow path with XDP on the parent; fast path steered from tc (a veth
+            // parent's default) and from XDP (a real NIC's).
+            for (fastpath, hook) in [
+                (false, ParentHook::Auto),
+                (true, ParentHook::Auto),
+                (true, ParentHook::Xdp),
+            ] {
+                let u = umacvlan(name, modes, hairpin, fastpath, hook);
                 if k != u {
                     diffs.push(format!(
-                        "{name} hairpin={hairpin} fastpath={fastpath}:\n  kernel   {k}\n  umacvlan {u}"
+                        "{name} hairpin={hairpin} fastpath={fastpath} parent={hook}:\n  kernel   {k}\n  umacvlan {u}"
                     ));
                 }
             }

@@ -2,6 +2,11 @@
 //! at start and when the parent grows, whichever queue a flow lands on. Flows are put
 //! on each queue on purpose (XPS on the wire side of the parent's veth), so nothing
 //! depends on the flow hash's seed; `ethtool -S par` proves where they landed.
+//!
+//! The parent is steered from XDP here (`parent_hook = 'xdp'`), as a real NIC is:
+//! AF_XDP serves a frame only from a socket on its receive queue, which is what is
+//! tested. A veth parent steered from tc (the default with the fast path) hands the
+//! switch its frames through the mirror, whatever their queue.
 
 mod common;
 
@@ -47,12 +52,21 @@ fn every_queue_reaches_its_endpoint(t: &Topo, d: &DaemonProc, queues: std::ops::
     t.steer_to_queue(None);
 }
 
+/// `config` with the parent steered from XDP.
+fn xdp_config(config: String) -> String {
+    format!("[daemon]\nparent_hook = 'xdp'\n{config}")
+}
+
 fn daemon_serves_every_queue(q: u32) {
     // A tag per queue count: the tests run in parallel, each with its own socket.
     let tag = format!("umvq{q}");
     let t = Topo::with_queues(&tag, false, q as usize, q);
     let with_mac: Vec<usize> = (1..=q as usize).collect();
-    let d = DaemonProc::start_logged(&t.host, &tag, &lan_config(&t, q as usize, &with_mac));
+    let d = DaemonProc::start_logged(
+        &t.host,
+        &tag,
+        &xdp_config(lan_config(&t, q as usize, &with_mac)),
+    );
     assert_eq!(t.parent_queue_packets().len(), q as usize, "ethtool -S par");
     every_queue_reaches_its_endpoint(&t, &d, 0..q);
     let st = d.parent_stats();
@@ -116,7 +130,11 @@ fn the_daemon_binds_queues_the_parent_gains_while_running() {
         .exec(&t.host, &["ethtool", "-L", "par", "rx", "2", "tx", "2"]);
     t.lab
         .exec(&t.wire, &["ethtool", "-L", "wpar", "rx", "2", "tx", "2"]);
-    let d = DaemonProc::start_logged(&t.host, "umvg", &lan_config(&t, 4, &[1, 2, 3, 4]));
+    let d = DaemonProc::start_logged(
+        &t.host,
+        "umvg",
+        &xdp_config(lan_config(&t, 4, &[1, 2, 3, 4])),
+    );
     assert_eq!(d.parent_stats()["queues"], 2);
     every_queue_reaches_its_endpoint(&t, &d, 0..2);
 

@@ -47,7 +47,8 @@ pub enum Error {
     /// steering program is attached and held open).
     #[error(
         "{ifname} (ifindex {ifindex}) is already the parent of another running umacvlan \
-         switch (its XDP program id {prog_id}); stop that one first, or use another parent"
+         switch (its steering program, XDP or tc, id {prog_id}); stop that one first, or use \
+         another parent"
     )]
     OtherSwitch {
         /// Interface name (or `ifindex N` if it could not be resolved).

@@ -128,6 +128,52 @@ impl Steering {
         Ok(found.filter(|f| ours.contains(f) && !held_open(id)))
     }
 
+    /// Refuses `ifindex` as a parent while another switch runs on it, whichever hook
+    /// that switch steers from: [`Error::OtherSwitch`] for a tc ingress filter running
+    /// another instance's `mirror` that some process holds open (a switch steering
+    /// from tc, [`crate::dataplane::ParentHook::Tc`], has no XDP program to collide
+    /// with). With `xdp_free`, for a parent this instance steers from tc, any XDP
+    /// program there is refused as [`Steering::attach_xdp`] would refuse it
+    /// ([`Error::ForeignXdp`], [`Error::OtherSwitch`]): it would see every frame first.
+    ///
+    /// Call it after [`remove_leftovers`](Self::remove_leftovers). Unlike the XDP
+    /// attach, the check and the tc attach that follows are two steps: two switches
+    /// started on one parent in the same instant could both pass it.
+    ///
+    /// # Errors
+    /// As above, and [`Error::Interface`] or [`Error::Netlink`] if a query fails.
+    pub fn check_parent_free(&self, ifindex: u32, xdp_free: bool) -> Result<(), Error> {
+        let idx = check_ifindex(ifindex)?;
+        if xdp_free {
+            let st = self.xdp_query(ifindex, idx)?;
+            if let Some(e) = self.foreign(ifindex, st) {
+                return Err(e);
+            }
+        }
+        let mirror = self.own_identity(self.mirror_id, ifindex)?;
+        let filters = nl::with_links(|r| r.bpf_ingress_filters(ifindex))
+            .map_err(Self::netlink_err("list tc filters", ifindex))?;
+        for id in filters.iter().filter_map(|f| f.prog_id) {
+            if id == self.mirror_id {
+                continue;
+            }
+            let found = identity(id).map_err(|source| Error::Interface {
+                op: "inspect a BPF program",
+                ifname: nl::ifname(ifindex),
+                ifindex,
+                source,
+            })?;
+            if found.as_ref() == Some(&mirror) && held_open(id) {
+                return Err(Error::OtherSwitch {
+                    ifname: nl::ifname(ifindex),
+                    ifindex,
+                    prog_id: id,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Removes from `ifindex` what a switch that was killed left there: an XDP
     /// program named like ours (`steer`), in native or generic mode, and tc ingress
     /// filters whose BPF program is named like ours (`mirror`), each only if no

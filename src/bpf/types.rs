@@ -34,6 +34,10 @@ pub const DEV_F_PASSTHRU: u32 = 1;
 /// the programs look frames from the wire up there (`DEV_F_SOURCES`); without it
 /// they do not pay for the lookup.
 pub const DEV_F_SOURCES: u32 = 2;
+/// [`DevVal::flags`]: the parent carries no XDP program; its tc program steers unicast
+/// as well, handing what the switch must see to the mirror veth (`DEV_F_TC_STEER`).
+/// See [`crate::dataplane::ParentHook`].
+pub const DEV_F_TC_STEER: u32 = 4;
 /// [`FdbVal::flags`]: the MAC is the source of a private, passthru or source endpoint;
 /// a multicast frame from it arriving on the parent is its own frame reflected by the
 /// external switch and must not reach the host stack (spec W9) (`FDB_F_HOST_SUPPRESS`).
@@ -296,6 +300,16 @@ impl DevVal {
         DevVal { flags, ..self }
     }
 
+    /// This value with [`DEV_F_TC_STEER`] set (`on`) or cleared.
+    pub const fn with_tc_steer(self, on: bool) -> Self {
+        let flags = if on {
+            self.flags | DEV_F_TC_STEER
+        } else {
+            self.flags & !DEV_F_TC_STEER
+        };
+        DevVal { flags, ..self }
+    }
+
     /// This value with frames longer than `max_len` counted and dropped.
     pub const fn with_max_len(self, max_len: u32) -> Self {
         DevVal { max_len, ..self }
@@ -435,7 +449,7 @@ impl PortCnt {
 }
 
 /// Number of entries in the per-CPU `counters` array (`CNT_MAX`).
-pub const COUNTERS: usize = 23;
+pub const COUNTERS: usize = 24;
 
 /// Indices of the per-CPU `counters` array (`enum steer_counter`).
 ///
@@ -502,6 +516,10 @@ pub enum Counter {
     /// tc: a fast-path frame of a captured port found the capture ring full: the
     /// capture lost it (the frame itself was forwarded).
     CaptureLost = 22,
+    /// tc, on a parent without XDP ([`DEV_F_TC_STEER`]): unicast for the switch, moved
+    /// to the mirror veth (the `xdp_*` counters of the parent's unicast then count
+    /// what the tc program decided).
+    TcWireToSwitch = 23,
 }
 
 impl Counter {
@@ -530,6 +548,7 @@ impl Counter {
         Counter::TcShimFail,
         Counter::XdpFastPass,
         Counter::CaptureLost,
+        Counter::TcWireToSwitch,
     ];
 
     /// Index into the array [`Steering::counters`](super::Steering::counters) returns.
@@ -563,6 +582,7 @@ impl Counter {
             Counter::TcShimFail => "tc_shim_fail",
             Counter::XdpFastPass => "xdp_fast_pass",
             Counter::CaptureLost => "capture_lost",
+            Counter::TcWireToSwitch => "tc_wire_to_switch",
         }
     }
 }

@@ -14,6 +14,9 @@
 //!   receives a copy "from the wire" and floods it (W6–W8). For a reflected broadcast
 //!   of a private or passthru endpoint (W9) the tc program then drops the original, so
 //!   the host stack does not see it, as in the kernel.
+//! * **Parent without XDP** ([`ParentHook::Tc`], the default on a veth parent with
+//!   the fast path on): the tc program makes the XDP program's unicast decisions
+//!   itself and moves the frames for the switch to the mirror veth.
 //! * **Endpoints**: each endpoint is a veth pair; the far end lives in the endpoint's
 //!   namespace, the near end carries XDP that hands every frame to its socket.
 //! * **Transmit to the wire**: worker `w` transmits through its socket on parent
@@ -165,6 +168,167 @@ pub struct DataplaneConfig {
     /// AF_XDP path does (`tests/matrix.rs` runs both) and forwards unicast faster at
     /// a lower CPU cost per frame (BENCHMARKS.md, "The kernel fast path").
     pub fastpath: bool,
+    /// Where the parent's frames are steered from: XDP, or the tc ingress program
+    /// alone ([`ParentHook`]). [`ParentHook::Auto`] by default: tc on a veth parent
+    /// when the fast path is on, XDP otherwise.
+    pub parent_hook: ParentHook,
+    /// Which CPUs do the kernel's receive work for the frames a fast-path endpoint
+    /// sends (RPS on its switch-side veth). [`ReceiveCpus::All`] by default.
+    pub receive_cpus: ReceiveCpus,
+}
+
+/// Which CPUs receive what a fast-path endpoint sends
+/// ([`DataplaneConfig::receive_cpus`]).
+///
+/// A frame a container sends is received, for the kernel, on its switch-side veth:
+/// that is where the fast path's tc program runs and redirects it, and where its
+/// destination's receive work begins (the sink's stack, in the benchmark). Without
+/// RPS all of it runs on the CPU that sent the frame, after the sender's own work.
+/// With RPS the sending CPU only queues the frame, and a CPU of the mask, chosen by
+/// the flow's hash, does the rest: a flow's frames stay in order, and different
+/// flows spread. BENCHMARKS.md measures the three on a two-core machine.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ReceiveCpus {
+    /// No RPS: the kernel's default, the sending CPU does all of it.
+    Kernel,
+    /// Every CPU this process may run on (the default): a flow may also land on its
+    /// sender's CPU, and then gains nothing.
+    #[default]
+    All,
+    /// These CPUs.
+    Cpus(Vec<usize>),
+}
+
+impl ReceiveCpus {
+    /// The RPS mask in sysfs's format (hex, comma every 32 CPUs), `0` for none.
+    pub fn mask(&self) -> String {
+        let cpus: Vec<usize> = match self {
+            ReceiveCpus::Kernel => Vec::new(),
+            ReceiveCpus::All => core_affinity::get_core_ids()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| c.id)
+                .collect(),
+            ReceiveCpus::Cpus(c) => c.clone(),
+        };
+        let words = cpus.iter().max().map_or(1, |m| m / 32 + 1);
+        let mut w = vec![0u32; words];
+        for c in cpus {
+            w[c / 32] |= 1 << (c % 32);
+        }
+        let mut out: Vec<String> = w.iter().rev().map(|x| format!("{x:08x}")).collect();
+        out[0] = format!("{:x}", w[words - 1]);
+        out.join(",")
+    }
+}
+
+impl std::fmt::Display for ReceiveCpus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReceiveCpus::Kernel => f.write_str("kernel"),
+            ReceiveCpus::All => f.write_str("all"),
+            ReceiveCpus::Cpus(c) => {
+                let s: Vec<String> = c.iter().map(usize::to_string).collect();
+                f.write_str(&s.join(","))
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for ReceiveCpus {
+    type Err = String;
+
+    /// `kernel`, `all`, or CPUs: numbers and ranges, `1`, `2,3`, `4-7`.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "kernel" => return Ok(ReceiveCpus::Kernel),
+            "all" => return Ok(ReceiveCpus::All),
+            _ => {}
+        }
+        let bad = || {
+            format!(
+                "'{}' is not kernel, all or a CPU list like 1,2 or 2-3",
+                s.escape_debug()
+            )
+        };
+        let mut cpus = BTreeSet::new();
+        for part in s.split(',') {
+            let (a, b) = part.split_once('-').unwrap_or((part, part));
+            let (a, b): (usize, usize) = (
+                a.trim().parse().map_err(|_| bad())?,
+                b.trim().parse().map_err(|_| bad())?,
+            );
+            if a > b || b >= 4096 {
+                return Err(bad());
+            }
+            cpus.extend(a..=b);
+        }
+        Ok(ReceiveCpus::Cpus(cpus.into_iter().collect()))
+    }
+}
+
+/// Where the switch steers the parent's frames from ([`DataplaneConfig::parent_hook`]).
+///
+/// With **XDP** (the `steer` program, native or generic by
+/// [`DataplaneConfig::xdp_mode`]) unicast for the switch goes from the parent's
+/// receive queues straight into the switch's sockets, and unicast the fast path
+/// delivers is passed on to the tc program, which redirects it into the endpoint.
+/// On a real NIC native XDP runs before the kernel builds an skb, and costs little.
+/// On a veth it is the dearest step of the fast path: native and generic XDP both
+/// move every frame into a page of its own first (BENCHMARKS.md: wire → endpoint
+/// 0.58× kernel macvlan with XDP on the parent, 0.80× without).
+///
+/// With **tc** the parent carries no XDP program: its tc ingress program steers
+/// unicast as the XDP program would, redirecting the fast path's frames into their
+/// endpoint and *moving* what the switch must see (frames for an endpoint the fast
+/// path does not serve, every unicast in passthru, a `nodst` source's frames) to the
+/// mirror veth, where they reach the switch as frames from the wire, as the
+/// multicast copies do. The switch still transmits to the wire through its sockets
+/// on the parent's queues. Each such frame pays a veth hop more than with XDP; the
+/// fast path's pay nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ParentHook {
+    /// tc if the parent is a veth and [`DataplaneConfig::fastpath`] is on, else XDP.
+    #[default]
+    Auto,
+    /// The XDP program on the parent.
+    Xdp,
+    /// No XDP on the parent: its tc ingress program steers every frame.
+    Tc,
+}
+
+impl ParentHook {
+    /// `auto`, `xdp` or `tc`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ParentHook::Auto => "auto",
+            ParentHook::Xdp => "xdp",
+            ParentHook::Tc => "tc",
+        }
+    }
+}
+
+impl std::fmt::Display for ParentHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for ParentHook {
+    type Err = String;
+
+    /// `auto`, `xdp` or `tc`.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(ParentHook::Auto),
+            "xdp" => Ok(ParentHook::Xdp),
+            "tc" => Ok(ParentHook::Tc),
+            o => Err(format!(
+                "'{}' is not a parent hook: use auto, xdp or tc",
+                o.escape_debug()
+            )),
+        }
+    }
 }
 
 impl DataplaneConfig {
@@ -194,6 +358,8 @@ impl DataplaneConfig {
             multicast_leave: Leave::Kernel,
             adopt: false,
             fastpath: true,
+            parent_hook: ParentHook::Auto,
+            receive_cpus: ReceiveCpus::All,
         }
     }
 }
@@ -427,6 +593,8 @@ pub struct Dataplane {
     reserved: u32,
     /// A passthru endpoint is up: every unicast from the wire goes to the switch.
     passthru: bool,
+    /// The parent carries no XDP program: its tc program steers ([`ParentHook::Tc`]).
+    tc_steer: bool,
     /// The longest frame a UMEM frame holds.
     max_len: u32,
     mirror: (LinkInfo, LinkInfo),
@@ -565,10 +733,22 @@ impl Dataplane {
         for what in steering.remove_leftovers(parent.index)? {
             tracing::warn!(parent = %cfg.parent, "removed a leftover of an earlier run: {what}");
         }
-        // First of all, claim the parent's XDP hook: this refuses a parent that carries
-        // someone else's program before anything else is touched. Until the parent is
-        // in the `devs` map the program passes every frame to the host.
-        steering.attach_xdp(parent.index, cfg.xdp_mode)?;
+        let tc_steer = match cfg.parent_hook {
+            ParentHook::Xdp => false,
+            ParentHook::Tc => true,
+            ParentHook::Auto => {
+                cfg.fastpath && crate::sys::ethtool_driver(&parent.name).is_ok_and(|d| d == "veth")
+            }
+        };
+        // First of all, claim the parent: this refuses a parent that carries someone
+        // else's XDP program, or another switch's, before anything else is touched.
+        // With XDP the claim is the attach (until the parent is in the `devs` map the
+        // program passes every frame to the host); from tc, a check that no XDP
+        // program is there and no other switch's tc program.
+        if !tc_steer {
+            steering.attach_xdp(parent.index, cfg.xdp_mode)?;
+        }
+        steering.check_parent_free(parent.index, tc_steer)?;
         // The mirror pair: tc clones multicast into `a`; it comes out of `b` into a socket.
         let (ma, mb) = (
             format!("umv{}ma", parent.index),
@@ -607,6 +787,11 @@ impl Dataplane {
         });
         let mirror_a = links.require(&ma)?;
         let mirror_b = links.require(&mb)?;
+        // A frame of the parent's MTU with two tags must pass the veth's length check
+        // (a longer one is dropped uncounted); XDP on veth takes at most a page.
+        let mirror_mtu = (parent.mtu + COLLECTOR_ROOM).min(COLLECTOR_MAX_MTU);
+        links.set_mtu(mirror_a.index, &ma, mirror_mtu)?;
+        links.set_mtu(mirror_b.index, &mb, mirror_mtu)?;
         links.set_up(mirror_a.index, &ma, true)?;
         links.set_up(mirror_b.index, &mb, true)?;
 
@@ -652,7 +837,9 @@ impl Dataplane {
         )?;
         steering.set_device(
             parent.index,
-            DevVal::parent(0, q, mirror_a.index, false).with_max_len(max_len),
+            DevVal::parent(0, q, mirror_a.index, false)
+                .with_max_len(max_len)
+                .with_tc_steer(tc_steer),
         )?;
         // Always native: generic XDP skips frames a BPF program redirected, and every
         // mirrored copy is one.
@@ -666,6 +853,7 @@ impl Dataplane {
             counted_by = %pq.source,
             bound = %format!("0..{q}"),
             workers = n,
+            parent_hook = if tc_steer { "tc" } else { "xdp" },
             xdp = ?cfg.xdp_mode,
             endpoint_xdp = ?cfg.endpoint_xdp_mode,
             "dataplane started: {q} receive queues bound"
@@ -677,6 +865,7 @@ impl Dataplane {
             seen: pq.rx,
             reserved,
             passthru: false,
+            tc_steer,
             stopped: false,
             cfg,
             links,
@@ -720,6 +909,17 @@ impl Dataplane {
         DevVal::parent(0, self.bound, self.mirror.0.index, self.passthru)
             .with_max_len(self.max_len)
             .with_sources(!self.srcs.is_empty())
+            .with_tc_steer(self.tc_steer)
+    }
+
+    /// Where the parent's frames are steered from: [`ParentHook::Xdp`] or
+    /// [`ParentHook::Tc`] ([`DataplaneConfig::parent_hook`] resolved).
+    pub fn parent_hook(&self) -> ParentHook {
+        if self.tc_steer {
+            ParentHook::Tc
+        } else {
+            ParentHook::Xdp
+        }
     }
 
     /// Follows a change of the parent's receive queue count: binds every new queue
@@ -930,6 +1130,7 @@ impl Dataplane {
         if net.adopt.is_some() {
             self.unclaimed.remove(&host_ifname);
         }
+        let rps_dev = host_ifname.clone();
         // Its groups from the start, before it is up.
         let mc = watch.read(host_ifindex, ep.mac());
         // bpf_redirect_peer delivers only into another namespace.
@@ -985,6 +1186,18 @@ impl Dataplane {
         }
         if fast {
             self.steering.attach_tc_port(host_ifindex)?;
+            // A placement knob, not a verdict: an endpoint that cannot have it still
+            // forwards, on its senders' CPUs.
+            if self.cfg.receive_cpus != ReceiveCpus::Kernel {
+                let mask = self.cfg.receive_cpus.mask();
+                if let Err(e) = crate::sys::set_rps(&[rps_dev], &mask) {
+                    tracing::warn!(
+                        endpoint = name,
+                        "cannot set the receive CPUs ({}): {e}",
+                        self.cfg.receive_cpus
+                    );
+                }
+            }
             Ok(())
         } else {
             self.steering
@@ -2195,6 +2408,32 @@ impl<F: FnOnce()> Drop for ScopeGuard<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn receive_cpus_parse_and_give_sysfs_masks() {
+        let p = |s: &str| s.parse::<ReceiveCpus>();
+        assert_eq!(p("kernel"), Ok(ReceiveCpus::Kernel));
+        assert_eq!(p("all"), Ok(ReceiveCpus::All));
+        assert_eq!(p("1"), Ok(ReceiveCpus::Cpus(vec![1])));
+        assert_eq!(p("3,1-2"), Ok(ReceiveCpus::Cpus(vec![1, 2, 3])));
+        for bad in ["", "x", "2-1", "1,,2", "-1", "4096"] {
+            let e = p(bad).unwrap_err();
+            assert!(
+                e.contains("is not kernel, all or a CPU list"),
+                "{bad:?}: {e}"
+            );
+        }
+        assert_eq!(ReceiveCpus::Kernel.mask(), "0");
+        assert_eq!(ReceiveCpus::Cpus(vec![1]).mask(), "2");
+        assert_eq!(ReceiveCpus::Cpus(vec![0, 1, 4]).mask(), "13");
+        assert_eq!(ReceiveCpus::Cpus(vec![0, 33]).mask(), "2,00000001");
+        assert_ne!(
+            ReceiveCpus::All.mask(),
+            "0",
+            "this process runs on some CPU"
+        );
+        assert_eq!(ReceiveCpus::Cpus(vec![2, 3]).to_string(), "2,3");
+    }
 
     fn pq(rx: u32, tx: u32) -> Queues {
         Queues {

@@ -4,9 +4,13 @@
 //! of a killed switch are removed).
 
 use futures::{StreamExt, TryStreamExt};
-use netlink_packet_route::tc::{TcAttribute, TcFilterBpfOption, TcHeader, TcMessage, TcOption};
+use netlink_packet_route::tc::{
+    TcAttribute, TcFilterBpfOption, TcHandle, TcHeader, TcMessage, TcOption,
+};
 use netlink_packet_route::RouteNetlinkMessage;
-use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST};
+use rtnetlink::packet_core::{
+    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_ECHO, NLM_F_REQUEST,
+};
 
 use super::{Error, Links, Result};
 
@@ -55,20 +59,50 @@ impl Links {
 
     /// Whether `ifindex` has a qdisc at the clsact/ingress handle whose kind is one
     /// of `kinds`.
+    ///
+    /// One `RTM_GETQDISC` for that handle, not a dump: the kernel does not filter a
+    /// qdisc dump by interface, so a dump would cost every interface of the namespace
+    /// (with a thousand endpoints, the dearest part of adding one).
     fn has_ingress_qdisc(&self, ifindex: u32, kinds: &[&str]) -> Result<bool> {
-        let req = self.handle.qdisc().get().index(ifindex as i32).execute();
-        let qdiscs: Vec<TcMessage> = self
-            .rt
-            .block_on(async { req.try_collect().await })
-            .map_err(tc_err("list qdiscs", ifindex))?;
-        Ok(qdiscs.iter().any(|q| {
-            q.header.index == ifindex as i32
-                && q.header.parent.major == TC_H_CLSACT_MAJOR
-                && q.header.parent.minor == TC_H_MIN_INGRESS
-                && q.attributes
-                    .iter()
-                    .any(|a| matches!(a, TcAttribute::Kind(k) if kinds.contains(&k.as_str())))
-        }))
+        let mut msg = TcMessage::with_index(ifindex as i32);
+        msg.header.parent = TcHandle {
+            major: TC_H_CLSACT_MAJOR,
+            minor: TC_H_MIN_INGRESS,
+        };
+        let mut req = NetlinkMessage::from(RouteNetlinkMessage::GetQueueDiscipline(msg));
+        // The kernel sends the qdisc back to the asker only with NLM_F_ECHO (it is a
+        // notification otherwise); with the ACK the answer's end is certain.
+        req.header.flags = NLM_F_REQUEST | NLM_F_ECHO | NLM_F_ACK;
+        let mut handle = self.handle.clone();
+        let mut resp = handle
+            .request(req)
+            .map_err(tc_err("get the ingress qdisc", ifindex))?;
+        self.rt.block_on(async {
+            let mut found = false;
+            while let Some(msg) = resp.next().await {
+                match msg.payload {
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewQueueDiscipline(q)) => {
+                        found |= q.attributes.iter().any(
+                            |a| matches!(a, TcAttribute::Kind(k) if kinds.contains(&k.as_str())),
+                        );
+                    }
+                    NetlinkPayload::Error(e) => {
+                        return match e.raw_code() {
+                            0 => Ok(found),
+                            // No ingress queue yet: no qdisc there.
+                            c if c == -libc::ENOENT => Ok(false),
+                            c => Err(Error::Tc {
+                                op: "get the ingress qdisc",
+                                ifindex,
+                                source: std::io::Error::from_raw_os_error(-c),
+                            }),
+                        };
+                    }
+                    _ => {}
+                }
+            }
+            Ok(found)
+        })
     }
 
     /// How many filters sit on the clsact qdisc of `ifindex`, ingress and egress.

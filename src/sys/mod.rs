@@ -693,6 +693,77 @@ pub fn unshare_netns() -> Result<(), SysError> {
     Ok(())
 }
 
+/// Sets the RPS CPU mask (`/sys/class/net/IFNAME/queues/rx-N/rps_cpus`, `mask` in
+/// hex, `0` = off) of every receive queue of each interface in `ifnames`, in the
+/// calling thread's network namespace. Returns how many queues took it.
+///
+/// sysfs shows the network namespace of whoever mounted it, which need not be the
+/// caller's, so the files are written by a short-lived thread in a mount namespace
+/// of its own (`unshare(CLONE_NEWNS)`, every mount made private, then a fresh sysfs
+/// on `/sys`): nothing of it is visible outside that thread, and it ends with it.
+///
+/// # Errors
+/// `unshare`, `mount` or a sysfs write failed (an interface that is not there has no
+/// queue directory: `ENOENT`).
+pub fn set_rps(ifnames: &[String], mask: &str) -> Result<usize, SysError> {
+    let ifnames = ifnames.to_vec();
+    let mask = format!("{mask}\n");
+    std::thread::scope(|s| {
+        s.spawn(move || -> Result<usize, SysError> {
+            // SAFETY: CLONE_NEWNS (with the CLONE_FS it implies) gives only this
+            // thread a copy of the mount namespace and of its root/cwd; the other
+            // threads, the file table and memory are untouched.
+            syscall!("unshare(CLONE_NEWNS)", unsafe {
+                libc::unshare(libc::CLONE_NEWNS)
+            })?;
+            let root = c"/";
+            let sys = c"/sys";
+            let sysfs = c"sysfs";
+            // SAFETY: the strings are NUL-terminated and live across the call; a
+            // propagation change reads nothing else.
+            syscall!("mount(/, MS_REC|MS_PRIVATE)", unsafe {
+                libc::mount(
+                    ptr::null(),
+                    root.as_ptr(),
+                    ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    ptr::null(),
+                )
+            })?;
+            // SAFETY: as above; sysfs takes no data.
+            syscall!("mount(sysfs, /sys)", unsafe {
+                libc::mount(sysfs.as_ptr(), sys.as_ptr(), sysfs.as_ptr(), 0, ptr::null())
+            })?;
+            let mut n = 0;
+            for ifname in &ifnames {
+                let dir = format!("/sys/class/net/{ifname}/queues");
+                let entries = std::fs::read_dir(&dir).map_err(|error| SysError {
+                    call: "read_dir(/sys/class/net/IFNAME/queues)",
+                    error,
+                })?;
+                for e in entries.flatten() {
+                    if !e.file_name().to_string_lossy().starts_with("rx-") {
+                        continue;
+                    }
+                    std::fs::write(e.path().join("rps_cpus"), &mask).map_err(|error| SysError {
+                        call: "write(rps_cpus)",
+                        error,
+                    })?;
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })
+        .join()
+        .unwrap_or_else(|_| {
+            Err(SysError {
+                call: "set_rps",
+                error: io::Error::other("the sysfs thread panicked"),
+            })
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -49,6 +49,12 @@ pub struct DaemonSection {
     pub multicast_leave: Option<String>,
     /// The kernel fast path for networks that do not say (default true).
     pub fastpath: Option<bool>,
+    /// Where each parent's frames are steered from: `auto` (default: tc on a veth
+    /// parent with the fast path on, else XDP), `xdp` or `tc`.
+    pub parent_hook: Option<String>,
+    /// Which CPUs receive what a fast-path endpoint sends (RPS on its veth): `all`
+    /// (default), `kernel` (no RPS) or a CPU list (`1`, `2-3`).
+    pub receive_cpus: Option<String>,
 }
 
 pub use umacvlan::ctl::{EndpointSection, NetworkSection};
@@ -191,6 +197,10 @@ pub struct Config {
     pub multicast_leave: umacvlan::dataplane::Leave,
     /// The kernel fast path for networks that do not say.
     pub fastpath: bool,
+    /// Where each parent's frames are steered from.
+    pub parent_hook: umacvlan::dataplane::ParentHook,
+    /// Which CPUs receive what a fast-path endpoint sends.
+    pub receive_cpus: umacvlan::dataplane::ReceiveCpus,
     /// The Docker driver's socket, if the driver is enabled.
     pub docker: Option<PathBuf>,
     /// Networks, in file order.
@@ -505,8 +515,18 @@ impl Config {
                 ))
             }
         };
+        let parent_hook = match file.daemon.parent_hook.as_deref() {
+            None => umacvlan::dataplane::ParentHook::Auto,
+            Some(h) => h.parse().map_err(|e| err("daemon.parent_hook", e))?,
+        };
+        let receive_cpus = match file.daemon.receive_cpus.as_deref() {
+            None => umacvlan::dataplane::ReceiveCpus::All,
+            Some(r) => r.parse().map_err(|e| err("daemon.receive_cpus", e))?,
+        };
         let mut c = Config {
             multicast_leave,
+            parent_hook,
+            receive_cpus,
             fastpath: file.daemon.fastpath.unwrap_or(true),
             socket: file.daemon.socket,
             metrics,
@@ -566,6 +586,21 @@ mod tests {
                 .unwrap()
                 .fastpath
         );
+        use umacvlan::dataplane::ParentHook;
+        assert_eq!(c.parent_hook, ParentHook::Auto);
+        assert_eq!(c.receive_cpus, umacvlan::dataplane::ReceiveCpus::All);
+        assert_eq!(
+            Config::parse("[daemon]\nreceive_cpus = '1'\n")
+                .unwrap()
+                .receive_cpus,
+            umacvlan::dataplane::ReceiveCpus::Cpus(vec![1])
+        );
+        assert_eq!(
+            Config::parse("[daemon]\nparent_hook = 'xdp'\n")
+                .unwrap()
+                .parent_hook,
+            ParentHook::Xdp
+        );
         assert!(c
             .endpoints
             .iter()
@@ -596,6 +631,8 @@ mod tests {
             ("[[network]]\nname='n'\nparent='eth1'\n[[network]]\nname='n'\nparent='eth2'\n", "network 'n': duplicate network name"),
             ("[[network]]\nname='n'\nparent='eth1'\n[[network.endpoint]]\nname='e'\nnetns='x'\n[[network.endpoint]]\nname='e'\nnetns='y'\n", "duplicate endpoint name"),
             ("[daemon]\nmetrics='localhost'\n", "daemon.metrics: 'localhost' is not ADDRESS:PORT"),
+            ("[daemon]\nparent_hook='ebpf'\n", "daemon.parent_hook: 'ebpf' is not a parent hook: use auto, xdp or tc"),
+            ("[daemon]\nreceive_cpus='first'\n", "daemon.receive_cpus: 'first' is not kernel, all or a CPU list"),
             ("[[network]]\nname='n'\nparent='eth1'\nmode='passthru'\nhost_port='hp0'\n", "network 'n'.host_port: a passthru network has room for one endpoint only"),
             ("[[network]]\nname='n'\nparent='eth1'\nhost_port='a very long name'\n", "network 'n'.host_port"),
             ("[[network]]\nname='n'\n", "missing field `parent`"),

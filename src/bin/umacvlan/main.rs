@@ -687,6 +687,8 @@ fn run(
     let frames = cfg.frames;
     let leave = cfg.multicast_leave;
     let fastpath = cfg.fastpath;
+    let parent_hook = cfg.parent_hook;
+    let receive_cpus = cfg.receive_cpus.clone();
     // The preflight (`umacvlan doctor`) on every parent known now; it logs, never stops.
     let parents = cfg.networks.iter().map(|n| n.parent.as_str());
     doctor::log_at_start(
@@ -699,6 +701,8 @@ fn run(
         c.workers = workers;
         c.multicast_leave = leave;
         c.fastpath = fastpath;
+        c.parent_hook = parent_hook;
+        c.receive_cpus = receive_cpus.clone();
         if let Some(f) = frames {
             c.frames = f;
         }

@@ -48,9 +48,9 @@ pub struct RunArgs {
     /// Systems, measured in this order each round: umacvlan, macvlan, bridge, ovs,
     /// l2fwd, redirect (the bare kernel redirect the fast path uses), each optionally
     /// with `:opt,opt` (generic, native, core=N, sleep=USECS, ring=N, budget=N,
-    /// busypoll=USECS, napi=CORE, nowakeup; umacvlan: fast, slow; umacvlan and
-    /// macvlan: rps=MASK). Give one several times with different options to compare
-    /// tunings in one run.
+    /// busypoll=USECS, napi=CORE, nowakeup; umacvlan: fast, slow, parent=xdp|tc,
+    /// recv=kernel|all|CPU|A-B; umacvlan, macvlan and redirect: rps=MASK). Give one
+    /// several times with different options to compare tunings in one run.
     #[arg(
         long,
         value_delimiter = ';',

@@ -128,9 +128,6 @@ impl Lab {
                 for (v, ns, mac) in [("mv1", &lab.c1, C1_MAC), ("mv2", &lab.c2, C2_MAC)] {
                     hl.add_macvlan(v, par.index, Mode::Bridge)?;
                     place(&hl, v, ns, mac)?;
-                    if let Some(m) = system.tuning.rps {
-                        set_rps(ns, "eth0", m)?;
-                    }
                 }
             }
             SystemKind::Bridge => {
@@ -217,10 +214,16 @@ impl Lab {
                 if let Some(core) = system.tuning.napi_core {
                     threaded_napi(&lab.host, core)?;
                 }
-                if let Some(m) = system.tuning.rps {
-                    set_rps(&lab.host, "umv*e*", m)?;
-                }
                 lab.running = Some(Running::Umacvlan(dp));
+            }
+        }
+        // Every interface of the lab: a frame is received (netif_rx) where it enters a
+        // host, and for kernel macvlan that is the parent even between two endpoints
+        // (bridge mode hands the frame to the lower device, whose rx handler delivers
+        // it), so a mask on the endpoints' interfaces alone steers nothing.
+        if let Some(m) = system.tuning.rps {
+            for ns in [&lab.host, &lab.ext, &lab.c1, &lab.c2] {
+                set_rps(ns, "*", m)?;
             }
         }
         Ok(lab)
@@ -293,6 +296,13 @@ fn dataplane_config(t: &super::Tuning) -> DataplaneConfig {
     if let Some(f) = t.fastpath {
         cfg.fastpath = f;
     }
+    if let Some(h) = t.parent_hook {
+        cfg.parent_hook = h;
+    }
+    // `rps=MASK` sets the lab's every interface, the endpoints' veths included.
+    if let Some(r) = t.receive_cpus.clone() {
+        cfg.receive_cpus = r;
+    }
     cfg.worker.idle_sleep = t.idle_sleep.unwrap_or(if cfg.fastpath {
         cfg.worker.idle_sleep
     } else {
@@ -321,13 +331,8 @@ fn no_ipv6(ns: &str) -> Result<(), Error> {
         .map_err(|e| Error::Config(format!("cannot disable IPv6 in {ns}: {e}")))
 }
 
-/// Switches every interface of namespace `ns` to threaded NAPI and pins the NAPI
-/// kthreads to `core`.
-///
-/// sysfs shows the namespace of whoever mounted it, so the switch is made by a
-/// child in a private mount namespace (`unshare -m`) that mounts its own sysfs.
 /// Sets the RPS mask of every receive queue of the interfaces matching `glob` in
-/// namespace `ns`.
+/// namespace `ns` (sysfs is mounted as for [`threaded_napi`]).
 fn set_rps(ns: &str, glob: &str, mask: u32) -> Result<(), Error> {
     let script = format!(
         "mount -t sysfs sysfs /sys && n=0 && for f in /sys/class/net/{glob}/queues/rx-*/rps_cpus; do \
@@ -350,6 +355,11 @@ fn set_rps(ns: &str, glob: &str, mask: u32) -> Result<(), Error> {
     Ok(())
 }
 
+/// Switches every interface of namespace `ns` to threaded NAPI and pins the NAPI
+/// kthreads to `core`.
+///
+/// sysfs shows the namespace of whoever mounted it, so the switch is made by a
+/// child in a private mount namespace (`unshare -m`) that mounts its own sysfs.
 fn threaded_napi(ns: &str, core: usize) -> Result<(), Error> {
     let script = "mount -t sysfs sysfs /sys && for d in /sys/class/net/*; do \
                   [ -w $d/threaded ] && echo 1 > $d/threaded && echo ${d##*/}; done; true";

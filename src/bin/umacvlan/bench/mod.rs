@@ -45,6 +45,7 @@ use serde::Serialize;
 pub use gen::{FrameSpec, Generator, Limit};
 
 use umacvlan::bpf::{Sink, SinkHook, XdpMode};
+use umacvlan::dataplane::{ParentHook, ReceiveCpus};
 use umacvlan::link::Netns;
 use umacvlan::xsk::{BusyPoll, SocketTuning};
 
@@ -196,10 +197,28 @@ pub struct Tuning {
     /// AF_XDP); `None`: the dataplane's default
     /// ([`umacvlan::dataplane::DataplaneConfig::fastpath`], on).
     pub fastpath: Option<bool>,
-    /// RPS: the receive work of frames the endpoints send goes to these CPUs (a
-    /// mask) — for umacvlan on the endpoints' switch-side veths, for macvlan on the
-    /// macvlan devices.
+    /// RPS: the receive work of every interface of the lab goes to these CPUs (a
+    /// mask).
     pub rps: Option<u32>,
+    /// umacvlan: where the parent's frames are steered from (`parent=xdp|tc|auto`);
+    /// `None`: the dataplane's default.
+    #[serde(serialize_with = "ser_parent_hook")]
+    pub parent_hook: Option<ParentHook>,
+    /// umacvlan: the receive CPUs of its endpoints' veths (`recv=kernel|all|CPUS`,
+    /// CPUS as `1` or `0-1`); `None`: the dataplane's default, unless `rps` is set.
+    #[serde(serialize_with = "ser_recv")]
+    pub receive_cpus: Option<ReceiveCpus>,
+}
+
+fn ser_recv<S: serde::Serializer>(r: &Option<ReceiveCpus>, s: S) -> Result<S::Ok, S::Error> {
+    match r {
+        Some(r) => s.serialize_str(&r.to_string()),
+        None => s.serialize_str("default"),
+    }
+}
+
+fn ser_parent_hook<S: serde::Serializer>(h: &Option<ParentHook>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(h.map_or("default", |h| h.name()))
 }
 
 fn ser_xdp<S: serde::Serializer>(m: &Option<XdpMode>, s: S) -> Result<S::Ok, S::Error> {
@@ -231,6 +250,8 @@ impl Default for Tuning {
             need_wakeup: true,
             fastpath: None,
             rps: None,
+            parent_hook: None,
+            receive_cpus: None,
         }
     }
 }
@@ -252,8 +273,9 @@ impl FromStr for System {
     /// (for umacvlan, l2fwd and, where they apply, ovs): `generic`, `native`,
     /// `core=N`, `sleep=USECS`, `ring=N`, `budget=N`, `busypoll=USECS`, `napi=CORE`,
     /// `nowakeup`; umacvlan also `fast` / `slow` (the kernel fast path on / off, on by
-    /// default); umacvlan and macvlan
-    /// `rps=MASK` (receive work of the endpoints' frames on those CPUs).
+    /// default), `parent=xdp|tc|auto` (where the parent is steered from) and
+    /// `recv=kernel|all|CPUS` (its endpoints' receive CPUs); umacvlan, macvlan and redirect `rps=MASK` (the receive work of every
+    /// interface of the lab on those CPUs).
     fn from_str(s: &str) -> Result<Self, Error> {
         let (name, opts) = s.split_once(':').unwrap_or((s, ""));
         let kind = match name {
@@ -271,8 +293,9 @@ impl FromStr for System {
         };
         let mut t = Tuning::default();
         for o in opts.split(',').filter(|o| !o.is_empty()) {
-            if matches!(kind, SystemKind::Bridge | SystemKind::Redirect)
-                || (kind == SystemKind::Macvlan && !o.starts_with("rps="))
+            if kind == SystemKind::Bridge
+                || (matches!(kind, SystemKind::Macvlan | SystemKind::Redirect)
+                    && !o.starts_with("rps="))
             {
                 return Err(Error::Config(format!(
                     "{name} takes no options (got {o:?})"
@@ -295,11 +318,22 @@ impl FromStr for System {
                 "nowakeup" if kind != SystemKind::Ovs => t.need_wakeup = false,
                 "fast" if kind == SystemKind::Umacvlan => t.fastpath = Some(true),
                 "slow" if kind == SystemKind::Umacvlan => t.fastpath = Some(false),
-                "rps" if matches!(kind, SystemKind::Umacvlan | SystemKind::Macvlan) => {
+                "rps"
+                    if matches!(
+                        kind,
+                        SystemKind::Umacvlan | SystemKind::Macvlan | SystemKind::Redirect
+                    ) =>
+                {
                     let m = u32::from_str_radix(v, 16).ok().filter(|&m| m != 0);
                     t.rps = Some(m.ok_or_else(|| {
                         Error::Config(format!("rps={v}: a CPU mask in hex, e.g. rps=2"))
                     })?);
+                }
+                "recv" if kind == SystemKind::Umacvlan => {
+                    t.receive_cpus = Some(v.parse().map_err(Error::Config)?)
+                }
+                "parent" if kind == SystemKind::Umacvlan => {
+                    t.parent_hook = Some(v.parse().map_err(Error::Config)?)
                 }
                 "core" => t.core = num()? as usize,
                 "sleep" if kind == SystemKind::Umacvlan => {
