@@ -38,6 +38,16 @@ fn identity(id: u32) -> Result<Option<Identity>, libbpf_rs::Error> {
     }
 }
 
+/// [`identity`], its error naming the interface the program was found on.
+fn inspect(id: u32, ifindex: u32) -> Result<Option<Identity>, Error> {
+    identity(id).map_err(|source| Error::Interface {
+        op: "inspect a BPF program",
+        ifname: nl::ifname(ifindex),
+        ifindex,
+        source,
+    })
+}
+
 /// Whether program `id` is named and typed like umacvlan's XDP program (`steer` or
 /// its twin), whoever loaded it.
 pub(super) fn is_steering_program(id: u32) -> bool {
@@ -118,12 +128,7 @@ impl Steering {
         {
             return Ok(None);
         }
-        let found = identity(id).map_err(|source| Error::Interface {
-            op: "inspect a BPF program",
-            ifname: nl::ifname(ifindex),
-            ifindex,
-            source,
-        })?;
+        let found = inspect(id, ifindex)?;
         // The handle is closed again here, before looking for holders.
         Ok(found.filter(|f| ours.contains(f) && !held_open(id)))
     }
@@ -157,12 +162,7 @@ impl Steering {
             if id == self.mirror_id {
                 continue;
             }
-            let found = identity(id).map_err(|source| Error::Interface {
-                op: "inspect a BPF program",
-                ifname: nl::ifname(ifindex),
-                ifindex,
-                source,
-            })?;
+            let found = inspect(id, ifindex)?;
             if found.as_ref() == Some(&mirror) && held_open(id) {
                 return Err(Error::OtherSwitch {
                     ifname: nl::ifname(ifindex),

@@ -290,24 +290,24 @@ impl DevVal {
         }
     }
 
-    /// This value with [`DEV_F_SOURCES`] set (`on`) or cleared.
-    pub const fn with_sources(self, on: bool) -> Self {
+    /// This value with `flag` set (`on`) or cleared.
+    const fn with_flag(self, flag: u32, on: bool) -> Self {
         let flags = if on {
-            self.flags | DEV_F_SOURCES
+            self.flags | flag
         } else {
-            self.flags & !DEV_F_SOURCES
+            self.flags & !flag
         };
         DevVal { flags, ..self }
     }
 
+    /// This value with [`DEV_F_SOURCES`] set (`on`) or cleared.
+    pub const fn with_sources(self, on: bool) -> Self {
+        self.with_flag(DEV_F_SOURCES, on)
+    }
+
     /// This value with [`DEV_F_TC_STEER`] set (`on`) or cleared.
     pub const fn with_tc_steer(self, on: bool) -> Self {
-        let flags = if on {
-            self.flags | DEV_F_TC_STEER
-        } else {
-            self.flags & !DEV_F_TC_STEER
-        };
-        DevVal { flags, ..self }
+        self.with_flag(DEV_F_TC_STEER, on)
     }
 
     /// This value with frames longer than `max_len` counted and dropped.

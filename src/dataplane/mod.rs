@@ -173,7 +173,7 @@ pub struct DataplaneConfig {
     /// when the fast path is on, XDP otherwise.
     pub parent_hook: ParentHook,
     /// Which CPUs do the kernel's receive work for the frames a fast-path endpoint
-    /// sends (RPS on its switch-side veth). [`ReceiveCpus::All`] by default.
+    /// sends (RPS on its switch-side veth). [`ReceiveCpus::Kernel`] (none) by default.
     pub receive_cpus: ReceiveCpus,
 }
 
@@ -186,23 +186,32 @@ pub struct DataplaneConfig {
 /// RPS all of it runs on the CPU that sent the frame, after the sender's own work.
 /// With RPS the sending CPU only queues the frame, and a CPU of the mask, chosen by
 /// the flow's hash, does the rest: a flow's frames stay in order, and different
-/// flows spread. BENCHMARKS.md measures the three on a two-core machine.
+/// flows spread.
+///
+/// It is a trade (BENCHMARKS.md, "Parent hook and receive placement"): unicast the
+/// fast path forwards goes faster when the receiving CPU is not the sender's (1.3 to
+/// 1.5× kernel macvlan endpoint → endpoint at 64 B, against 0.77× without), but what
+/// goes to the switch (broadcast, multicast, unknown unicast) no longer slows its
+/// sender down: the sender outruns the switch, and on the workers' own cores the
+/// kernel's receive work starves them (broadcast fell from 0.2 M to 2 k frames/s).
+/// So the default is the kernel's; give CPUs that neither the containers' senders
+/// nor the workers use.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum ReceiveCpus {
-    /// No RPS: the kernel's default, the sending CPU does all of it.
-    Kernel,
-    /// Every CPU this process may run on (the default): a flow may also land on its
-    /// sender's CPU, and then gains nothing.
+    /// No RPS (the default): the kernel's, the sending CPU does all of it.
     #[default]
+    Kernel,
+    /// Every CPU this process may run on: a flow whose hash picks its sender's CPU
+    /// gains nothing.
     All,
     /// These CPUs.
     Cpus(Vec<usize>),
 }
 
 impl ReceiveCpus {
-    /// The RPS mask in sysfs's format (hex, comma every 32 CPUs), `0` for none.
-    pub fn mask(&self) -> String {
-        let cpus: Vec<usize> = match self {
+    /// The CPUs; empty: no RPS.
+    pub fn cpus(&self) -> Vec<usize> {
+        match self {
             ReceiveCpus::Kernel => Vec::new(),
             ReceiveCpus::All => core_affinity::get_core_ids()
                 .unwrap_or_default()
@@ -210,16 +219,20 @@ impl ReceiveCpus {
                 .map(|c| c.id)
                 .collect(),
             ReceiveCpus::Cpus(c) => c.clone(),
-        };
-        let words = cpus.iter().max().map_or(1, |m| m / 32 + 1);
-        let mut w = vec![0u32; words];
-        for c in cpus {
-            w[c / 32] |= 1 << (c % 32);
         }
-        let mut out: Vec<String> = w.iter().rev().map(|x| format!("{x:08x}")).collect();
-        out[0] = format!("{:x}", w[words - 1]);
-        out.join(",")
     }
+}
+
+/// `cpus` as an RPS mask in sysfs's format (hex, a comma every 32 CPUs); `0`: none.
+pub fn rps_mask(cpus: &[usize]) -> String {
+    let words = cpus.iter().max().map_or(1, |m| m / 32 + 1);
+    let mut w = vec![0u32; words];
+    for &c in cpus {
+        w[c / 32] |= 1 << (c % 32);
+    }
+    let mut out: Vec<String> = w.iter().rev().map(|x| format!("{x:08x}")).collect();
+    out[0] = format!("{:x}", w[words - 1]);
+    out.join(",")
 }
 
 impl std::fmt::Display for ReceiveCpus {
@@ -359,7 +372,7 @@ impl DataplaneConfig {
             adopt: false,
             fastpath: true,
             parent_hook: ParentHook::Auto,
-            receive_cpus: ReceiveCpus::All,
+            receive_cpus: ReceiveCpus::Kernel,
         }
     }
 }
@@ -1188,9 +1201,9 @@ impl Dataplane {
             self.steering.attach_tc_port(host_ifindex)?;
             // A placement knob, not a verdict: an endpoint that cannot have it still
             // forwards, on its senders' CPUs.
-            if self.cfg.receive_cpus != ReceiveCpus::Kernel {
-                let mask = self.cfg.receive_cpus.mask();
-                if let Err(e) = crate::sys::set_rps(&[rps_dev], &mask) {
+            let cpus = self.cfg.receive_cpus.cpus();
+            if !cpus.is_empty() {
+                if let Err(e) = crate::sys::set_rps(&[rps_dev], &rps_mask(&cpus)) {
                     tracing::warn!(
                         endpoint = name,
                         "cannot set the receive CPUs ({}): {e}",
@@ -2423,15 +2436,17 @@ mod tests {
                 "{bad:?}: {e}"
             );
         }
-        assert_eq!(ReceiveCpus::Kernel.mask(), "0");
-        assert_eq!(ReceiveCpus::Cpus(vec![1]).mask(), "2");
-        assert_eq!(ReceiveCpus::Cpus(vec![0, 1, 4]).mask(), "13");
-        assert_eq!(ReceiveCpus::Cpus(vec![0, 33]).mask(), "2,00000001");
-        assert_ne!(
-            ReceiveCpus::All.mask(),
-            "0",
-            "this process runs on some CPU"
+        assert_eq!(ReceiveCpus::default(), ReceiveCpus::Kernel);
+        assert_eq!(ReceiveCpus::Cpus(vec![2, 3]).cpus(), vec![2, 3]);
+        assert!(ReceiveCpus::Kernel.cpus().is_empty());
+        assert!(
+            !ReceiveCpus::All.cpus().is_empty(),
+            "this process runs somewhere"
         );
+        assert_eq!(rps_mask(&[]), "0");
+        assert_eq!(rps_mask(&[1]), "2");
+        assert_eq!(rps_mask(&[0, 1, 4]), "13");
+        assert_eq!(rps_mask(&[0, 33]), "2,00000001");
         assert_eq!(ReceiveCpus::Cpus(vec![2, 3]).to_string(), "2,3");
     }
 

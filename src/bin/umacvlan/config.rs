@@ -52,9 +52,11 @@ pub struct DaemonSection {
     /// Where each parent's frames are steered from: `auto` (default: tc on a veth
     /// parent with the fast path on, else XDP), `xdp` or `tc`.
     pub parent_hook: Option<String>,
-    /// Which CPUs receive what a fast-path endpoint sends (RPS on its veth): `all`
-    /// (default), `kernel` (no RPS) or a CPU list (`1`, `2-3`).
+    /// Which CPUs receive what a fast-path endpoint sends (RPS on its veth):
+    /// `kernel` (default: no RPS), `all` or a CPU list (`1`, `2-3`).
     pub receive_cpus: Option<String>,
+    /// Pin worker `w` of each parent to core `worker_core + w` (default: not pinned).
+    pub worker_core: Option<usize>,
 }
 
 pub use umacvlan::ctl::{EndpointSection, NetworkSection};
@@ -201,6 +203,8 @@ pub struct Config {
     pub parent_hook: umacvlan::dataplane::ParentHook,
     /// Which CPUs receive what a fast-path endpoint sends.
     pub receive_cpus: umacvlan::dataplane::ReceiveCpus,
+    /// The first worker's core, if the workers are pinned.
+    pub worker_core: Option<usize>,
     /// The Docker driver's socket, if the driver is enabled.
     pub docker: Option<PathBuf>,
     /// Networks, in file order.
@@ -520,13 +524,14 @@ impl Config {
             Some(h) => h.parse().map_err(|e| err("daemon.parent_hook", e))?,
         };
         let receive_cpus = match file.daemon.receive_cpus.as_deref() {
-            None => umacvlan::dataplane::ReceiveCpus::All,
+            None => umacvlan::dataplane::ReceiveCpus::Kernel,
             Some(r) => r.parse().map_err(|e| err("daemon.receive_cpus", e))?,
         };
         let mut c = Config {
             multicast_leave,
             parent_hook,
             receive_cpus,
+            worker_core: file.daemon.worker_core,
             fastpath: file.daemon.fastpath.unwrap_or(true),
             socket: file.daemon.socket,
             metrics,
@@ -588,7 +593,14 @@ mod tests {
         );
         use umacvlan::dataplane::ParentHook;
         assert_eq!(c.parent_hook, ParentHook::Auto);
-        assert_eq!(c.receive_cpus, umacvlan::dataplane::ReceiveCpus::All);
+        assert_eq!(c.receive_cpus, umacvlan::dataplane::ReceiveCpus::Kernel);
+        assert_eq!(c.worker_core, None);
+        assert_eq!(
+            Config::parse("[daemon]\nworker_core = 1\n")
+                .unwrap()
+                .worker_core,
+            Some(1)
+        );
         assert_eq!(
             Config::parse("[daemon]\nreceive_cpus = '1'\n")
                 .unwrap()

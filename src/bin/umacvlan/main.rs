@@ -689,6 +689,7 @@ fn run(
     let fastpath = cfg.fastpath;
     let parent_hook = cfg.parent_hook;
     let receive_cpus = cfg.receive_cpus.clone();
+    let worker_core = cfg.worker_core;
     // The preflight (`umacvlan doctor`) on every parent known now; it logs, never stops.
     let parents = cfg.networks.iter().map(|n| n.parent.as_str());
     doctor::log_at_start(
@@ -703,6 +704,7 @@ fn run(
         c.fastpath = fastpath;
         c.parent_hook = parent_hook;
         c.receive_cpus = receive_cpus.clone();
+        c.worker.core = worker_core;
         if let Some(f) = frames {
             c.frames = f;
         }
