@@ -19,7 +19,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 use serde::Serialize;
 use umacvlan::bpf::{is_held_open, TC_PORT_PROG, TC_PROG, XDP_PROG, XDP_TWIN_PROG};
-use umacvlan::dataplane::{is_switch_interface, DataplaneConfig};
+use umacvlan::dataplane::{is_switch_interface, DataplaneConfig, ParentHook};
 use umacvlan::link::{LinkInfo, Links, Queues};
 use umacvlan::sys::{MemlockLimit, RLIM_INFINITY};
 use umacvlan::wire::{HEADER_LEN, TAG_LEN};
@@ -121,6 +121,22 @@ pub struct Options {
     pub workers: Option<u32>,
     /// UMEM frames per worker (`frames` under `[daemon]`).
     pub frames: u32,
+    /// Where the parent is steered from (`parent_hook` under `[daemon]`).
+    pub parent_hook: ParentHook,
+    /// The kernel fast path by default (`fastpath` under `[daemon]`).
+    pub fastpath: bool,
+}
+
+impl Options {
+    /// Whether a parent with `driver` is steered from tc, not XDP (as
+    /// [`DataplaneConfig::parent_hook`] resolves it).
+    fn tc_steered(&self, driver: Option<&str>) -> bool {
+        match self.parent_hook {
+            ParentHook::Tc => true,
+            ParentHook::Xdp => false,
+            ParentHook::Auto => self.fastpath && driver == Some("veth"),
+        }
+    }
 }
 
 impl Default for Options {
@@ -130,6 +146,8 @@ impl Default for Options {
         Options {
             workers: d.workers,
             frames: d.frames,
+            parent_hook: d.parent_hook,
+            fastpath: d.fastpath,
         }
     }
 }
@@ -1237,7 +1255,14 @@ pub fn judge_parent(
     out.push(judge_mtu(&f.name, li.mtu, f.peer.as_ref(), page_size));
     let xdp = f.xdp.as_ref().map(|(p, _)| p.clone()).map_err(Clone::clone);
     out.extend(judge_programs(&f.name, &xdp, &f.tc));
-    out.push(judge_vlan(&f.name, &f.rxvlan, f.peer.as_ref()));
+    out.push(if opts.tc_steered(f.driver.as_deref()) {
+        Finding::ok(
+            "vlan_offload",
+            format!("{} is steered from tc, which sees the tags a NIC or a veth peer keeps out of the frame", f.name),
+        )
+    } else {
+        judge_vlan(&f.name, &f.rxvlan, f.peer.as_ref())
+    });
     out.push(judge_mac_filter(
         &f.name,
         f.driver.as_deref(),
@@ -1343,6 +1368,8 @@ pub fn log_at_start<'a>(
     parents: impl IntoIterator<Item = &'a str>,
     workers: Option<u32>,
     frames: Option<u32>,
+    parent_hook: ParentHook,
+    fastpath: bool,
 ) {
     let mut ps: Vec<String> = Vec::new();
     for p in parents {
@@ -1353,6 +1380,8 @@ pub fn log_at_start<'a>(
     let opts = Options {
         workers,
         frames: frames.unwrap_or(Options::default().frames),
+        parent_hook,
+        fastpath,
     };
     let report = check(&ps, &opts);
     for f in &report.findings {
@@ -1542,6 +1571,7 @@ mod tests {
         let opts = Options {
             workers: None,
             frames: 16384,
+            ..Options::default()
         };
         let need = memlock_need(&opts, 2);
         assert_eq!(need, 16384 * 4096 * 2 + (16 << 20));
@@ -1691,6 +1721,7 @@ mod tests {
         let opts = Options {
             workers: None,
             frames: 16384,
+            ..Options::default()
         };
         let facts = |link| ParentFacts {
             name: "lab0".into(),
@@ -1732,6 +1763,40 @@ mod tests {
         assert_eq!(out[1].level, Level::Error, "{out:?}");
         assert_eq!(workers_for(&opts, Some(&q), 1), 1);
         assert_eq!(workers_for(&opts, Some(&q), 8), 2);
+
+        // A veth parent steered from tc sees offloaded tags; from XDP it does not.
+        let mut f = facts(Ok(Some(link("lab0", 1500))));
+        f.rxvlan = Ok(true);
+        f.peer = Some(Peer {
+            name: Some("lab0p".into()),
+            mtu: Some(1500),
+            txvlan: Some(true),
+        });
+        let vlan = |o: &Options| {
+            judge_parent(&f, Some((6, 18, 0)), o, 2, 4096)
+                .into_iter()
+                .find(|x| x.check == "vlan_offload")
+                .map(|x| x.level)
+        };
+        assert_eq!(
+            vlan(&opts),
+            Some(Level::Ok),
+            "auto: tc on a veth with the fast path"
+        );
+        let xdp = Options {
+            parent_hook: ParentHook::Xdp,
+            ..opts
+        };
+        assert_eq!(vlan(&xdp), Some(Level::Warning));
+        let slow = Options {
+            fastpath: false,
+            ..opts
+        };
+        assert_eq!(
+            vlan(&slow),
+            Some(Level::Warning),
+            "auto without the fast path: XDP"
+        );
     }
 
     #[test]

@@ -696,6 +696,8 @@ fn run(
         parents.chain(saved.networks.iter().map(|n| n.parent.as_str())),
         workers,
         frames,
+        parent_hook,
+        fastpath,
     );
     let mut daemon = Daemon::new(Box::new(move |p: &str| {
         let mut c = DataplaneConfig::new(p);
