@@ -399,17 +399,29 @@ int steer_twin(struct xdp_md *ctx)
  * push (the accelerated tag goes inline, a copy stays accelerated), clone, pop
  * (drops the accelerated copy, lifts the inline tag back out).
  */
+/*
+ * Puts the tag the stack holds outside the frame (skb->vlan_tci) back inline, for a
+ * frame going to the mirror veth. Returns 1 if it pushed one, 0 if there was none,
+ * -1 (counted) if the push failed: the frame must then not go, never onto the wrong
+ * VLAN.
+ */
+static __always_inline int tag_inline(struct __sk_buff *skb)
+{
+	if (!skb->vlan_present)
+		return 0;
+	if (bpf_skb_vlan_push(skb, (__be16)skb->vlan_proto, skb->vlan_tci)) {
+		count(CNT_TC_MIRROR_FAIL);
+		return -1;
+	}
+	return 1;
+}
+
 static __always_inline void mirror_clone(struct __sk_buff *skb, __u32 ifindex)
 {
-	int pushed = 0;
+	int pushed = tag_inline(skb);
 
-	if (skb->vlan_present) {
-		if (bpf_skb_vlan_push(skb, (__be16)skb->vlan_proto, skb->vlan_tci)) {
-			count(CNT_TC_MIRROR_FAIL);
-			return; /* never mirror onto the wrong VLAN */
-		}
-		pushed = 1;
-	}
+	if (pushed < 0)
+		return;
 	if (bpf_clone_redirect(skb, ifindex, 0) == 0)
 		count(CNT_TC_MIRRORED);
 	else
@@ -491,10 +503,8 @@ static __always_inline int to_mirror(struct __sk_buff *skb, const struct dev_val
 		count(CNT_TC_MIRROR_FAIL);
 		return TC_NEXT;
 	}
-	if (skb->vlan_present && bpf_skb_vlan_push(skb, (__be16)skb->vlan_proto, skb->vlan_tci)) {
-		count(CNT_TC_MIRROR_FAIL);
-		return TC_ACT_SHOT; /* never onto the wrong VLAN */
-	}
+	if (tag_inline(skb) < 0)
+		return TC_ACT_SHOT;
 	count(CNT_TC_WIRE_TO_SWITCH);
 	return bpf_redirect(mirror_ifindex, 0);
 }

@@ -311,6 +311,16 @@ pub enum ParentHook {
 }
 
 impl ParentHook {
+    /// Whether a parent with `driver` (its `ethtool -i` name, if known) is steered from
+    /// tc, with the fast path on by default (`fastpath`) or not.
+    pub fn steers_from_tc(self, fastpath: bool, driver: Option<&str>) -> bool {
+        match self {
+            ParentHook::Xdp => false,
+            ParentHook::Tc => true,
+            ParentHook::Auto => fastpath && driver == Some("veth"),
+        }
+    }
+
     /// `auto`, `xdp` or `tc`.
     pub const fn name(self) -> &'static str {
         match self {
@@ -746,13 +756,10 @@ impl Dataplane {
         for what in steering.remove_leftovers(parent.index)? {
             tracing::warn!(parent = %cfg.parent, "removed a leftover of an earlier run: {what}");
         }
-        let tc_steer = match cfg.parent_hook {
-            ParentHook::Xdp => false,
-            ParentHook::Tc => true,
-            ParentHook::Auto => {
-                cfg.fastpath && crate::sys::ethtool_driver(&parent.name).is_ok_and(|d| d == "veth")
-            }
-        };
+        let driver = crate::sys::ethtool_driver(&parent.name).ok();
+        let tc_steer = cfg
+            .parent_hook
+            .steers_from_tc(cfg.fastpath, driver.as_deref());
         // First of all, claim the parent: this refuses a parent that carries someone
         // else's XDP program, or another switch's, before anything else is touched.
         // With XDP the claim is the attach (until the parent is in the `devs` map the

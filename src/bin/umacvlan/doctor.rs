@@ -131,11 +131,7 @@ impl Options {
     /// Whether a parent with `driver` is steered from tc, not XDP (as
     /// [`DataplaneConfig::parent_hook`] resolves it).
     fn tc_steered(&self, driver: Option<&str>) -> bool {
-        match self.parent_hook {
-            ParentHook::Tc => true,
-            ParentHook::Xdp => false,
-            ParentHook::Auto => self.fastpath && driver == Some("veth"),
-        }
+        self.parent_hook.steers_from_tc(self.fastpath, driver)
     }
 }
 
