@@ -10,8 +10,7 @@
  *                mirrors it into the switch); passthru: every unicast ->
  *                switch; else fdb{vid, dst} hit -> switch, miss -> XDP_PASS
  *                (the parent's own MAC and unknown unicast: the host keeps
- *                its networking). A redirect from the parent carries the
- *                target port id in 4 bytes of XDP metadata.
+ *                its networking).
  *
  * mirror (tc, clsact ingress of the parent), multicast/broadcast only:
  *   clone to the mirror veth (its peer is a ROLE_PORT, so the copy lands in
@@ -251,21 +250,14 @@ static __always_inline int to_socket(const struct dev_val *dev, __u32 queue, __u
 	return act;
 }
 
-/* Write the target port into 4 bytes of metadata, then redirect. */
-static __always_inline int to_switch(struct xdp_md *ctx, const struct dev_val *dev,
-				     __u32 port)
+/*
+ * To the switch, which decides again from the frame itself. (No metadata: some
+ * kernels refuse bpf_xdp_adjust_meta to XDP programs, and the switch has no use
+ * for the port the fdb named: decide() must see source entries, strict private
+ * and the rest anyway.)
+ */
+static __always_inline int to_switch(struct xdp_md *ctx, const struct dev_val *dev)
 {
-	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(__u32)) == 0) {
-		void *data = (void *)(long)ctx->data;
-		__u32 *meta = (void *)(long)ctx->data_meta;
-
-		if ((void *)(meta + 1) <= data)
-			*meta = port;
-		else
-			count(CNT_XDP_META_FAIL);
-	} else {
-		count(CNT_XDP_META_FAIL);
-	}
 	return to_socket(dev, ctx->rx_queue_index, ctx->data_end - ctx->data);
 }
 
@@ -332,7 +324,7 @@ static __always_inline int steer_frame(struct xdp_md *ctx)
 	}
 
 	if (dev_flags & DEV_F_PASSTHRU)
-		return to_switch(ctx, dev, STEER_META_PASSTHRU);
+		return to_switch(ctx, dev);
 
 	__builtin_memcpy(key.mac, eth->h_dest, ETH_ALEN);
 	struct fdb_val *hit = bpf_map_lookup_elem(&fdb, &key);
@@ -348,7 +340,7 @@ static __always_inline int steer_frame(struct xdp_md *ctx)
 			__u32 *sf = bpf_map_lookup_elem(&srcs, &skey);
 
 			if (sf && (*sf & SRC_F_NODST))
-				return to_switch(ctx, dev, 0);
+				return to_switch(ctx, dev);
 		}
 		/* The parent's own MAC or unknown unicast (spec W2/W3); tagged, it names a
 		 * VLAN and MAC no endpoint has (an unknown VLAN, typically). */
@@ -371,7 +363,7 @@ static __always_inline int steer_frame(struct xdp_md *ctx)
 			}
 		}
 	}
-	return to_switch(ctx, dev, hit->port);
+	return to_switch(ctx, dev);
 }
 
 SEC("xdp")

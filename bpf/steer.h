@@ -125,16 +125,13 @@ struct shim {
 
 #define SHIM_MAGIC 0x554d
 
-/* XDP metadata value (4 bytes before the frame) on a passthru redirect. */
-#define STEER_META_PASSTHRU 0xffffffffu
-
 /* Indices into the per-CPU "counters" array. */
 enum steer_counter {
 	CNT_XDP_PASS = 0,          /* parent: passed to the host on purpose (multicast, fdb miss, short) */
 	CNT_XDP_REDIRECT = 1,      /* redirected into an AF_XDP socket */
 	CNT_XDP_REDIRECT_FAIL = 2, /* wanted the switch, no socket in the slot: fell back to XDP_PASS */
 	CNT_XDP_NOT_OURS = 3,      /* XDP ran on an ifindex missing from devs: XDP_PASS */
-	CNT_XDP_META_FAIL = 4,     /* bpf_xdp_adjust_meta failed: redirected without metadata */
+	CNT_TC_WIRE_TO_SWITCH = 4, /* tc-steered parent: unicast for the switch, moved to the mirror */
 	CNT_XDP_MALFORMED = 5,     /* parent: shorter than its Ethernet/VLAN header: XDP_PASS */
 	CNT_TC_MIRRORED = 6,       /* tc: a multicast clone sent to the mirror veth */
 	CNT_TC_MIRROR_FAIL = 7,    /* tc: bpf_clone_redirect failed */
@@ -153,8 +150,7 @@ enum steer_counter {
 	CNT_TC_SHIM_FAIL = 20,     /* tc: the shim could not be put in front: dropped */
 	CNT_XDP_FAST_PASS = 21,    /* parent: passed for the tc fast path into an endpoint */
 	CNT_CAPTURE_LOST = 22,     /* tc: a fast-path frame of a captured port found the ring full */
-	CNT_TC_WIRE_TO_SWITCH = 23, /* tc-steered parent: unicast for the switch, moved to the mirror */
-	CNT_MAX = 24,
+	CNT_MAX = 23,
 };
 
 /*

@@ -1,8 +1,7 @@
 //! Root tests of the steering programs on real interfaces: XDP and tc attach/detach
 //! (exclusive XDP, qdisc ownership, cleanup on drop from another thread), removing
 //! the leftovers of a switch process killed with SIGKILL (and nothing else), then
-//! frames through a veth parent with the counters, and into AF_XDP sockets with the
-//! metadata.
+//! frames through a veth parent with the counters, and into AF_XDP sockets.
 //!
 //! Every interface lives in a network namespace `umvb<pid>-<seq>-<tag>` of a
 //! `common::Lab`, removed on drop (also on panic); namespaces of dead earlier runs are
@@ -942,9 +941,8 @@ mod xsk {
             self.fd.as_fd()
         }
 
-        /// Up to `n` frames received within the bounded wait, each with the 4 bytes
-        /// in front of it (where XDP metadata lands).
-        pub fn recv(&mut self, n: usize) -> Vec<(Vec<u8>, [u8; 4])> {
+        /// Up to `n` frames received within the bounded wait.
+        pub fn recv(&mut self, n: usize) -> Vec<Vec<u8>> {
             let mut got = Vec::new();
             let deadline = Instant::now() + WAIT;
             // SAFETY: producer/consumer words of the shared rx ring, used atomically.
@@ -963,12 +961,12 @@ mod xsk {
                         ))
                     };
                     let start = d.addr as usize;
-                    assert!(start >= 4 && start + d.len as usize <= self.umem.len);
+                    assert!(start + d.len as usize <= self.umem.len);
                     // SAFETY: in the UMEM, checked above; the kernel is done with it.
                     let bytes = unsafe {
-                        std::slice::from_raw_parts(self.umem.ptr.add(start - 4), d.len as usize + 4)
+                        std::slice::from_raw_parts(self.umem.ptr.add(start), d.len as usize)
                     };
-                    got.push((bytes[4..].to_vec(), bytes[..4].try_into().unwrap()));
+                    got.push(bytes.to_vec());
                     self.cons = self.cons.wrapping_add(1);
                 }
                 cons.store(self.cons, Ordering::Release);
@@ -995,7 +993,7 @@ fn redirect_into_af_xdp_sockets_generic() {
     }
 }
 
-/// Frames land in (copy-mode) AF_XDP sockets with their metadata and VLAN tags.
+/// Frames land in (copy-mode) AF_XDP sockets with their VLAN tags.
 fn redirect_into_af_xdp_sockets(mode: XdpMode, tag: &str) {
     let ns = Netns::new(tag);
     let r = rig(&ns);
@@ -1008,17 +1006,12 @@ fn redirect_into_af_xdp_sockets(mode: XdpMode, tag: &str) {
         st.set_xsk(MIRROR_BASE, mirror_rx.fd()).expect("xsk mirror");
         let base = st.counters().unwrap();
 
-        // Known unicast: into the parent's socket, metadata = the fdb port (3).
+        // Known unicast: into the parent's socket.
         let uni = frame(A, EXT, None, 1);
         send(r.ext, std::slice::from_ref(&uni));
         let got = parent_rx.recv(1);
         assert_eq!(got.len(), 1, "unicast reached the parent's socket");
-        assert_eq!(got[0].0, uni, "frame bytes intact");
-        assert_eq!(
-            u32::from_ne_bytes(got[0].1),
-            3,
-            "metadata survives into the UMEM (copy mode)"
-        );
+        assert_eq!(got[0], uni, "frame bytes intact");
         wait_counters(&st, &base, &[(Counter::XdpRedirect, 1)]);
         let base = st.counters().unwrap();
 
@@ -1027,7 +1020,7 @@ fn redirect_into_af_xdp_sockets(mode: XdpMode, tag: &str) {
         send(r.ext, std::slice::from_ref(&bc));
         let got = mirror_rx.recv(1);
         assert_eq!(got.len(), 1, "broadcast clone reached the mirror socket");
-        assert_eq!(got[0].0, bc);
+        assert_eq!(got[0], bc);
         wait_counters(
             &st,
             &base,
@@ -1048,7 +1041,7 @@ fn redirect_into_af_xdp_sockets(mode: XdpMode, tag: &str) {
             1,
             "tagged broadcast clone reached the mirror socket"
         );
-        assert_eq!(got[0].0, tagged, "the VLAN tag survives the mirror path");
+        assert_eq!(got[0], tagged, "the VLAN tag survives the mirror path");
 
         // Tagged unicast to a MAC known on that VLAN: parent socket.
         st.fdb_insert(42, A, PortId(8), 0).unwrap();
@@ -1056,8 +1049,7 @@ fn redirect_into_af_xdp_sockets(mode: XdpMode, tag: &str) {
         send(r.ext, std::slice::from_ref(&tuni));
         let got = parent_rx.recv(1);
         assert_eq!(got.len(), 1);
-        assert_eq!(got[0].0, tuni);
-        assert_eq!(u32::from_ne_bytes(got[0].1), 8);
+        assert_eq!(got[0], tuni);
 
         // Socket gone: back to the host.
         st.clear_xsk(PARENT_BASE).unwrap();

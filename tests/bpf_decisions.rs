@@ -1,5 +1,5 @@
 //! Root-only tests of both programs through `BPF_PROG_TEST_RUN`: every decision of
-//! `steer` and `mirror`, with exact counters and the XDP metadata, no live traffic.
+//! `steer` and `mirror`, with exact counters, no live traffic.
 //!
 //! They run in a fresh network namespace of a `Lab` (`tests/common/lab.rs`; prefix
 //! `umvs<pid>-`, removed on drop, stale ones from dead runs removed first) on a
@@ -14,7 +14,7 @@ use std::os::fd::AsFd;
 use common::{in_ns, require_root, Lab};
 use umacvlan::bpf::{
     is_held_open, Counter, DevVal, Error, FdbVal, Steering, COUNTERS, FDB_F_HOST_SUPPRESS,
-    FDB_F_NOT_DST, MAX_XSKS, META_PASSTHRU, SRC_F_NODST,
+    FDB_F_NOT_DST, MAX_XSKS, SRC_F_NODST,
 };
 use umacvlan::port::PortId;
 use umacvlan::wire::MacAddr;
@@ -46,27 +46,20 @@ fn frame(dst: MacAddr, src: MacAddr, tag: Option<(u16, u16)>) -> Vec<u8> {
     f
 }
 
-/// What one XDP run did: verdict, metadata written (if any), counter deltas.
+/// What one XDP run did: verdict and counter deltas.
 #[derive(Debug)]
 struct XdpRun {
     ret: u32,
-    meta: Option<u32>,
     delta: [u64; COUNTERS],
 }
 
 fn run_xdp(st: &Steering, data: &[u8], ifindex: u32) -> XdpRun {
     let before = st.counters().unwrap();
     let r = st.test_xdp(data, ifindex).expect("test run of steer");
-    assert!(
-        matches!(r.meta_len, 0 | 4),
-        "metadata length {}",
-        r.meta_len
-    );
-    assert_eq!(r.frame, data, "frame untouched");
+    assert_eq!(r.frame, data, "frame untouched, no metadata in front");
     let after = st.counters().unwrap();
     XdpRun {
         ret: r.action,
-        meta: r.meta,
         delta: std::array::from_fn(|i| after[i] - before[i]),
     }
 }
@@ -96,86 +89,56 @@ fn steer_decisions() {
 
         // Not ours.
         let r = run_xdp(&st, &frame(A, EXT, None), lo);
-        assert_eq!(
-            (r.ret, r.meta, r.delta),
-            (XDP_PASS, None, only(Counter::XdpNotOurs))
-        );
+        assert_eq!((r.ret, r.delta), (XDP_PASS, only(Counter::XdpNotOurs)));
 
         st.set_device(lo, DevVal::parent(8, 1, 0, false)).unwrap();
         st.fdb_insert(0, A, PortId(5), 0).unwrap();
         st.fdb_insert(100, B, PortId(6), 0).unwrap();
         st.fdb_insert(200, B, PortId(7), 0).unwrap();
 
-        // fdb hit: metadata = port; no socket in slot 8, so XDP_PASS fallback.
+        // fdb hit: to the switch; no socket in slot 8, so XDP_PASS fallback.
         let r = run_xdp(&st, &frame(A, EXT, None), lo);
-        assert_eq!(
-            (r.ret, r.meta, r.delta),
-            (XDP_PASS, Some(5), only(Counter::XdpRedirectFail))
-        );
+        assert_eq!((r.ret, r.delta), (XDP_PASS, only(Counter::XdpRedirectFail)));
         // Unknown unicast and the parent's own MAC: host.
         let r = run_xdp(&st, &frame(EXT, A, None), lo);
-        assert_eq!(
-            (r.ret, r.meta, r.delta),
-            (XDP_PASS, None, only(Counter::XdpPass))
-        );
+        assert_eq!((r.ret, r.delta), (XDP_PASS, only(Counter::XdpPass)));
         // A source-mode endpoint's own MAC is not a destination (W4): host.
         let s = MacAddr([0x02, 0, 0, 0, 0, 0x5c]);
         st.fdb_insert(0, s, PortId(9), FDB_F_HOST_SUPPRESS | FDB_F_NOT_DST)
             .unwrap();
         let r = run_xdp(&st, &frame(s, EXT, None), lo);
-        assert_eq!(
-            (r.ret, r.meta, r.delta),
-            (XDP_PASS, None, only(Counter::XdpPass))
-        );
+        assert_eq!((r.ret, r.delta), (XDP_PASS, only(Counter::XdpPass)));
         // Host-bound unicast from a source a nodst endpoint lists: to the switch,
         // which makes the copies; without nodst tc clones it instead.
         st.source_insert(0, EXT, 0).unwrap();
         let r = run_xdp(&st, &frame(s, EXT, None), lo);
-        assert_eq!(
-            (r.ret, r.meta, r.delta),
-            (XDP_PASS, None, only(Counter::XdpPass))
-        );
+        assert_eq!((r.ret, r.delta), (XDP_PASS, only(Counter::XdpPass)));
         st.source_insert(0, EXT, SRC_F_NODST).unwrap();
         // Only once the parent says the list has entries is it looked at.
         let r = run_xdp(&st, &frame(s, EXT, None), lo);
-        assert_eq!((r.ret, r.meta), (XDP_PASS, None));
+        assert_eq!((r.ret, r.delta), (XDP_PASS, only(Counter::XdpPass)));
         st.set_device(lo, DevVal::parent(8, 1, 0, false).with_sources(true))
             .unwrap();
         let r = run_xdp(&st, &frame(s, EXT, None), lo);
-        assert_eq!(
-            (r.ret, r.meta, r.delta),
-            (XDP_PASS, Some(0), only(Counter::XdpRedirectFail))
-        );
+        assert_eq!((r.ret, r.delta), (XDP_PASS, only(Counter::XdpRedirectFail)));
         st.set_device(lo, DevVal::parent(8, 1, 0, false)).unwrap();
         st.source_remove(0, EXT).unwrap();
         st.fdb_remove(0, s).unwrap();
         // B is known on VLANs 100/200 only.
         let r = run_xdp(&st, &frame(B, EXT, None), lo);
-        assert_eq!((r.ret, r.meta), (XDP_PASS, None));
+        assert_eq!((r.ret, r.delta), (XDP_PASS, only(Counter::XdpPass)));
         let r = run_xdp(&st, &frame(B, EXT, Some((0x8100, 0x2000 | 100))), lo);
         assert_eq!(
-            (r.ret, r.meta, r.delta),
-            (XDP_PASS, Some(6), only(Counter::XdpRedirectFail)),
+            (r.ret, r.delta),
+            (XDP_PASS, only(Counter::XdpRedirectFail)),
             "802.1Q vid 100 (PCP bits ignored)"
         );
         let r = run_xdp(&st, &frame(B, EXT, Some((0x88a8, 200))), lo);
-        assert_eq!(
-            (r.meta, r.delta),
-            (Some(7), only(Counter::XdpRedirectFail)),
-            "802.1ad"
-        );
+        assert_eq!(r.delta, only(Counter::XdpRedirectFail), "802.1ad");
         let r = run_xdp(&st, &frame(B, EXT, Some((0x8100, 300))), lo);
-        assert_eq!(
-            (r.meta, r.delta),
-            (None, only(Counter::XdpTaggedMiss)),
-            "vid 300 misses"
-        );
+        assert_eq!(r.delta, only(Counter::XdpTaggedMiss), "vid 300 misses");
         let r = run_xdp(&st, &frame(A, EXT, Some((0x8100, 100))), lo);
-        assert_eq!(
-            (r.meta, r.delta),
-            (None, only(Counter::XdpTaggedMiss)),
-            "A is untagged only"
-        );
+        assert_eq!(r.delta, only(Counter::XdpTaggedMiss), "A is untagged only");
         // QinQ goes by its outer tag; a third tag is more than the switch handles.
         let stacked = |tags: &[u16]| {
             let mut f = frame(B, EXT, None);
@@ -188,15 +151,11 @@ fn steer_decisions() {
             f
         };
         let r = run_xdp(&st, &stacked(&[100, 5]), lo);
-        assert_eq!(
-            (r.meta, r.delta),
-            (Some(6), only(Counter::XdpRedirectFail)),
-            "QinQ"
-        );
+        assert_eq!(r.delta, only(Counter::XdpRedirectFail), "QinQ");
         let r = run_xdp(&st, &stacked(&[100, 5, 6]), lo);
         assert_eq!(
-            (r.ret, r.meta, r.delta),
-            (XDP_PASS, None, only(Counter::XdpTagStack)),
+            (r.ret, r.delta),
+            (XDP_PASS, only(Counter::XdpTagStack)),
             "three tags"
         );
         // Longer than a UMEM frame holds: counted and dropped, not lost in the socket.
@@ -217,10 +176,7 @@ fn steer_decisions() {
         st.fdb_insert(0, MCAST, PortId(9), 0).unwrap();
         for dst in [MacAddr::BROADCAST, MCAST] {
             let r = run_xdp(&st, &frame(dst, EXT, None), lo);
-            assert_eq!(
-                (r.ret, r.meta, r.delta),
-                (XDP_PASS, None, only(Counter::XdpPass))
-            );
+            assert_eq!((r.ret, r.delta), (XDP_PASS, only(Counter::XdpPass)));
         }
         // A tag announced but cut off.
         let mut short = frame(A, EXT, Some((0x8100, 1)));
@@ -228,46 +184,30 @@ fn steer_decisions() {
         let r = run_xdp(&st, &short, lo);
         assert_eq!((r.ret, r.delta), (XDP_PASS, only(Counter::XdpMalformed)));
 
-        // Passthru: every unicast to the switch, metadata 0xffffffff.
+        // Passthru: every unicast to the switch.
         st.set_device(lo, DevVal::parent(8, 1, 0, true)).unwrap();
         for dst in [EXT, A] {
             let r = run_xdp(&st, &frame(dst, EXT, None), lo);
-            assert_eq!(
-                (r.ret, r.meta, r.delta),
-                (
-                    XDP_PASS,
-                    Some(META_PASSTHRU),
-                    only(Counter::XdpRedirectFail)
-                )
-            );
+            assert_eq!((r.ret, r.delta), (XDP_PASS, only(Counter::XdpRedirectFail)));
         }
         let r = run_xdp(&st, &frame(MacAddr::BROADCAST, EXT, None), lo);
-        assert_eq!((r.meta, r.delta), (None, only(Counter::XdpPass)));
+        assert_eq!(r.delta, only(Counter::XdpPass));
 
-        // A port: everything to its socket, no metadata, no parsing.
+        // A port: everything to its socket, no parsing.
         st.set_device(lo, DevVal::port(3, 1)).unwrap();
         for f in [frame(MacAddr::BROADCAST, EXT, None), short.clone()] {
             let r = run_xdp(&st, &f, lo);
-            assert_eq!(
-                (r.ret, r.meta, r.delta),
-                (XDP_PASS, None, only(Counter::XdpRedirectFail))
-            );
+            assert_eq!((r.ret, r.delta), (XDP_PASS, only(Counter::XdpRedirectFail)));
         }
 
         // Receive queue 0 without a socket (a device with more queues than the
         // switch bound): counted and passed, never redirected into another slot.
         st.set_device(lo, DevVal::port(3, 0)).unwrap();
         let r = run_xdp(&st, &frame(A, EXT, None), lo);
-        assert_eq!(
-            (r.ret, r.meta, r.delta),
-            (XDP_PASS, None, only(Counter::XdpUnboundQueue))
-        );
+        assert_eq!((r.ret, r.delta), (XDP_PASS, only(Counter::XdpUnboundQueue)));
         st.set_device(lo, DevVal::parent(8, 0, 0, false)).unwrap();
         let r = run_xdp(&st, &frame(A, EXT, None), lo);
-        assert_eq!(
-            (r.ret, r.meta, r.delta),
-            (XDP_PASS, Some(5), only(Counter::XdpUnboundQueue))
-        );
+        assert_eq!((r.ret, r.delta), (XDP_PASS, only(Counter::XdpUnboundQueue)));
         // What the host gets anyway is not counted as unbound.
         let r = run_xdp(&st, &frame(EXT, A, None), lo);
         assert_eq!((r.ret, r.delta), (XDP_PASS, only(Counter::XdpPass)));

@@ -23,10 +23,10 @@
 //! * `counters` (per-CPU array, [`Counter`]): [`Steering::counters`].
 //!
 //! # Metadata
-//! A frame the parent redirects carries [`META_LEN`] bytes of XDP metadata right
-//! before the frame: the target [`FdbVal::port`] as a native-endian `u32`, or
-//! [`META_PASSTHRU`]. If `bpf_xdp_adjust_meta` fails the frame is redirected without
-//! it ([`Counter::XdpMetaFail`]). Frames from `ROLE_PORT` devices carry none.
+//! None: the switch decides again from the frame itself (it must see source entries,
+//! strict private and the rest, which the fdb hit does not tell), and some kernels
+//! refuse `bpf_xdp_adjust_meta` to XDP programs (6.18 here, "program of this type
+//! cannot use helper"), so `steer` does not call it.
 //!
 //! # VLAN tags
 //! The fdb key uses the outermost tag's VLAN id (`0` = untagged). XDP only sees tags
@@ -78,8 +78,8 @@ pub use types::{
     CaptureRec, Counter, DevVal, FastIn, FastKey, FastVal, FdbKey, FdbVal, PortCnt, CAPTURE_IN,
     CAPTURE_MAX, CAPTURE_OUT, COUNTERS, DEV_F_PASSTHRU, DEV_F_SOURCES, DEV_F_TC_STEER, FAST_F_PEER,
     FAST_F_SLOW, FAST_F_WIRE, FDB_F_HOST_SUPPRESS, FDB_F_NOT_DST, MAX_DEVS, MAX_FAST, MAX_FDB,
-    MAX_GROUPS, MAX_PORT_STATS, MAX_SRCS, MAX_XSKS, META_LEN, META_PASSTHRU, ROLE_FAST_PORT,
-    ROLE_PARENT, ROLE_PORT, SRC_F_NODST, VLAN_MAX,
+    MAX_GROUPS, MAX_PORT_STATS, MAX_SRCS, MAX_XSKS, ROLE_FAST_PORT, ROLE_PARENT, ROLE_PORT,
+    SRC_F_NODST, VLAN_MAX,
 };
 
 use std::fmt;
@@ -113,10 +113,6 @@ pub const TC_PORT_PROG: &str = "port_in";
 pub struct XdpTestRun {
     /// The XDP action: `XDP_PASS` (2), `XDP_REDIRECT` (4), ...
     pub action: u32,
-    /// The target port the program wrote into the frame's metadata, if it did.
-    pub meta: Option<u32>,
-    /// Bytes of metadata in front of the frame (0, or 4 with `meta`).
-    pub meta_len: usize,
     /// The frame as the program left it.
     pub frame: Vec<u8>,
 }
@@ -1121,15 +1117,13 @@ impl Steering {
     /// [`Error::Interface`] if the kernel refuses the run.
     pub fn test_xdp(&self, frame: &[u8], ifindex: u32) -> Result<XdpTestRun, Error> {
         // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
-        // egress_ifindex. data = 0 means no metadata on input.
+        // egress_ifindex. data = 0: no metadata on input (and `steer` adds none).
         let mut ctx = [0u8; 24];
         ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
         ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
-        let mut ctx_out = [0u8; 24];
         let mut out = vec![0u8; frame.len() + 64];
         let input = libbpf_rs::ProgramInput {
             context_in: Some(&mut ctx),
-            context_out: Some(&mut ctx_out),
             data_in: Some(frame),
             data_out: Some(&mut out),
             ..Default::default()
@@ -1142,16 +1136,10 @@ impl Steering {
             .map_err(Self::interface_err("test run of steer", ifindex))?;
         let action = o.return_value;
         let len = o.data.as_ref().map_or(0, |d| d.len());
-        // ctx_out.data is the length of the metadata in front of the returned frame.
-        let metalen = u32::from_ne_bytes([ctx_out[0], ctx_out[1], ctx_out[2], ctx_out[3]]) as usize;
-        let meta =
-            (metalen == META_LEN).then(|| u32::from_ne_bytes([out[0], out[1], out[2], out[3]]));
         let len = len.min(out.len());
         Ok(XdpTestRun {
             action,
-            meta,
-            meta_len: metalen,
-            frame: out[metalen.min(len)..len].to_vec(),
+            frame: out[..len].to_vec(),
         })
     }
 

@@ -49,12 +49,6 @@ pub const FDB_F_NOT_DST: u32 = 2;
 /// the source-mode copies; the host does not get them (spec §3.1 `nodst`,
 /// `SRC_F_NODST`).
 pub const SRC_F_NODST: u32 = 1;
-/// The XDP metadata value of a passthru redirect: "not looked up, every unicast"
-/// (`STEER_META_PASSTHRU`).
-pub const META_PASSTHRU: u32 = u32::MAX;
-/// Bytes of XDP metadata in front of a frame the parent redirected: one native-endian
-/// `u32`, the target [`FdbVal::port`] or [`META_PASSTHRU`].
-pub const META_LEN: usize = 4;
 /// Largest VLAN id (12 bits).
 pub const VLAN_MAX: u16 = 0x0fff;
 
@@ -449,7 +443,7 @@ impl PortCnt {
 }
 
 /// Number of entries in the per-CPU `counters` array (`CNT_MAX`).
-pub const COUNTERS: usize = 24;
+pub const COUNTERS: usize = 23;
 
 /// Indices of the per-CPU `counters` array (`enum steer_counter`).
 ///
@@ -470,8 +464,10 @@ pub enum Counter {
     XdpRedirectFail = 2,
     /// XDP ran on an ifindex missing from `devs` (or with an unknown role): `XDP_PASS`.
     XdpNotOurs = 3,
-    /// `bpf_xdp_adjust_meta` failed: redirected without metadata.
-    XdpMetaFail = 4,
+    /// tc, on a parent without XDP ([`DEV_F_TC_STEER`]): unicast for the switch, moved
+    /// to the mirror veth (the `xdp_*` counters of the parent's unicast then count
+    /// what the tc program decided).
+    TcWireToSwitch = 4,
     /// Parent: shorter than its Ethernet (and VLAN) header: `XDP_PASS`.
     XdpMalformed = 5,
     /// tc: a multicast/broadcast clone went to the mirror veth.
@@ -516,10 +512,6 @@ pub enum Counter {
     /// tc: a fast-path frame of a captured port found the capture ring full: the
     /// capture lost it (the frame itself was forwarded).
     CaptureLost = 22,
-    /// tc, on a parent without XDP ([`DEV_F_TC_STEER`]): unicast for the switch, moved
-    /// to the mirror veth (the `xdp_*` counters of the parent's unicast then count
-    /// what the tc program decided).
-    TcWireToSwitch = 23,
 }
 
 impl Counter {
@@ -529,7 +521,7 @@ impl Counter {
         Counter::XdpRedirect,
         Counter::XdpRedirectFail,
         Counter::XdpNotOurs,
-        Counter::XdpMetaFail,
+        Counter::TcWireToSwitch,
         Counter::XdpMalformed,
         Counter::TcMirrored,
         Counter::TcMirrorFail,
@@ -548,7 +540,6 @@ impl Counter {
         Counter::TcShimFail,
         Counter::XdpFastPass,
         Counter::CaptureLost,
-        Counter::TcWireToSwitch,
     ];
 
     /// Index into the array [`Steering::counters`](super::Steering::counters) returns.
@@ -563,7 +554,6 @@ impl Counter {
             Counter::XdpRedirect => "xdp_redirect",
             Counter::XdpRedirectFail => "xdp_redirect_fail",
             Counter::XdpNotOurs => "xdp_not_ours",
-            Counter::XdpMetaFail => "xdp_meta_fail",
             Counter::XdpMalformed => "xdp_malformed",
             Counter::TcMirrored => "tc_mirrored",
             Counter::TcMirrorFail => "tc_mirror_fail",
