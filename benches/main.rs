@@ -1,7 +1,8 @@
 //! Criterion benchmarks of the switching core, one core, no kernel I/O.
 //!
 //! * `fdb_lookup/N`: FDB lookups on a snapshot holding N entries (hit ratio 100%).
-//! * `decide/*`: one forwarding decision for typical frames.
+//! * `decide/*`: one forwarding decision for typical frames (floods in a network of 4
+//!   and of 64 endpoints, a quarter of the 64 with an exact multicast filter).
 //! * `datapath_bridge_64B/B`: 64-byte frames forwarded endpoint→endpoint in bridge
 //!   mode between in-memory ports at burst size B. Frame handles move; bytes do not.
 //!
@@ -16,7 +17,7 @@ use umacvlan::port::{FramePool, MemPool, MemPort, PortId};
 use umacvlan::switch::Switch;
 use umacvlan::table::{rcu, Fdb, FdbKey};
 use umacvlan::topology::{EndpointConfig, ParentConfig, Topology, HOST, UPLINK};
-use umacvlan::view::PortTable;
+use umacvlan::view::{McFilter, PortTable};
 use umacvlan::wire::{emit_header, EtherType, MacAddr};
 
 fn mac(i: u32) -> MacAddr {
@@ -78,9 +79,38 @@ fn topology(eps: u32) -> (Topology, Vec<PortId>) {
 }
 
 fn decide_bench(c: &mut Criterion) {
-    let (t, ids) = topology(64);
+    let (mut t, ids) = topology(64);
+    // A quarter of the endpoints listen to one group only (an exact multicast filter).
+    let group: MacAddr = "01:00:5e:00:00:fb".parse().unwrap();
+    for i in (0..64).step_by(4) {
+        t.set_mc(&format!("e{i}"), McFilter::Groups(Arc::from([group])))
+            .unwrap();
+    }
     let table: Arc<PortTable> = t.table();
+    let (small, small_ids) = topology(4);
+    let small: Arc<PortTable> = small.table();
     let ext: MacAddr = "00:11:22:33:44:55".parse().unwrap();
+    let other_group: MacAddr = "01:00:5e:00:00:01".parse().unwrap();
+    let wire_bcast = Facts {
+        dst: MacAddr::BROADCAST,
+        src: ext,
+        vlan: 0,
+        ethertype: EtherType::ARP,
+    };
+    let mut g = c.benchmark_group("decide");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("wire_broadcast_w6_4eps", |b| {
+        b.iter(|| decide(black_box(UPLINK), black_box(&wire_bcast), &small))
+    });
+    let from_small = Facts {
+        dst: MacAddr::BROADCAST,
+        src: mac(0),
+        vlan: 0,
+        ethertype: EtherType::ARP,
+    };
+    g.bench_function("bridge_broadcast_t1_4eps", |b| {
+        b.iter(|| decide(black_box(small_ids[0]), black_box(&from_small), &small))
+    });
     let cases = [
         (
             "bridge_unicast_local",
@@ -122,9 +152,27 @@ fn decide_bench(c: &mut Criterion) {
                 ethertype: EtherType::ARP,
             },
         ),
+        (
+            "wire_multicast_w6_64eps",
+            UPLINK,
+            Facts {
+                dst: other_group,
+                src: ext,
+                vlan: 0,
+                ethertype: EtherType::IPV4,
+            },
+        ),
+        (
+            "bridge_broadcast_t1_64eps",
+            ids[0],
+            Facts {
+                dst: MacAddr::BROADCAST,
+                src: mac(0),
+                vlan: 0,
+                ethertype: EtherType::ARP,
+            },
+        ),
     ];
-    let mut g = c.benchmark_group("decide");
-    g.throughput(Throughput::Elements(1));
     for (name, ingress, f) in cases {
         g.bench_function(name, |b| {
             b.iter(|| decide(black_box(ingress), black_box(&f), &table))

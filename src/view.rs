@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use hashbrown::HashMap;
 
-use crate::port::{Mode, PortId};
+use crate::port::{Mode, PortId, PortSet};
 use crate::table::{Fdb, FdbKey};
 use crate::wire::MacAddr;
 
@@ -95,6 +95,71 @@ pub struct SourceEntry {
     pub port: PortId,
 }
 
+/// One network (VLAN) as its floods read it, computed when the table is built so a
+/// flood costs a few set unions, not a look at every member.
+#[derive(Clone, Debug, Default)]
+pub struct Network {
+    members: Vec<PortId>,
+    /// UP endpoints accepting every group, by mode (`Mode as usize`); `None` until
+    /// the first one joins (most networks of a 4 094-VLAN trunk hold few endpoints).
+    open: Option<Box<[PortSet; MODES]>>,
+    /// UP endpoints with an exact multicast filter: a flood checks each one.
+    filtered: Vec<PortId>,
+    /// Whether an endpoint of the network is strict private.
+    any_strict: bool,
+}
+
+/// Number of [`Mode`]s.
+const MODES: usize = Mode::ALL.len();
+
+/// Largest VLAN id, plus one.
+const VLANS: usize = 4096;
+
+static NO_PORTS: PortSet = PortSet::new();
+
+impl Network {
+    /// Its endpoints, up or down, in the order they were added.
+    #[inline]
+    pub fn members(&self) -> &[PortId] {
+        &self.members
+    }
+
+    /// Its UP endpoints in `mode` that accept every multicast group.
+    #[inline]
+    pub fn open(&self, mode: Mode) -> &PortSet {
+        self.open.as_ref().map_or(&NO_PORTS, |o| &o[mode as usize])
+    }
+
+    /// Its UP endpoints with an exact multicast filter ([`McFilter::Groups`]).
+    #[inline]
+    pub fn filtered(&self) -> &[PortId] {
+        &self.filtered
+    }
+
+    /// Whether one of its endpoints is strict private (`mode` private, `strict` set),
+    /// up or down.
+    #[inline]
+    pub fn any_strict(&self) -> bool {
+        self.any_strict
+    }
+
+    fn add(&mut self, id: PortId, ep: &EndpointInfo) {
+        self.members.push(id);
+        self.any_strict |= ep.mode == Mode::Private && ep.strict;
+        if !ep.up {
+            return;
+        }
+        match ep.mc {
+            McFilter::All => self
+                .open
+                .get_or_insert_with(|| Box::new([const { PortSet::new() }; MODES]))
+                [ep.mode as usize]
+                .insert(id),
+            McFilter::Groups(_) => self.filtered.push(id),
+        }
+    }
+}
+
 /// The switch as the datapath sees it: ports, FDB, source-MAC entries and the
 /// endpoints of each network (VLAN), all immutable once published.
 #[derive(Clone, Debug)]
@@ -102,7 +167,11 @@ pub struct PortTable {
     ports: Vec<Option<PortInfo>>,
     fdb: Fdb,
     sources: HashMap<FdbKey, Vec<SourceEntry>>,
-    members: HashMap<u16, Vec<PortId>>,
+    /// Networks, in the order they were declared.
+    networks: Vec<Network>,
+    /// Index into `networks` plus one, by VLAN id (0: no such network): a frame's
+    /// network without hashing.
+    network_of: Box<[u16]>,
     uplink: PortId,
     host: Option<PortId>,
     passthru: Option<PortId>,
@@ -121,7 +190,8 @@ impl PortTable {
             ports: Vec::new(),
             fdb: Fdb::new(),
             sources: HashMap::new(),
-            members: HashMap::new(),
+            networks: Vec::new(),
+            network_of: vec![0; VLANS].into_boxed_slice(),
             uplink,
             host: host.as_ref().map(|h| h.0),
             passthru: None,
@@ -143,15 +213,31 @@ impl PortTable {
     }
 
     /// Declares network `vlan` (so its tagged frames are not "unknown VLAN").
+    ///
+    /// # Panics
+    /// If `vlan` is above 4095.
     pub fn add_network(&mut self, vlan: u16) {
-        self.members.entry(vlan).or_default();
+        self.network_mut(vlan);
     }
 
-    /// Adds endpoint `id`: its FDB entry (if up), its network membership, its source
-    /// entries (`sources`, source mode only) and, for passthru, the port's owner.
+    fn network_mut(&mut self, vlan: u16) -> &mut Network {
+        let slot = &mut self.network_of[vlan as usize];
+        if *slot == 0 {
+            self.networks.push(Network::default());
+            *slot = self.networks.len() as u16;
+        }
+        &mut self.networks[*slot as usize - 1]
+    }
+
+    /// Adds endpoint `id`: its FDB entry (if up), its network membership and flood
+    /// lists, its source entries (`sources`, source mode only) and, for passthru, the
+    /// port's owner.
     ///
     /// # Errors
     /// [`crate::table::Error::Occupied`] if its MAC is already in the FDB.
+    ///
+    /// # Panics
+    /// If `info` is not an endpoint's, or its VLAN is above 4095.
     pub fn add_endpoint(
         &mut self,
         id: PortId,
@@ -176,7 +262,7 @@ impl PortTable {
                     .push(SourceEntry { port: id });
             }
         }
-        self.members.entry(ep.vlan).or_default().push(id);
+        self.network_mut(ep.vlan).add(id, &ep);
         self.set_port(id, info);
         Ok(())
     }
@@ -224,16 +310,25 @@ impl PortTable {
         !self.sources.is_empty()
     }
 
+    /// Network `vlan`, if one uses it.
+    #[inline(always)]
+    pub fn network(&self, vlan: u16) -> Option<&Network> {
+        match self.network_of.get(vlan as usize) {
+            Some(&i) if i != 0 => Some(&self.networks[i as usize - 1]),
+            _ => None,
+        }
+    }
+
     /// Endpoints of network `vlan`, up or down.
     #[inline]
     pub fn members(&self, vlan: u16) -> &[PortId] {
-        self.members.get(&vlan).map_or(&[], Vec::as_slice)
+        self.network(vlan).map_or(&[], Network::members)
     }
 
     /// Whether a network uses `vlan`.
     #[inline]
     pub fn has_network(&self, vlan: u16) -> bool {
-        self.members.contains_key(&vlan)
+        self.network(vlan).is_some()
     }
 
     /// The uplink port.

@@ -208,6 +208,9 @@ impl Modes {
 
 /// Adds to `set` every UP endpoint of network `vlan` whose mode is in `modes`, except
 /// `except`, that accepts `group` (`macvlan_broadcast`). PAUSE frames reach nobody.
+///
+/// The endpoints that accept every group come as one set per mode, computed when the
+/// table was built; only those with an exact filter are looked at one by one.
 fn flood(
     set: &mut PortSet,
     t: &PortTable,
@@ -219,16 +222,26 @@ fn flood(
     if f.ethertype == EtherType::PAUSE {
         return;
     }
-    for &p in t.members(vlan) {
-        if Some(p) == except {
-            continue;
+    let Some(net) = t.network(vlan) else {
+        return;
+    };
+    let mut s = PortSet::new();
+    for m in Mode::ALL {
+        if modes.has(m) {
+            s.union_with(net.open(m));
         }
+    }
+    for &p in net.filtered() {
         if let Some(e) = t.endpoint(p) {
-            if e.up && modes.has(e.mode) && e.mc.accepts(f.dst) {
-                set.insert(p);
+            if modes.has(e.mode) && e.mc.accepts(f.dst) {
+                s.insert(p);
             }
         }
     }
+    if let Some(x) = except {
+        s.remove(x);
+    }
+    set.union_with(&s);
 }
 
 /// §3.1: copies to UP source-mode endpoints listing the frame's source MAC, and
@@ -464,6 +477,9 @@ fn strict_blocks(
     src: MacAddr,
     dest_port: PortId,
 ) -> bool {
+    if !t.network(vlan).is_some_and(|n| n.any_strict()) {
+        return false;
+    }
     let strict = |e: &EndpointInfo| e.mode == Mode::Private && e.strict;
     let sender = match t.lookup(vlan, src) {
         Some(p) if p != dest_port => t.endpoint(p),
