@@ -71,6 +71,7 @@ impl PortSet {
     }
 
     /// Adds every member of `o`.
+    #[inline]
     pub fn union_with(&mut self, o: &PortSet) {
         for (a, b) in self.0.iter_mut().zip(o.0.iter()) {
             *a |= *b;
@@ -114,7 +115,8 @@ impl FromIterator<PortId> for PortSet {
 /// pool is passed in so a port can refill its receive ring from it and give back
 /// what the kernel has finished sending.
 pub trait Port<B: FramePool> {
-    /// Appends up to `max` received frames to `out`.
+    /// Appends up to `max` received frames to `out` (a [`Bundle`]: up to `max` from
+    /// each member).
     fn receive(&mut self, pool: &mut B, out: &mut Vec<Frame>, max: usize);
 
     /// Takes as many frames as the port can queue from the front of `frames`, in
@@ -156,6 +158,11 @@ impl MemPort {
         self.rx.len()
     }
 
+    /// Frames transmitted and not yet taken.
+    pub fn tx_len(&self) -> usize {
+        self.tx.len()
+    }
+
     /// Takes the next transmitted frame.
     pub fn pop_tx(&mut self) -> Option<Frame> {
         self.tx.pop_front()
@@ -187,7 +194,6 @@ impl<B: FramePool> Port<B> for MemPort {
 pub struct Bundle<P> {
     members: Vec<P>,
     tx: usize,
-    next: usize,
 }
 
 impl<P> Bundle<P> {
@@ -197,11 +203,7 @@ impl<P> Bundle<P> {
     /// If `tx` is not an index of `members`.
     pub fn new(members: Vec<P>, tx: usize) -> Self {
         assert!(tx < members.len(), "transmit member {tx} out of range");
-        Bundle {
-            members,
-            tx,
-            next: 0,
-        }
+        Bundle { members, tx }
     }
 
     /// The members.
@@ -221,17 +223,12 @@ impl<P> Bundle<P> {
 }
 
 impl<B: FramePool, P: Port<B>> Port<B> for Bundle<P> {
+    /// Up to `max` frames from *each* member: every queue of the parent is served a
+    /// whole burst per pass, as if it were a port of its own, rather than the
+    /// members sharing one burst (where a busy queue took the others' turn).
     fn receive(&mut self, pool: &mut B, out: &mut Vec<Frame>, max: usize) {
-        // Start from a different member each burst so none is starved.
-        let n = self.members.len();
-        let start = self.next;
-        self.next = (self.next + 1) % n;
-        for i in 0..n {
-            let room = max - out.len().min(max);
-            if room == 0 {
-                break;
-            }
-            self.members[(start + i) % n].receive(pool, out, room);
+        for m in &mut self.members {
+            m.receive(pool, out, max);
         }
     }
 
@@ -251,18 +248,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bundle_receives_from_all_and_sends_through_one() {
+    fn bundle_receives_a_burst_from_each_member_and_sends_through_one() {
         let mut pool = MemPool::new(8, 256);
-        let mut b = Bundle::new(vec![MemPort::new(4), MemPort::new(4)], 1);
-        for m in b.members_mut() {
-            let f = pool.alloc().unwrap();
-            m.inject(f);
+        let mut b = Bundle::new(vec![MemPort::new(8), MemPort::new(8)], 1);
+        // Three frames on the first member, one on the second.
+        for (m, n) in b.members_mut().iter_mut().zip([3, 1]) {
+            for _ in 0..n {
+                let f = pool.alloc().unwrap();
+                m.inject(f);
+            }
         }
         let mut got = Vec::new();
-        b.receive(&mut pool, &mut got, 1);
-        assert_eq!(got.len(), 1, "max is respected");
-        b.receive(&mut pool, &mut got, 8);
-        assert_eq!(got.len(), 2);
+        b.receive(&mut pool, &mut got, 2);
+        assert_eq!(got.len(), 3, "up to max from each member: 2 + 1");
+        assert_eq!(
+            b.members()[0].rx_pending(),
+            1,
+            "the busy member kept its third"
+        );
+        b.receive(&mut pool, &mut got, 2);
+        assert_eq!(got.len(), 4);
         b.transmit(&mut pool, &mut got);
         assert!(got.is_empty());
         assert!(b.members_mut()[0].pop_tx().is_none());
@@ -270,7 +275,7 @@ mod tests {
         while let Some(f) = b.members_mut()[1].pop_tx() {
             left.push(f);
         }
-        assert_eq!(left.len(), 2);
+        assert_eq!(left.len(), 4);
         left.into_iter().for_each(|f| pool.free(f));
     }
 

@@ -202,7 +202,9 @@ impl<P: Port<B>, B: FramePool, const BURST: usize> Switch<P, B, BURST> {
     }
 
     /// One pass over every attached port (and the collector): up to `BURST` frames
-    /// from each. Returns how many frames were received.
+    /// from each (from each member of a [`crate::port::Bundle`]), then each egress
+    /// gets what the whole pass staged for it in one [`Port::transmit`]. Returns how
+    /// many frames were received.
     pub fn poll(&mut self) -> usize {
         let mut n = 0;
         for p in self.ports.iter_mut().flatten() {
@@ -212,14 +214,31 @@ impl<P: Port<B>, B: FramePool, const BURST: usize> Switch<P, B, BURST> {
             c.maintain(&mut self.pool);
         }
         for i in 0..self.ports.len() {
-            n += self.poll_port(PortId(i as u16));
+            n += self.receive_port(PortId(i as u16));
         }
-        n + self.poll_collector()
+        n += self.receive_collector();
+        self.flush();
+        n
     }
 
-    /// Receives and forwards one burst from the collector. Returns how many frames
-    /// were received.
+    /// Receives, forwards and transmits one burst from the collector. Returns how
+    /// many frames were received.
     pub fn poll_collector(&mut self) -> usize {
+        let n = self.receive_collector();
+        self.flush();
+        n
+    }
+
+    /// Receives, forwards and transmits one burst from port `id`. Returns how many
+    /// frames were received.
+    pub fn poll_port(&mut self, id: PortId) -> usize {
+        let n = self.receive_port(id);
+        self.flush();
+        n
+    }
+
+    /// Receives one burst from the collector and stages it.
+    fn receive_collector(&mut self) -> usize {
         let Some(c) = &mut self.collector else {
             return 0;
         };
@@ -232,9 +251,8 @@ impl<P: Port<B>, B: FramePool, const BURST: usize> Switch<P, B, BURST> {
         n
     }
 
-    /// Receives and forwards one burst from port `id`. Returns how many frames were
-    /// received.
-    pub fn poll_port(&mut self, id: PortId) -> usize {
+    /// Receives one burst from port `id` and stages it.
+    fn receive_port(&mut self, id: PortId) -> usize {
         let Some(Some(port)) = self.ports.get_mut(id.0 as usize) else {
             return 0;
         };
@@ -285,7 +303,7 @@ impl<P: Port<B>, B: FramePool, const BURST: usize> Switch<P, B, BURST> {
     }
 
     /// Switches the frames in `self.rx`, all from `from`, or each from the port its
-    /// shim names (`None`: the collector's).
+    /// shim names (`None`: the collector's), onto their egresses' stages.
     fn forward_rx(&mut self, from: Option<PortId>) {
         let n = self.rx.len();
         let snap = self.table.snapshot();
@@ -382,7 +400,6 @@ impl<P: Port<B>, B: FramePool, const BURST: usize> Switch<P, B, BURST> {
             s.rx_packets += n as u64;
             s.rx_bytes += rx_bytes;
         }
-        self.flush();
     }
 
     /// Counts a frame the kernel delivered itself (see [`Switch::set_kernel_host`]).
@@ -662,6 +679,55 @@ mod tests {
         // W6: the host and both endpoints; one of the three each time.
         assert_eq!(got, [(HOST, 2), (a, 2), (b, 2)].into_iter().collect());
         assert_eq!(sw.stats(UPLINK).unwrap().dropped(DropReason::NoBuffer), 12);
+        assert_eq!(sw.pool().in_use(), 0);
+    }
+
+    /// A pass hands each egress what every ingress staged for it in one transmit
+    /// (one `sendto` per egress per pass on an AF_XDP port); a single-burst poll
+    /// transmits its own.
+    #[test]
+    fn each_egress_transmits_once_per_pass() {
+        use crate::wire::{emit_header, EtherType, MacAddr};
+        struct Counted(MemPort, usize);
+        impl Port<MemPool> for Counted {
+            fn receive(&mut self, pool: &mut MemPool, out: &mut Vec<Frame>, max: usize) {
+                self.0.receive(pool, out, max)
+            }
+            fn transmit(&mut self, pool: &mut MemPool, frames: &mut Vec<Frame>) {
+                self.1 += 1;
+                self.0.transmit(pool, frames)
+            }
+        }
+        let (topo, _, a, b, ma, mb) = two_endpoints();
+        let mut sw: Switch<Counted, MemPool> = Switch::new(topo.reader(), MemPool::new(16, 256));
+        for id in [UPLINK, HOST, a, b] {
+            sw.attach(id, Counted(MemPort::new(8), 0)).unwrap();
+        }
+        let ext: MacAddr = "02:00:00:00:00:e0".parse().unwrap();
+        let send = |sw: &mut Switch<Counted, MemPool>, from, src| {
+            let mut f = [0u8; 60];
+            emit_header(&mut f, ext, src, None, EtherType::IPV4); // T3: to the wire
+            let f = sw.pool_mut().alloc_with(&f).unwrap();
+            sw.port_mut(from).unwrap().0.inject(f);
+        };
+        send(&mut sw, a, ma);
+        send(&mut sw, b, mb);
+        assert_eq!(sw.poll(), 2);
+        let up = sw.port_mut(UPLINK).unwrap();
+        assert_eq!((up.1, up.0.tx_len()), (1, 2), "one transmit of both frames");
+        send(&mut sw, a, ma);
+        send(&mut sw, b, mb);
+        assert_eq!(sw.poll_port(a) + sw.poll_port(b), 2);
+        let up = sw.port_mut(UPLINK).unwrap();
+        assert_eq!(
+            (up.1, up.0.tx_len()),
+            (3, 4),
+            "a transmit per single-burst poll"
+        );
+        while let Some(f) = sw.port_mut(UPLINK).unwrap().0.pop_tx() {
+            sw.pool_mut().free(f);
+        }
+        assert_eq!(sw.stats(UPLINK).unwrap().tx_packets, 4);
         assert_eq!(sw.pool().in_use(), 0);
     }
 }
