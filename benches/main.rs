@@ -3,6 +3,8 @@
 //! * `fdb_lookup/N`: FDB lookups on a snapshot holding N entries (hit ratio 100%).
 //! * `decide/*`: one forwarding decision for typical frames (floods in a network of 4
 //!   and of 64 endpoints, a quarter of the 64 with an exact multicast filter).
+//! * `wakeup_check/*`: the AF_XDP rings' need-wakeup check, with the full fence it
+//!   has before its flag load and with a plain acquire load (libbpf's `READ_ONCE`).
 //! * `datapath_bridge_64B/B`: 64-byte frames forwarded endpoint→endpoint in bridge
 //!   mode between in-memory ports at burst size B. Frame handles move; bytes do not.
 //!
@@ -226,5 +228,31 @@ fn datapath(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, fdb_lookup, decide_bench, datapath);
+/// What `ProdRing::needs_wakeup` costs (the ring's words are plain atomics in shared
+/// memory; the ring itself needs a socket, so its two loads are measured here): once
+/// per socket per pass for the fill ring, so a worker with a thousand endpoint
+/// sockets pays it a thousand times each pass.
+fn wakeup_check(c: &mut Criterion) {
+    use std::sync::atomic::{fence, AtomicU32, Ordering};
+    let (producer, flags) = (AtomicU32::new(0), AtomicU32::new(0));
+    let mut g = c.benchmark_group("wakeup_check");
+    g.throughput(Throughput::Elements(1));
+    // A producer store (the commit) and the flag check, as a refill does them.
+    g.bench_function("seqcst_fence", |b| {
+        b.iter(|| {
+            producer.store(black_box(1), Ordering::Release);
+            fence(Ordering::SeqCst);
+            flags.load(Ordering::Relaxed) & 1 != 0
+        })
+    });
+    g.bench_function("acquire_load", |b| {
+        b.iter(|| {
+            producer.store(black_box(1), Ordering::Release);
+            flags.load(Ordering::Acquire) & 1 != 0
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, fdb_lookup, decide_bench, wakeup_check, datapath);
 criterion_main!(benches);

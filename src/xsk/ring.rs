@@ -211,6 +211,10 @@ impl<T: Copy> ProdRing<T> {
     /// this ring. Call after [`Reserved::commit`]: the full fence orders our producer
     /// store before the flag load, pairing with the kernel setting the flag before it
     /// re-checks the ring.
+    ///
+    /// libbpf reads the flag without a fence. Kept: it costs about 1 ns more than an
+    /// acquire load (criterion `wakeup_check`: 1.9 against 0.8 ns, so 1 µs a pass at a
+    /// thousand sockets), and a stale flag would leave a wakeup to the next pass.
     #[inline]
     pub(crate) fn needs_wakeup(&self) -> bool {
         fence(Ordering::SeqCst);
