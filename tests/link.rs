@@ -70,3 +70,47 @@ fn veth_endpoint_lands_configured_in_its_namespace() {
         0
     );
 }
+
+/// A namespace made by `Netns::create` before `/run/netns` is a mount point can still
+/// be deleted after `ip netns add` ran: `create` makes the directory a shared mount
+/// point first, as iproute2 does, so `ip netns add` does not bind a new `/run/netns`
+/// over the namespaces already mounted (which hid them from `ip netns del` and
+/// `umount` for good: a crashed run's leftovers survived every later clean-up). All
+/// of it in a mount namespace of this test's thread only, whose `/run` is an empty
+/// tmpfs: nothing shows outside, and it all goes with the thread.
+#[test]
+fn a_namespace_made_before_ip_netns_add_can_still_be_deleted() {
+    if !require_root("a_namespace_made_before_ip_netns_add_can_still_be_deleted") {
+        return;
+    }
+    std::thread::spawn(|| {
+        // SAFETY: CLONE_NEWNS (with the CLONE_FS it implies) gives only this thread a
+        // copy of the mount namespace and of its root and cwd.
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWNS) };
+        assert_eq!(rc, 0, "unshare: {}", std::io::Error::last_os_error());
+        // Children of this thread share its mount namespace.
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new(args[0])
+                .args(&args[1..])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{args:?}: {out:?}");
+        };
+        run(&["mount", "--make-rprivate", "/"]);
+        run(&["mount", "-t", "tmpfs", "tmpfs", "/run"]);
+        std::fs::create_dir("/run/netns").unwrap();
+        let first = format!("umvl{}-first", std::process::id());
+        let second = format!("umvl{}-second", std::process::id());
+        Netns::create(&first).expect("create");
+        run(&["ip", "netns", "add", &second]);
+        Netns::delete(&first).expect("a namespace made first is still deleted");
+        run(&["ip", "netns", "del", &second]);
+        let left: Vec<_> = std::fs::read_dir("/run/netns")
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "left in /run/netns: {left:?}");
+    })
+    .join()
+    .unwrap();
+}

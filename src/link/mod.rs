@@ -99,6 +99,25 @@ pub struct Netns {
     id: (u64, u64),
 }
 
+/// Makes `dir` a mount point with shared propagation, as `ip netns add` does before
+/// its first namespace: namespace mounts then reach other mount namespaces, and a
+/// later `ip netns add` finds the mount point in place. Without it, that `ip netns add`
+/// binds a fresh `/run/netns` over the namespaces mounted before it, which hides them
+/// from every `ip netns del` and `umount` (found in a crashed run's leftovers).
+fn share_mount_point(dir: &Path) -> std::io::Result<()> {
+    use rustix::mount::{mount_bind_recursive, mount_change, MountPropagationFlags};
+    let shared = MountPropagationFlags::SHARED | MountPropagationFlags::REC;
+    match mount_change(dir, shared) {
+        // EINVAL: not a mount point yet.
+        Err(rustix::io::Errno::INVAL) => {
+            mount_bind_recursive(dir, dir)?;
+            mount_change(dir, shared)?;
+        }
+        r => r?,
+    }
+    Ok(())
+}
+
 impl Netns {
     /// Opens `spec`: a bare name is looked up under `/run/netns`, anything with a `/`
     /// is a path (`/proc/1234/ns/net`, `/var/run/docker/netns/...`).
@@ -146,10 +165,12 @@ impl Netns {
             return Err(bad("a namespace name must be non-empty and contain no '/'"));
         }
         let dir = Path::new("/run/netns");
-        std::fs::create_dir_all(dir).map_err(|source| Error::Netns {
-            spec: name.into(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir)
+            .and_then(|()| share_mount_point(dir))
+            .map_err(|source| Error::Netns {
+                spec: name.into(),
+                source,
+            })?;
         let path = dir.join(name);
         std::fs::OpenOptions::new()
             .write(true)
