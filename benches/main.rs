@@ -88,96 +88,63 @@ fn decide_bench(c: &mut Criterion) {
         t.set_mc(&format!("e{i}"), McFilter::Groups(Arc::from([group])))
             .unwrap();
     }
-    let table: Arc<PortTable> = t.table();
+    let big: Arc<PortTable> = t.table();
     let (small, small_ids) = topology(4);
     let small: Arc<PortTable> = small.table();
     let ext: MacAddr = "00:11:22:33:44:55".parse().unwrap();
     let other_group: MacAddr = "01:00:5e:00:00:01".parse().unwrap();
-    let wire_bcast = Facts {
-        dst: MacAddr::BROADCAST,
-        src: ext,
+    let facts = |dst, src, ethertype| Facts {
+        dst,
+        src,
         vlan: 0,
-        ethertype: EtherType::ARP,
+        ethertype,
     };
-    let mut g = c.benchmark_group("decide");
-    g.throughput(Throughput::Elements(1));
-    g.bench_function("wire_broadcast_w6_4eps", |b| {
-        b.iter(|| decide(black_box(UPLINK), black_box(&wire_bcast), &small))
-    });
-    let from_small = Facts {
-        dst: MacAddr::BROADCAST,
-        src: mac(0),
-        vlan: 0,
-        ethertype: EtherType::ARP,
-    };
-    g.bench_function("bridge_broadcast_t1_4eps", |b| {
-        b.iter(|| decide(black_box(small_ids[0]), black_box(&from_small), &small))
-    });
+    let (ip, arp, bcast) = (EtherType::IPV4, EtherType::ARP, MacAddr::BROADCAST);
     let cases = [
         (
-            "bridge_unicast_local",
-            ids[0],
-            Facts {
-                dst: mac(1),
-                src: mac(0),
-                vlan: 0,
-                ethertype: EtherType::IPV4,
-            },
-        ),
-        (
-            "wire_unicast_w1",
+            "wire_broadcast_w6_4eps",
+            &small,
             UPLINK,
-            Facts {
-                dst: mac(5),
-                src: ext,
-                vlan: 0,
-                ethertype: EtherType::IPV4,
-            },
+            facts(bcast, ext, arp),
         ),
         (
-            "vepa_unicast_t4",
-            ids[3],
-            Facts {
-                dst: mac(1),
-                src: mac(3),
-                vlan: 0,
-                ethertype: EtherType::IPV4,
-            },
+            "bridge_broadcast_t1_4eps",
+            &small,
+            small_ids[0],
+            facts(bcast, mac(0), arp),
         ),
+        (
+            "bridge_unicast_local",
+            &big,
+            ids[0],
+            facts(mac(1), mac(0), ip),
+        ),
+        ("wire_unicast_w1", &big, UPLINK, facts(mac(5), ext, ip)),
+        ("vepa_unicast_t4", &big, ids[3], facts(mac(1), mac(3), ip)),
         (
             "wire_broadcast_w6_64eps",
+            &big,
             UPLINK,
-            Facts {
-                dst: MacAddr::BROADCAST,
-                src: ext,
-                vlan: 0,
-                ethertype: EtherType::ARP,
-            },
+            facts(bcast, ext, arp),
         ),
         (
             "wire_multicast_w6_64eps",
+            &big,
             UPLINK,
-            Facts {
-                dst: other_group,
-                src: ext,
-                vlan: 0,
-                ethertype: EtherType::IPV4,
-            },
+            facts(other_group, ext, ip),
         ),
         (
             "bridge_broadcast_t1_64eps",
+            &big,
             ids[0],
-            Facts {
-                dst: MacAddr::BROADCAST,
-                src: mac(0),
-                vlan: 0,
-                ethertype: EtherType::ARP,
-            },
+            facts(bcast, mac(0), arp),
         ),
     ];
-    for (name, ingress, f) in cases {
+    let mut g = c.benchmark_group("decide");
+    g.throughput(Throughput::Elements(1));
+    for (name, table, ingress, f) in cases {
         g.bench_function(name, |b| {
-            b.iter(|| decide(black_box(ingress), black_box(&f), &table))
+            b.iter(|| decide(black_box(ingress), black_box(&f), table))
         });
     }
     g.finish();

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{require_root, Lab};
+use common::{require_root, run, Lab};
 use umacvlan::link::{Links, Netns, VethEndpoint};
 use umacvlan::wire::MacAddr;
 
@@ -89,22 +89,15 @@ fn a_namespace_made_before_ip_netns_add_can_still_be_deleted() {
         let rc = unsafe { libc::unshare(libc::CLONE_NEWNS) };
         assert_eq!(rc, 0, "unshare: {}", std::io::Error::last_os_error());
         // Children of this thread share its mount namespace.
-        let run = |args: &[&str]| {
-            let out = std::process::Command::new(args[0])
-                .args(&args[1..])
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{args:?}: {out:?}");
-        };
-        run(&["mount", "--make-rprivate", "/"]);
-        run(&["mount", "-t", "tmpfs", "tmpfs", "/run"]);
+        run("mount", &["--make-rprivate", "/"]);
+        run("mount", &["-t", "tmpfs", "tmpfs", "/run"]);
         std::fs::create_dir("/run/netns").unwrap();
         let first = format!("umvl{}-first", std::process::id());
         let second = format!("umvl{}-second", std::process::id());
         Netns::create(&first).expect("create");
-        run(&["ip", "netns", "add", &second]);
+        run("ip", &["netns", "add", &second]);
         Netns::delete(&first).expect("a namespace made first is still deleted");
-        run(&["ip", "netns", "del", &second]);
+        run("ip", &["netns", "del", &second]);
         let left: Vec<_> = std::fs::read_dir("/run/netns")
             .unwrap()
             .map(|e| e.unwrap().file_name())
